@@ -1,0 +1,80 @@
+// The Postgres pool both processes use: bounded waits everywhere, an error listener, and query timing by operation.
+import pg from 'pg'
+import type { Logger } from 'pino'
+import { metrics } from './metrics.ts'
+
+export interface DbOptions {
+  url: string
+  max: number
+  connectTimeoutMs: number
+  statementTimeoutMs: number
+  queryTimeoutMs: number
+  idleTimeoutMs: number
+  applicationName: string
+}
+
+export type Db = ReturnType<typeof createDb>
+export type Queryable = Pick<pg.PoolClient, 'query'>
+
+export function createDb(opts: DbOptions, log: Logger) {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.max,
+    connectionTimeoutMillis: opts.connectTimeoutMs,
+    statement_timeout: opts.statementTimeoutMs,
+    query_timeout: opts.queryTimeoutMs,
+    idleTimeoutMillis: opts.idleTimeoutMs,
+    application_name: opts.applicationName,
+  })
+  // An idle client that loses its server emits here; without a listener the process would crash.
+  pool.on('error', (err) => {
+    metrics.pgErrors.inc({ kind: 'idle_client' })
+    log.warn({ err }, 'postgres idle client error')
+  })
+
+  async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    operation: string,
+    text: string,
+    values: unknown[] = [],
+    client: Queryable = pool,
+  ): Promise<pg.QueryResult<R>> {
+    const end = metrics.pgQueryDuration.startTimer({ operation })
+    try {
+      const res = await client.query<R>(text, values)
+      end({ outcome: 'ok' })
+      return res
+    } catch (err) {
+      end({ outcome: 'error' })
+      throw err
+    }
+  }
+
+  /** Runs fn in a transaction; rolls back on any error. */
+  async function tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect()
+    try {
+      await client.query('BEGIN')
+      const out = await fn(client)
+      await client.query('COMMIT')
+      return out
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined)
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  async function ping(): Promise<void> {
+    await pool.query('SELECT 1')
+  }
+
+  return { pool, query, tx, ping, close: () => pool.end() }
+}
+
+/** True when the error means Postgres could not be reached or answered too late. */
+export function isDbUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string }
+  if (e?.code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', '57P01', '57P03', '08006', '08001', '08003', '57014'].includes(e.code)) return true
+  return /timeout|Connection terminated|connect ECONNREFUSED|connection error/i.test(e?.message ?? '')
+}

@@ -1,0 +1,43 @@
+// ECS JSON logs on stdout (https://www.elastic.co/guide/en/ecs-logging/nodejs/current/pino.html).
+// The ECS formatter adds trace.id/span.id from the active OpenTelemetry span. Secrets are redacted by path.
+import { pino, type Logger, type DestinationStream } from 'pino'
+import { ecsFormat } from '@elastic/ecs-pino-format'
+
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'accessToken',
+  '*.accessToken',
+  'token',
+  '*.token',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'http.request.headers.authorization',
+  'http.request.headers.cookie',
+  'client.address',
+  'client.ip',
+  'source.address',
+  'source.ip',
+]
+
+export interface LoggerOptions {
+  serviceName: string
+  instanceId: string
+  level: string
+}
+
+export function createLogger(opts: LoggerOptions, destination?: DestinationStream): Logger {
+  const ecs = ecsFormat({ serviceName: opts.serviceName, convertReqRes: true, apmIntegration: false })
+  return pino(
+    {
+      ...ecs,
+      level: opts.level,
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      base: { service: { name: opts.serviceName, node: { name: opts.instanceId } } },
+    },
+    destination,
+  )
+}
+
+export type { Logger }

@@ -1,0 +1,82 @@
+// Every opsdrill metric, in one place. Names follow https://prometheus.io/docs/practices/naming/ with the
+// `opsdrill_` prefix and base units. Dashboards and alert rules refer to these names; the proof test
+// (test/observability/promql.test.ts) checks each of their queries returns data.
+import client from 'prom-client'
+
+export const PREFIX = 'opsdrill_'
+export const registry = new client.Registry()
+
+// Seconds buckets sized for a 100 ms / 500 ms latency SLO on the redirect and API routes.
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+
+const counter = (name: string, help: string, labelNames: string[] = []) =>
+  new client.Counter({ name: PREFIX + name, help, labelNames, registers: [registry] })
+const gauge = (name: string, help: string, labelNames: string[] = []) =>
+  new client.Gauge({ name: PREFIX + name, help, labelNames, registers: [registry] })
+const histogram = (name: string, help: string, labelNames: string[], buckets: number[]) =>
+  new client.Histogram({ name: PREFIX + name, help, labelNames, buckets, registers: [registry], enableExemplars: true })
+
+export const metrics = {
+  // HTTP (API)
+  httpDuration: histogram('http_request_duration_seconds', 'HTTP request duration by route template.', ['method', 'route', 'status_code'], HTTP_BUCKETS),
+  httpInFlight: gauge('http_requests_in_flight', 'HTTP requests being served.'),
+  httpShed: counter('http_requests_shed_total', 'Requests answered 503 by load shedding, by reason.', ['reason']),
+  // Redirect cache
+  cacheLookups: counter('cache_lookups_total', 'Redirect cache lookups by result: l1_hit, redis_hit, negative_hit, miss.', ['result']),
+  cacheSingleFlightWaits: counter('cache_singleflight_waits_total', 'Lookups that joined an in-flight Postgres load instead of starting one.'),
+  cacheErrors: counter('cache_errors_total', 'Redis cache operations that failed, by operation.', ['operation']),
+  cacheFallbacks: counter('cache_fallbacks_total', 'Redirects served from Postgres because the Redis cache failed (fail-open).'),
+  cacheInvalidations: counter('cache_invalidations_total', 'Cache invalidations by origin: local (this replica) or remote (pub/sub).', ['origin']),
+  // Business
+  linksCreated: counter('links_created_total', 'Links created.'),
+  redirects: counter('redirects_total', 'Redirects by outcome: found, not_found, gone.', ['outcome']),
+  clicksEnqueued: counter('clicks_enqueued_total', 'Clicks acknowledged by the queue (added to Redis).'),
+  clicksDropped: counter('clicks_dropped_total', 'Clicks dropped before reaching the queue, by reason.', ['reason']),
+  clickBufferSize: gauge('click_buffer_size', 'Clicks buffered in the API waiting for the next bulk enqueue.'),
+  clicksIngested: counter('clicks_ingested_total', 'Clicks stored in Postgres by the worker (duplicates excluded).'),
+  clicksDuplicate: counter('clicks_duplicate_total', 'Click jobs delivered again whose click was already stored.'),
+  // Queue and worker
+  jobsAdded: counter('jobs_added_total', 'Jobs added, by queue.', ['queue']),
+  jobsCompleted: counter('jobs_completed_total', 'Jobs completed, by queue.', ['queue']),
+  jobsFailed: counter('jobs_failed_total', 'Job attempts that failed, by queue.', ['queue']),
+  jobsRetried: counter('jobs_retried_total', 'Failed job attempts that will be retried, by queue.', ['queue']),
+  jobsStalled: counter('jobs_stalled_total', 'Jobs detected as stalled and moved back to wait, by queue.', ['queue']),
+  jobsDeadLettered: counter('jobs_dead_lettered_total', 'Jobs that exhausted their attempts and moved to the dead-letter queue.', ['queue']),
+  jobWait: histogram('job_wait_seconds', 'Time from enqueue to the start of processing.', ['queue'], JOB_BUCKETS),
+  jobProcessing: histogram('job_processing_seconds', 'Job processing time, by queue and outcome.', ['queue', 'outcome'], JOB_BUCKETS),
+  queueJobs: gauge('queue_jobs', 'Jobs in a queue by state (waiting, active, delayed, failed, completed, prioritized, waiting-children).', ['queue', 'state']),
+  queueOldestWaitingAge: gauge('queue_oldest_waiting_age_seconds', 'Age of the oldest waiting job, 0 when none waits.', ['queue']),
+  workerBatchSize: histogram('worker_click_batch_size', 'Clicks per Postgres batch write.', [], [1, 5, 10, 25, 50, 100, 250, 500, 1000]),
+  // Postgres and Redis clients
+  pgPool: gauge('pg_pool_connections', 'pg pool connections by state: total, idle, waiting (clients queued for one).', ['state']),
+  pgQueryDuration: histogram('pg_query_duration_seconds', 'Postgres query time by operation and outcome.', ['operation', 'outcome'], HTTP_BUCKETS),
+  pgErrors: counter('pg_errors_total', 'Postgres client errors by kind.', ['kind']),
+  redisReconnects: counter('redis_reconnects_total', 'Redis reconnect attempts by client role.', ['client']),
+  redisErrors: counter('redis_errors_total', 'Redis client errors by client role.', ['client']),
+  // Runtime extras not in prom-client's defaults
+  eventLoopUtilization: gauge('nodejs_eventloop_utilization_ratio', 'Event-loop utilisation over the last scrape interval (0..1).'),
+  build: gauge('build_info', 'Always 1; labels name the running version.', ['version', 'service']),
+}
+
+/** Default Node metrics (GC, heap, handles, event-loop lag) with the project prefix, plus ELU. */
+export function collectRuntimeMetrics(labels: { service: string; instance_id: string }): void {
+  registry.setDefaultLabels(labels)
+  client.collectDefaultMetrics({ register: registry, prefix: PREFIX, eventLoopMonitoringPrecision: 20 })
+  let last = performance.eventLoopUtilization()
+  metrics.eventLoopUtilization.collect = function () {
+    const now = performance.eventLoopUtilization()
+    this.set(performance.eventLoopUtilization(now, last).utilization)
+    last = now
+  }
+  metrics.build.set({ version: process.env.OPSDRILL_VERSION ?? 'dev', service: labels.service }, 1)
+}
+
+/** Registers a pool whose size is read at scrape time. */
+export function observePgPool(pool: { totalCount: number; idleCount: number; waitingCount: number }): void {
+  metrics.pgPool.collect = function () {
+    this.set({ state: 'total' }, pool.totalCount)
+    this.set({ state: 'idle' }, pool.idleCount)
+    this.set({ state: 'waiting' }, pool.waitingCount)
+  }
+}

