@@ -4,7 +4,9 @@
 import client from 'prom-client'
 
 export const PREFIX = 'opsdrill_'
-export const registry = new client.Registry()
+// An OpenMetrics registry: exemplars (trace ids on latency histograms) need it. The scrape endpoint still serves the
+// classic text format to clients that do not ask for OpenMetrics.
+export const registry = new client.Registry(client.openMetricsContentType)
 
 // Seconds buckets sized for a 100 ms / 500 ms latency SLO on the redirect and API routes.
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -63,6 +65,15 @@ export const metrics = {
 export function collectRuntimeMetrics(labels: { service: string; instance_id: string }): void {
   registry.setDefaultLabels(labels)
   client.collectDefaultMetrics({ register: registry, prefix: PREFIX, eventLoopMonitoringPrecision: 20 })
+  // prom-client names three gauges `*_total`, which the naming rules keep for counters (promtool flags them):
+  // replace them with gauges named as gauges.
+  for (const name of ['active_handles', 'active_requests', 'active_resources']) registry.removeSingleMetric(`${PREFIX}nodejs_${name}_total`)
+  gauge('nodejs_active_resources', 'Resources keeping the event loop alive, by type.', ['type']).collect = function () {
+    this.reset()
+    const counts = new Map<string, number>()
+    for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1)
+    for (const [type, n] of counts) this.set({ type }, n)
+  }
   let last = performance.eventLoopUtilization()
   metrics.eventLoopUtilization.collect = function () {
     const now = performance.eventLoopUtilization()
