@@ -62,18 +62,15 @@ export const metrics = {
 }
 
 /** Default Node metrics (GC, heap, handles, event-loop lag) with the project prefix, plus ELU. */
+let runtimeCollected = false
 export function collectRuntimeMetrics(labels: { service: string; instance_id: string }): void {
+  if (runtimeCollected) return
+  runtimeCollected = true
   registry.setDefaultLabels(labels)
   client.collectDefaultMetrics({ register: registry, prefix: PREFIX, eventLoopMonitoringPrecision: 20 })
-  // prom-client names three gauges `*_total`, which the naming rules keep for counters (promtool flags them):
-  // replace them with gauges named as gauges.
+  // prom-client also names three gauges `*_total`, a suffix the naming rules keep for counters (promtool flags
+  // them); `nodejs_active_resources{type}` carries the same information under a gauge's name.
   for (const name of ['active_handles', 'active_requests', 'active_resources']) registry.removeSingleMetric(`${PREFIX}nodejs_${name}_total`)
-  gauge('nodejs_active_resources', 'Resources keeping the event loop alive, by type.', ['type']).collect = function () {
-    this.reset()
-    const counts = new Map<string, number>()
-    for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1)
-    for (const [type, n] of counts) this.set({ type }, n)
-  }
   let last = performance.eventLoopUtilization()
   metrics.eventLoopUtilization.collect = function () {
     const now = performance.eventLoopUtilization()
