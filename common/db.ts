@@ -1,6 +1,6 @@
 // The Postgres pool both processes use: bounded waits everywhere, an error listener, and query timing by operation.
 import pg from 'pg'
-import type { Logger } from 'pino'
+import type { Log } from './logger.ts'
 import { metrics } from './metrics.ts'
 
 export interface DbOptions {
@@ -16,7 +16,7 @@ export interface DbOptions {
 export type Db = ReturnType<typeof createDb>
 export type Queryable = Pick<pg.PoolClient, 'query'>
 
-export function createDb(opts: DbOptions, log: Logger) {
+export function createDb(opts: DbOptions, log: Log) {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.max,

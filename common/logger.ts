@@ -41,3 +41,5 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
 }
 
 export type { Logger }
+/** What shared code needs of a logger: satisfied by pino and by Fastify's request/app loggers. */
+export type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>

@@ -6,7 +6,8 @@ import client from 'prom-client'
 export const PREFIX = 'opsdrill_'
 // An OpenMetrics registry: exemplars (trace ids on latency histograms) need it. The scrape endpoint still serves the
 // classic text format to clients that do not ask for OpenMetrics.
-export const registry = new client.Registry(client.openMetricsContentType)
+export const registry = new client.Registry<client.RegistryContentType>()
+registry.setContentType(client.openMetricsContentType)
 
 // Seconds buckets sized for a 100 ms / 500 ms latency SLO on the redirect and API routes.
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -14,8 +15,23 @@ const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 
 
 const counter = (name: string, help: string, labelNames: string[] = []) =>
   new client.Counter({ name: PREFIX + name, help, labelNames, registers: [registry] })
+// Gauges read at scrape time get their reader later (observeGauge), from the module that owns the state.
+const readers = new Map<string, (g: client.Gauge) => void>()
 const gauge = (name: string, help: string, labelNames: string[] = []) =>
-  new client.Gauge({ name: PREFIX + name, help, labelNames, registers: [registry] })
+  new client.Gauge({
+    name: PREFIX + name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      readers.get(PREFIX + name)?.(this)
+    },
+  })
+
+/** Sets the function that fills a gauge at each scrape. */
+export function observeGauge(g: client.Gauge, read: (g: client.Gauge) => void): void {
+  readers.set((g as unknown as { name: string }).name, read)
+}
 const histogram = (name: string, help: string, labelNames: string[], buckets: number[]) =>
   new client.Histogram({ name: PREFIX + name, help, labelNames, buckets, registers: [registry], enableExemplars: true })
 
@@ -38,6 +54,7 @@ export const metrics = {
   clickBufferSize: gauge('click_buffer_size', 'Clicks buffered in the API waiting for the next bulk enqueue.'),
   clicksIngested: counter('clicks_ingested_total', 'Clicks stored in Postgres by the worker (duplicates excluded).'),
   clicksDuplicate: counter('clicks_duplicate_total', 'Click jobs delivered again whose click was already stored.'),
+  clicksDiscarded: counter('clicks_discarded_total', 'Click jobs the worker completed without storing the click, by reason (link_deleted).', ['reason']),
   // Queue and worker
   jobsAdded: counter('jobs_added_total', 'Jobs added, by queue.', ['queue']),
   jobsCompleted: counter('jobs_completed_total', 'Jobs completed, by queue.', ['queue']),
@@ -72,19 +89,19 @@ export function collectRuntimeMetrics(labels: { service: string; instance_id: st
   // them); `nodejs_active_resources{type}` carries the same information under a gauge's name.
   for (const name of ['active_handles', 'active_requests', 'active_resources']) registry.removeSingleMetric(`${PREFIX}nodejs_${name}_total`)
   let last = performance.eventLoopUtilization()
-  metrics.eventLoopUtilization.collect = function () {
+  observeGauge(metrics.eventLoopUtilization, (g) => {
     const now = performance.eventLoopUtilization()
-    this.set(performance.eventLoopUtilization(now, last).utilization)
+    g.set(performance.eventLoopUtilization(now, last).utilization)
     last = now
-  }
+  })
   metrics.build.set({ version: process.env.OPSDRILL_VERSION ?? 'dev', service: labels.service }, 1)
 }
 
 /** Registers a pool whose size is read at scrape time. */
 export function observePgPool(pool: { totalCount: number; idleCount: number; waitingCount: number }): void {
-  metrics.pgPool.collect = function () {
-    this.set({ state: 'total' }, pool.totalCount)
-    this.set({ state: 'idle' }, pool.idleCount)
-    this.set({ state: 'waiting' }, pool.waitingCount)
-  }
+  observeGauge(metrics.pgPool, (g) => {
+    g.set({ state: 'total' }, pool.totalCount)
+    g.set({ state: 'idle' }, pool.idleCount)
+    g.set({ state: 'waiting' }, pool.waitingCount)
+  })
 }

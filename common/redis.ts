@@ -3,7 +3,7 @@
 //  - bullmq (worker side): maxRetriesPerRequest null, as BullMQ requires for blocking commands.
 //  - subscriber: pub/sub for cross-replica cache invalidation.
 import { Redis, type RedisOptions } from 'ioredis'
-import type { Logger } from 'pino'
+import type { Log } from './logger.ts'
 import { metrics } from './metrics.ts'
 
 export type RedisRole = 'cache' | 'producer' | 'bullmq' | 'subscriber' | 'ratelimit'
@@ -14,7 +14,7 @@ export interface RedisClientOptions {
   connectTimeoutMs: number
 }
 
-export function createRedis(role: RedisRole, opts: RedisClientOptions, log: Logger): Redis {
+export function createRedis(role: RedisRole, opts: RedisClientOptions, log: Log): Redis {
   const failFast = role === 'cache' || role === 'producer' || role === 'ratelimit'
   const options: RedisOptions = {
     connectionName: `opsdrill-${role}`,

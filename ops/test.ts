@@ -5,6 +5,7 @@
 // 3. tap runs the fast suites in parallel, then the system suites (stack, load, drills) one at a time.
 // Ends with one line: `N passed, N failed`.
 import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../common/migrate.ts'
@@ -86,8 +87,20 @@ function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv): Promise<
   })
 }
 
+/** tap compiles its plugin set into node_modules; rebuild it when .taprc changes (e.g. after npm ci). */
+function ensureTapBuilt(): void {
+  const stamp = resolve(ROOT, 'node_modules/.opsdrill-tap-built')
+  const want = readFileSync(resolve(ROOT, '.taprc'), 'utf8')
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return
+  log('building tap plugins for .taprc (Node type stripping instead of ts-node)')
+  const res = spawnSync(resolve(ROOT, 'node_modules/.bin/tap'), ['build'], { cwd: ROOT, stdio: 'inherit' })
+  if (res.status !== 0) throw new Error('tap build failed')
+  writeFileSync(stamp, want)
+}
+
 function log(msg: string): void { process.stdout.write(`==> ${msg}\n`) }
 
+ensureTapBuilt()
 const { pgAdmin, redis, stop } = await services()
 const template = await prepareTemplate(pgAdmin)
 const env = { ...process.env, OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin, OPSDRILL_TEST_PG_TEMPLATE: 'opsdrill_template', OPSDRILL_TEST_REDIS_URL: redis, OPSDRILL_TEST_TEMPLATE_URL: template, K6_NO_USAGE_REPORT: 'true' }
@@ -104,5 +117,5 @@ process.stdout.write(`${total.passed} passed, ${total.failed} failed\n`)
 process.exit(total.failed > 0 || total.passed === 0 ? 1 : 0)
 
 function exists(p: string): boolean {
-  return spawnSync('test', ['-e', resolve(ROOT, p)]).status === 0
+  return existsSync(resolve(ROOT, p))
 }

@@ -1,0 +1,121 @@
+// Builds the API as a plugin tree and never listens (server.ts does). Tests build it and call inject().
+// Load order: ecosystem plugins, the app's own plugins (db, redis, cache, queues, metrics, auth), then routes.
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import helmet from '@fastify/helmet'
+import underPressure from '@fastify/under-pressure'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
+import type { Logger } from 'pino'
+import type { ApiConfig } from '../common/config.ts'
+import { metrics } from '../common/metrics.ts'
+import errors from './plugins/errors.ts'
+import { dbPlugin, redisPlugin } from './plugins/infra.ts'
+import linkCache from './plugins/link-cache.ts'
+import queues from './plugins/queues.ts'
+import auth from './plugins/auth.ts'
+import httpMetrics from './plugins/http-metrics.ts'
+import { LinkSchema, ExportSchema } from './routes/schemas.ts'
+import health from './routes/health.ts'
+import authRoutes from './routes/api/v1/auth/index.ts'
+import linkRoutes from './routes/api/v1/links/index.ts'
+import exportRoutes from './routes/api/v1/exports/index.ts'
+import redirectRoute from './routes/redirect.ts'
+import { HttpProblem } from './problems.ts'
+
+const overloaded = () =>
+  new HttpProblem(503, 'OVERLOADED', 'Service Unavailable', 'the server is overloaded; retry shortly', { headers: { 'retry-after': '1' } })
+
+export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+export interface BuildOptions {
+  config: ApiConfig
+  logger: Logger
+}
+
+function validators() {
+  // Bodies are validated strictly: no type coercion, unknown fields rejected (not silently removed).
+  // Params and query strings arrive as text, so those are coerced.
+  const base = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false } as const
+  const body = new Ajv({ ...base, coerceTypes: false })
+  const text = new Ajv({ ...base, coerceTypes: 'array' })
+  addFormats.default(body)
+  addFormats.default(text)
+  return { body, text }
+}
+
+export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One line per request is logged by http-metrics (info for errors, debug otherwise), not two by Fastify.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    trustProxy: config.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean),
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  const ajv = validators()
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajv.body : ajv.text).compile(schema))
+  app.decorate('config', config)
+  app.decorate('shuttingDown', false)
+  app.addSchema(LinkSchema)
+  app.addSchema(ExportSchema)
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id)
+  })
+
+  await app.register(errors)
+  await app.register(httpMetrics)
+  await app.register(helmet, { global: true })
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
+    maxEventLoopUtilization: config.MAX_EVENT_LOOP_UTILIZATION,
+    // A rejected promise ends the request through the error handler (one problem format); see handlePressure in
+    // @fastify/under-pressure. Health routes override this to pass (routes/health.ts).
+    pressureHandler: async (_req, _reply, type) => {
+      metrics.httpShed.inc({ reason: type })
+      throw overloaded()
+    },
+  })
+  await app.register(dbPlugin, { config })
+  await app.register(redisPlugin, { config })
+  if (config.RATE_LIMIT_ENABLED) {
+    await app.register(rateLimit, {
+      global: true,
+      max: config.RATE_LIMIT_GLOBAL_MAX,
+      timeWindow: config.RATE_LIMIT_WINDOW_MS,
+      redis: app.redis,
+      nameSpace: `${config.REDIS_PREFIX}:rl:`,
+      // With Redis down the limiter lets requests through rather than failing them.
+      skipOnError: true,
+      errorResponseBuilder: (_req, ctx) => Object.assign(new Error(`rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), { statusCode: 429 }),
+    })
+  }
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'opsdrill API', version: '1.0.0', description: 'Link shortener with click analytics. Errors are RFC 9457 problem+json.' },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+  await app.register(auth)
+  await app.register(linkCache)
+  await app.register(queues)
+
+  await app.register(health)
+  await app.register(authRoutes, { prefix: '/api/v1/auth' })
+  await app.register(linkRoutes, { prefix: '/api/v1/links' })
+  await app.register(exportRoutes, { prefix: '/api/v1/exports' })
+  await app.register(redirectRoute)
+  return app
+}

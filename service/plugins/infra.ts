@@ -1,0 +1,58 @@
+// Postgres pool and Redis clients as named plugins, each closed in onClose.
+import fp from 'fastify-plugin'
+import type { Redis } from 'ioredis'
+import { createDb, type Db } from '../../common/db.ts'
+import { closeRedis, createRedis } from '../../common/redis.ts'
+import { observePgPool } from '../../common/metrics.ts'
+import type { ApiConfig } from '../../common/config.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: ApiConfig
+    db: Db
+    /** Fail-fast client for the cache, stats cache and rate limits. */
+    redis: Redis
+    /** Fail-fast client for BullMQ producers. */
+    redisProducer: Redis
+    /** Pub/sub subscriber for cross-replica cache invalidation. */
+    redisSubscriber: Redis
+  }
+}
+
+export const dbPlugin = fp<{ config: ApiConfig }>(
+  async (app, { config }) => {
+    const db = createDb(
+      {
+        url: config.DATABASE_URL,
+        max: config.PG_POOL_MAX,
+        connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
+        statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
+        queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
+        idleTimeoutMs: config.PG_IDLE_TIMEOUT_MS,
+        applicationName: `opsdrill-api:${config.INSTANCE_ID}`,
+      },
+      app.log,
+    )
+    observePgPool(db.pool)
+    app.decorate('db', db)
+    app.addHook('onClose', async () => db.close())
+  },
+  { name: 'db' },
+)
+
+export const redisPlugin = fp<{ config: ApiConfig }>(
+  async (app, { config }) => {
+    const opts = { url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS }
+    const redis = createRedis('cache', opts, app.log)
+    const producer = createRedis('producer', opts, app.log)
+    const subscriber = createRedis('subscriber', opts, app.log)
+    app.decorate('redis', redis)
+    app.decorate('redisProducer', producer)
+    app.decorate('redisSubscriber', subscriber)
+    // Closed last (after the cache and queue plugins' own onClose hooks, which run in reverse order).
+    app.addHook('onClose', async () => {
+      await Promise.all([closeRedis(redis), closeRedis(producer), closeRedis(subscriber)])
+    })
+  },
+  { name: 'redis' },
+)

@@ -1,0 +1,27 @@
+// Registration and login. Passwords: argon2id with OWASP's first recommended setting (m=19 MiB, t=2, p=1).
+import { hash, verify, type Algorithm } from '@node-rs/argon2'
+import type { Db } from '../../common/db.ts'
+import { conflict, HttpProblem } from '../problems.ts'
+import { findUserByEmail, insertUser, type UserRow } from '../repositories/users.ts'
+import type { Role } from '../plugins/auth.ts'
+
+// https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#argon2id
+const ARGON2ID = 2 satisfies Algorithm
+export const ARGON2_OPTIONS = { algorithm: ARGON2ID as Algorithm, memoryCost: 19456, timeCost: 2, parallelism: 1 }
+// Verified against when the email is unknown, so both paths cost one argon2 verification (no user enumeration by timing).
+const DUMMY_HASH = await hash('opsdrill-dummy-password', ARGON2_OPTIONS)
+
+export async function register(db: Db, input: { email: string; password: string }, adminEmails: Set<string>): Promise<UserRow> {
+  const passwordHash = await hash(input.password, ARGON2_OPTIONS)
+  const role: Role = adminEmails.has(input.email.toLowerCase()) ? 'admin' : 'user'
+  const user = await insertUser(db, { email: input.email, passwordHash, role })
+  if (!user) throw conflict('EMAIL_TAKEN', 'an account with this email already exists')
+  return user
+}
+
+export async function authenticate(db: Db, input: { email: string; password: string }): Promise<UserRow> {
+  const user = await findUserByEmail(db, input.email)
+  const ok = await verify(user?.password_hash ?? DUMMY_HASH, input.password)
+  if (!user || !ok) throw new HttpProblem(401, 'INVALID_CREDENTIALS', 'Unauthorized', 'email or password is wrong')
+  return user
+}

@@ -1,0 +1,137 @@
+// Link management. A user sees and changes only their own links (admin: all); another user's link is 404.
+import { customAlphabet } from 'nanoid'
+import type { Db } from '../../common/db.ts'
+import { metrics } from '../../common/metrics.ts'
+import { conflict, HttpProblem, invalidField, notFound } from '../problems.ts'
+import * as repo from '../repositories/links.ts'
+import type { LinkCache } from '../plugins/link-cache.ts'
+import type { AccessClaims } from '../plugins/auth.ts'
+
+export const CODE_PATTERN = '^[A-Za-z0-9_-]{3,32}$'
+const CODE_RE = new RegExp(CODE_PATTERN)
+// 7 base62 characters: 3.5e12 codes; a collision retries with a new code.
+const newCode = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 7)
+// Paths the API owns cannot be aliases.
+const RESERVED = new Set(['api', 'docs', 'admin', 'healthz', 'readyz', 'metrics', 'favicon.ico', 'robots.txt'])
+
+export interface LinkView {
+  id: string
+  code: string
+  shortUrl: string
+  url: string
+  createdAt: string
+  updatedAt: string
+  expiresAt: string | null
+  ownerId: string
+}
+
+export interface LinkDeps { db: Db; cache: LinkCache; publicBaseUrl: string }
+
+export function view(row: repo.LinkRow, publicBaseUrl: string): LinkView {
+  return {
+    id: row.id,
+    code: row.code,
+    shortUrl: `${publicBaseUrl.replace(/\/$/, '')}/${row.code}`,
+    url: row.url,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    expiresAt: row.expires_at?.toISOString() ?? null,
+    ownerId: row.owner_id,
+  }
+}
+
+/** Only absolute http(s) URLs with a host. */
+export function checkTarget(url: string, field = 'body.url'): string {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw invalidField(field, 'must be an absolute URL')
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw invalidField(field, 'must use http or https')
+  if (!parsed.hostname) throw invalidField(field, 'must have a host')
+  return parsed.toString()
+}
+
+function checkExpiry(expiresAt: string | null | undefined, field = 'body.expiresAt'): Date | null | undefined {
+  if (expiresAt === undefined || expiresAt === null) return expiresAt
+  const d = new Date(expiresAt)
+  if (Number.isNaN(d.getTime())) throw invalidField(field, 'must be an RFC 3339 date-time')
+  if (d.getTime() <= Date.now()) throw invalidField(field, 'must be in the future')
+  return d
+}
+
+const scope = (user: AccessClaims) => (user.role === 'admin' ? null : user.sub)
+
+export async function createLink(deps: LinkDeps, user: AccessClaims, input: { url: string; alias?: string; expiresAt?: string }): Promise<LinkView> {
+  const url = checkTarget(input.url)
+  const expiresAt = checkExpiry(input.expiresAt) ?? null
+  if (input.alias !== undefined) {
+    if (!CODE_RE.test(input.alias)) throw invalidField('body.alias', 'must be 3-32 characters of A-Z, a-z, 0-9, _ or -')
+    if (RESERVED.has(input.alias.toLowerCase())) throw conflict('ALIAS_TAKEN', `alias "${input.alias}" is reserved`)
+  }
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const code = input.alias ?? newCode()
+    const row = await repo.insertLink(deps.db, { code, ownerId: user.sub, url, isAlias: input.alias !== undefined, expiresAt })
+    if (row) {
+      metrics.linksCreated.inc()
+      // A negative cache entry may exist for this code (someone tried it before it existed).
+      await deps.cache.invalidate(code)
+      return view(row, deps.publicBaseUrl)
+    }
+    if (input.alias !== undefined) throw conflict('ALIAS_TAKEN', `alias "${input.alias}" is taken`)
+  }
+  throw new HttpProblem(503, 'CODE_SPACE_EXHAUSTED', 'Service Unavailable', 'could not allocate a unique code; retry')
+}
+
+export async function getLink(deps: LinkDeps, user: AccessClaims, id: string): Promise<LinkView> {
+  const row = await repo.findLink(deps.db, id, scope(user))
+  if (!row) throw notFound('link')
+  return view(row, deps.publicBaseUrl)
+}
+
+export interface Cursor { createdAt: Date; id: string }
+
+export function encodeCursor(row: repo.LinkRow): string {
+  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString('base64url')
+}
+
+export function decodeCursor(cursor: string): Cursor {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as [string, string]
+    const d = new Date(createdAt)
+    if (Number.isNaN(d.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error('bad cursor')
+    return { createdAt: d, id }
+  } catch {
+    throw invalidField('querystring.cursor', 'is not a cursor this API returned')
+  }
+}
+
+export async function listLinks(deps: LinkDeps, user: AccessClaims, q: { limit: number; cursor?: string }): Promise<{ items: LinkView[]; nextCursor: string | null }> {
+  const after = q.cursor ? decodeCursor(q.cursor) : null
+  const rows = await repo.listLinks(deps.db, scope(user), q.limit + 1, after)
+  const page = rows.slice(0, q.limit)
+  return { items: page.map((r) => view(r, deps.publicBaseUrl)), nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!) : null }
+}
+
+export async function updateLink(deps: LinkDeps, user: AccessClaims, id: string, patch: { url?: string; expiresAt?: string | null }): Promise<LinkView> {
+  const url = patch.url === undefined ? undefined : checkTarget(patch.url)
+  const expiresAt = checkExpiry(patch.expiresAt)
+  const row = await repo.updateLink(deps.db, id, scope(user), { ...(url !== undefined ? { url } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) })
+  if (!row) throw notFound('link')
+  await deps.cache.invalidate(row.code)
+  return view(row, deps.publicBaseUrl)
+}
+
+export async function deleteLink(deps: LinkDeps, user: AccessClaims, id: string): Promise<void> {
+  const row = await repo.softDeleteLink(deps.db, id, scope(user))
+  if (!row) throw notFound('link')
+  await deps.cache.invalidate(row.code)
+}
+
+/** The owner check shared by stats and exports: 404 for a link the user may not see. */
+export async function requireLink(db: Db, user: AccessClaims, id: string): Promise<repo.LinkRow> {
+  const row = await repo.findLink(db, id, scope(user))
+  if (!row) throw notFound('link')
+  return row
+}

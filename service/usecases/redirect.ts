@@ -1,0 +1,53 @@
+// The hot path: resolve a code (cache first) and record the click without waiting on the queue.
+import { randomUUID } from 'node:crypto'
+import Bowser from 'bowser'
+import { LRUCache } from 'lru-cache'
+import { metrics } from '../../common/metrics.ts'
+import type { ClickJob } from '../../common/queues.ts'
+import { gone, notFound } from '../problems.ts'
+import type { LinkCache } from '../plugins/link-cache.ts'
+import type { ClickBuffer } from '../plugins/queues.ts'
+
+const CODE_RE = /^[A-Za-z0-9_-]{3,32}$/
+// User-agent strings repeat heavily; parse each distinct one once.
+const uaFamilies = new LRUCache<string, string>({ max: 5000 })
+
+export function uaFamily(ua: string | undefined): string {
+  if (!ua) return 'unknown'
+  let family = uaFamilies.get(ua)
+  if (family === undefined) {
+    family = (Bowser.getParser(ua).getBrowserName() || 'other').slice(0, 64)
+    uaFamilies.set(ua, family)
+  }
+  return family
+}
+
+export interface ClickContext { referrer: string | undefined; userAgent: string | undefined; country: string | undefined }
+
+export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, code: string, ctx: ClickContext): Promise<string> {
+  if (!CODE_RE.test(code)) {
+    metrics.redirects.inc({ outcome: 'not_found' })
+    throw notFound('link')
+  }
+  const target = await deps.cache.resolve(code)
+  if (!target) {
+    metrics.redirects.inc({ outcome: 'not_found' })
+    throw notFound('link')
+  }
+  if (target.deleted || (target.expiresAt !== null && target.expiresAt <= Date.now())) {
+    metrics.redirects.inc({ outcome: 'gone' })
+    throw gone(target.deleted ? 'this link was deleted' : 'this link has expired')
+  }
+  metrics.redirects.inc({ outcome: 'found' })
+  const country = ctx.country?.toUpperCase()
+  const click: ClickJob = {
+    clickId: randomUUID(),
+    linkId: target.id,
+    at: new Date().toISOString(),
+    referrer: ctx.referrer ? ctx.referrer.slice(0, 2048) : null,
+    uaFamily: uaFamily(ctx.userAgent),
+    country: country && /^[A-Z]{2}$/.test(country) ? country : null,
+  }
+  deps.clicks.push(click)
+  return target.url
+}
