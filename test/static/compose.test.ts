@@ -1,0 +1,247 @@
+// docker-compose.yml checked offline: the compose-spec JSON schema (vendored), then the facts a schema cannot know:
+// mounts exist, the app's required env is set and valid, names and ports agree with the other config files,
+// images are pinned, long-running services have healthchecks and memory limits, and the budget comment is true.
+import t from 'tap'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parse } from 'yaml'
+import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
+import { ApiEnv, WorkerEnv, loadConfig } from '../../common/config.ts'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const read = (p: string) => readFileSync(resolve(ROOT, p), 'utf8')
+const SECRETS = { JWT_SECRET: 'compose-test-secret-of-at-least-32-bytes!', POSTGRES_PASSWORD: 'pw', GRAFANA_ADMIN_PASSWORD: 'pw' }
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
+interface Service {
+  image?: string
+  build?: unknown
+  profiles?: string[]
+  environment?: Record<string, string>
+  volumes?: (string | { type: string; source: string })[]
+  expose?: string[]
+  ports?: string[]
+  healthcheck?: { test?: string[]; disable?: boolean }
+  depends_on?: Record<string, { condition: string }>
+  deploy?: { replicas?: number; resources?: { limits?: { memory?: string } } }
+  mem_limit?: string
+  restart?: string
+  command?: string[]
+}
+
+/** Compose's variable substitution: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
+function interpolate(node: Json, env: Record<string, string>, where = ''): Json {
+  if (typeof node === 'string') {
+    return node.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (m, name?: string, op?: string, arg?: string) => {
+      if (m === '$$') return '$'
+      const v = env[name!]
+      const unset = v === undefined || (op?.startsWith(':') && v === '')
+      if (!unset) return v!
+      if (op?.endsWith('?')) throw new Error(`${where}: ${name} is required: ${arg}`)
+      return op ? arg! : ''
+    })
+  }
+  if (Array.isArray(node)) return node.map((v, i) => interpolate(v, env, `${where}[${i}]`))
+  if (node && typeof node === 'object') {
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, interpolate(v, env, where ? `${where}.${k}` : k)]))
+  }
+  return node
+}
+
+const raw = parse(read('docker-compose.yml'), { merge: true }) as Json
+const compose = interpolate(raw, SECRETS) as { services: Record<string, Service>; volumes: Record<string, unknown> }
+const services = Object.entries(compose.services)
+const oneShot = (s: Service) => s.restart === 'no'
+const memMiB = (s: Service): number | undefined => {
+  const v = s.deploy?.resources?.limits?.memory ?? s.mem_limit
+  const m = v?.match(/^(\d+)([mg])$/)
+  return m ? Number(m[1]) * (m[2] === 'g' ? 1024 : 1) : undefined
+}
+const exposes = (s: Service, port: string) =>
+  (s.expose ?? []).includes(port) || (s.ports ?? []).some((p) => p.split(':').at(-1) === port)
+
+function envOf(s: Service): Record<string, string> {
+  return Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, String(v)]))
+}
+
+t.test('when docker-compose.yml is validated against the compose-spec schema, then it has no errors', async (t) => {
+  const ajv = new Ajv({ allErrors: true, strict: false })
+  addFormats.default(ajv)
+  // The spec names its meta-schema by https URL; Ajv registers draft-07 under http. Same draft, so drop the tag.
+  const { $schema: _draft, ...schema } = JSON.parse(read('test/fixtures/schemas/compose-spec.json')) as Record<string, unknown>
+  const validate = ajv.compile(schema)
+  const ok = validate(compose)
+  t.ok(ok, `docker-compose.yml: ${ajv.errorsText(validate.errors, { separator: '\n  ' })}`)
+})
+
+t.test('when a secret is missing from .env, then compose refuses to start and names it', async (t) => {
+  for (const name of Object.keys(SECRETS)) {
+    const env: Record<string, string> = { ...SECRETS }
+    delete env[name]
+    t.throws(() => interpolate(raw, env), new RegExp(`${name} is required`), `docker-compose.yml: ${name} must be \${${name}:?...}`)
+  }
+  const text = read('docker-compose.yml')
+  for (const key of ['JWT_SECRET', 'POSTGRES_PASSWORD', 'GF_SECURITY_ADMIN_PASSWORD', 'DATA_SOURCE_PASS']) {
+    for (const line of text.split('\n').filter((l) => l.trim().startsWith(`${key}:`))) {
+      t.match(line, /\$\{[A-Z_]+:\?/, `docker-compose.yml: ${key} must come from .env, not a literal: ${line.trim()}`)
+    }
+  }
+})
+
+t.test('when .env.example is read, then it documents every app key, OTEL variable and compose variable', async (t) => {
+  const example = read('.env.example')
+  const documented = new Set([...example.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!))
+  const appKeys = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
+  for (const key of appKeys) t.ok(documented.has(key), `.env.example: ApiEnv/WorkerEnv key ${key} is not documented`)
+  for (const key of ['OTEL_SERVICE_NAME', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG', 'OTEL_SDK_DISABLED']) {
+    t.ok(documented.has(key), `.env.example: ${key} is not documented`)
+  }
+  t.match(example, /^# OTEL_TRACES_SAMPLER=parentbased_traceidratio$/m, '.env.example: the sampler is parentbased_traceidratio')
+  for (const [, name] of read('docker-compose.yml').matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) {
+    t.ok(documented.has(name!), `.env.example: docker-compose.yml uses \${${name}} but .env.example does not document it`)
+  }
+  for (const [, name, value] of example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)) {
+    t.equal(value, '', `.env.example: ${name} must be left empty (no secret or value committed)`)
+  }
+})
+
+t.test('when a service bind-mounts a repository path, then that path exists', async (t) => {
+  let checked = 0
+  for (const [name, s] of services) {
+    for (const v of s.volumes ?? []) {
+      const source = typeof v === 'string' ? v.split(':')[0]! : v.source
+      if (!source.startsWith('./')) continue // named volumes and host paths (/var/lib/docker/...) are not in the repo
+      checked++
+      t.ok(existsSync(resolve(ROOT, source)), `docker-compose.yml: ${name} mounts ${source}, which does not exist`)
+    }
+  }
+  t.ok(checked >= 8, 'the repository config files are mounted, not copied')
+})
+
+t.test('when the api and worker environments are loaded with the app schemas, then they are complete and valid', async (t) => {
+  const cases = [
+    ['api', ApiEnv],
+    ['worker', WorkerEnv],
+  ] as const
+  for (const [name, schema] of cases) {
+    const env = envOf(compose.services[name]!)
+    const required = Object.entries(schema.properties as Record<string, { default?: unknown }>)
+      .filter(([, p]) => p.default === undefined)
+      .map(([k]) => k)
+    for (const key of required) t.ok(env[key], `docker-compose.yml: ${name} does not set ${key}, which has no default`)
+    t.doesNotThrow(() => loadConfig(schema, env), `docker-compose.yml: ${name} environment fails its schema`)
+  }
+  t.equal(envOf(compose.services.api!).PORT, '3000', 'the API listens on 3000 (nginx upstream api:3000)')
+  t.equal(envOf(compose.services.api!).METRICS_PORT, '9464')
+  t.equal(envOf(compose.services.worker!).METRICS_PORT, '9465')
+  t.equal(envOf(compose.services.worker!).HEALTHCHECK_PORT, '9465', 'the image healthcheck probes the worker on 9465')
+})
+
+t.test('when a config file names a compose host and port, then that service exists and exposes the port', async (t) => {
+  const refs: { from: string; host: string; port: string }[] = []
+  const url = (from: string, u: string) => {
+    const p = new URL(u)
+    refs.push({ from, host: p.hostname, port: p.port || (p.protocol === 'https:' ? '443' : '80') })
+  }
+  const prom = parse(read('prometheus/prometheus.yml')) as {
+    scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[]
+    alerting?: { alertmanagers: { dns_sd_configs?: { names: string[]; port: number }[] }[] }
+  }
+  const dns = [...prom.scrape_configs.flatMap((j) => j.dns_sd_configs ?? []), ...(prom.alerting?.alertmanagers ?? []).flatMap((a) => a.dns_sd_configs ?? [])]
+  for (const d of dns) for (const n of d.names) refs.push({ from: 'prometheus/prometheus.yml dns_sd_configs', host: n, port: String(d.port) })
+  for (const want of ['api:9464', 'worker:9465', 'postgres-exporter:9187', 'redis-exporter:9121']) {
+    t.ok(dns.some((d) => d.names.some((n) => `${n}:${d.port}` === want)), `prometheus/prometheus.yml: no dns_sd target ${want}`)
+  }
+
+  const dsDir = resolve(ROOT, 'grafana/provisioning/datasources')
+  const dsFiles = existsSync(dsDir) ? readdirSync(dsDir).filter((f) => /\.ya?ml$/.test(f)) : []
+  t.ok(dsFiles.length > 0, 'grafana/provisioning/datasources: no datasource file to check')
+  for (const f of dsFiles) {
+    const doc = parse(read(`grafana/provisioning/datasources/${f}`)) as { datasources?: { uid?: string; url?: string }[] }
+    for (const ds of doc.datasources ?? []) if (ds.url) url(`grafana datasource ${ds.uid}`, ds.url)
+  }
+
+  for (const [, host, port] of read('nginx/upstreams.compose/api.conf').matchAll(/^\s*server\s+([\w.-]+):(\d+)/gm)) {
+    refs.push({ from: 'nginx/upstreams.compose/api.conf', host: host!, port: port! })
+  }
+  t.match(read('nginx/upstreams.compose/api.conf'), /^server api:3000 max_fails=2 fail_timeout=5s resolve;$/m)
+
+  for (const p of JSON.parse(read('compose/toxiproxy.json')) as { name: string; listen: string; upstream: string }[]) {
+    const [host, port] = p.upstream.split(':')
+    refs.push({ from: `compose/toxiproxy.json proxy ${p.name}`, host: host!, port: port! })
+    refs.push({ from: `compose/toxiproxy.json proxy ${p.name} listener`, host: 'toxiproxy', port: p.listen.split(':')[1]! })
+  }
+  const filebeat = parse(read('compose/filebeat.yml')) as Record<string, { hosts?: string[]; index?: string }>
+  for (const h of filebeat['output.elasticsearch']?.hosts ?? []) url('compose/filebeat.yml', h)
+  t.match(filebeat['output.elasticsearch']?.index ?? '', /^opsdrill-logs-/, 'compose/filebeat.yml: index opsdrill-logs-*')
+
+  for (const name of ['api', 'worker']) {
+    const env = envOf(compose.services[name]!)
+    url(`${name} DATABASE_URL`, env.DATABASE_URL!)
+    url(`${name} REDIS_URL`, env.REDIS_URL!)
+    url(`${name} OTEL_EXPORTER_OTLP_ENDPOINT`, env.OTEL_EXPORTER_OTLP_ENDPOINT!)
+    t.match(env.DATABASE_URL!, /@toxiproxy:15432\//, `${name} reaches Postgres through toxiproxy`)
+    t.match(env.REDIS_URL!, /^redis:\/\/toxiproxy:16379$/, `${name} reaches Redis through toxiproxy`)
+  }
+  const k6 = envOf(compose.services.k6!)
+  url('k6 BASE_URL', k6.BASE_URL!)
+  url('k6 K6_PROMETHEUS_RW_SERVER_URL', k6.K6_PROMETHEUS_RW_SERVER_URL!)
+
+  for (const r of refs) {
+    const s = compose.services[r.host]
+    t.ok(s && exposes(s, r.port), `${r.from}: ${r.host}:${r.port} is not a compose service exposing that port`)
+  }
+})
+
+t.test('when an image is named, then it is pinned to an exact version', async (t) => {
+  for (const [name, s] of services) {
+    if (s.build) {
+      t.match(s.image ?? '', /^opsdrill:/, `docker-compose.yml: ${name} runs the image built from the Dockerfile`)
+      continue
+    }
+    const m = s.image?.match(/^(.+?):([^:/@]+)(@sha256:[0-9a-f]{64})?$/)
+    t.ok(m, `docker-compose.yml: ${name} image ${s.image} has no tag`)
+    t.match(m?.[2] ?? '', /^v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?$/, `docker-compose.yml: ${name} image ${s.image} is not pinned to an exact version`)
+  }
+})
+
+t.test('when a service runs long, then it has a healthcheck and every service has a memory limit', async (t) => {
+  for (const [name, s] of services) {
+    t.ok(memMiB(s), `docker-compose.yml: ${name} has no memory limit`)
+    if (oneShot(s)) continue
+    t.ok(s.healthcheck?.test && !s.healthcheck.disable, `docker-compose.yml: long-running ${name} has no healthcheck`)
+  }
+})
+
+t.test('when a service depends on another, then it waits for health (or completion of a one-shot)', async (t) => {
+  for (const [name, s] of services) {
+    for (const [dep, { condition }] of Object.entries(s.depends_on ?? {})) {
+      const target = compose.services[dep]
+      t.ok(target, `docker-compose.yml: ${name} depends on unknown ${dep}`)
+      const want = target && oneShot(target) ? 'service_completed_successfully' : 'service_healthy'
+      t.equal(condition, want, `docker-compose.yml: ${name} -> ${dep} should wait for ${want}`)
+      t.ok(!target?.profiles || (s.profiles ?? []).every((p) => target.profiles!.includes(p)) || s.profiles?.includes('load'),
+        `docker-compose.yml: ${name} depends on ${dep}, which its profiles do not start`)
+    }
+  }
+  t.equal(compose.services.api?.deploy?.replicas, 3)
+  t.equal(compose.services.worker?.deploy?.replicas, 2)
+  t.notOk(compose.services.api?.ports, 'the API has no host port: only nginx reaches it (scalable with --scale api=N)')
+  t.same(compose.services.nginx?.ports, ['8080:8080'], 'nginx is the one entry point, on host port 8080')
+})
+
+t.test('when the memory limits are summed per profile, then they match the budget at the top of the file', async (t) => {
+  const sum = (pick: (s: Service) => boolean) =>
+    services.filter(([, s]) => pick(s)).reduce((n, [, s]) => n + memMiB(s)! * (s.deploy?.replicas ?? 1), 0)
+  const core = sum((s) => !s.profiles)
+  const only = (p: string) => sum((s) => !!s.profiles?.includes(p))
+  const header = read('docker-compose.yml').split('\n').filter((l) => l.startsWith('#')).join('\n')
+  const row = (label: string) => Number(header.match(new RegExp(`^#\\s+${label.replace('+', '\\+')}\\s+(\\d+)`, 'm'))?.[1])
+  t.equal(row('core'), core, `docker-compose.yml budget: core should be ${core}`)
+  t.equal(row('+ tracing'), only('tracing'), `docker-compose.yml budget: tracing should be ${only('tracing')}`)
+  t.equal(row('+ logs'), only('logs'), `docker-compose.yml budget: logs should be ${only('logs')}`)
+  t.equal(row('full'), core + only('full'), `docker-compose.yml budget: full should be ${core + only('full')}`)
+  t.equal(row('+ load'), only('load'), `docker-compose.yml budget: load should be ${only('load')}`)
+  t.equal(only('full'), only('tracing') + only('logs'), 'profile full is exactly tracing + logs')
+})
