@@ -73,6 +73,7 @@ export const WorkerEnv = Type.Object({
   ROLLUP_EVERY_MS: Int(300000, 1000),
   CLICK_RETENTION_DAYS: Int(90, 1),
   STALLED_INTERVAL_MS: Int(30000, 1000),
+  JOB_LOCK_MS: Int(30000, 1000, 'lock of an active job, renewed at half this; a killed worker\'s jobs are retried about this plus STALLED_INTERVAL_MS later'),
   SHUTDOWN_GRACE_MS: Int(25000, 100),
 })
 

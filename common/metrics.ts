@@ -16,7 +16,7 @@ const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 
 const counter = (name: string, help: string, labelNames: string[] = []) =>
   new client.Counter({ name: PREFIX + name, help, labelNames, registers: [registry] })
 // Gauges read at scrape time get their reader later (observeGauge), from the module that owns the state.
-const readers = new Map<string, (g: client.Gauge) => void>()
+const readers = new Map<string, (g: client.Gauge) => void | Promise<void>>()
 const gauge = (name: string, help: string, labelNames: string[] = []) =>
   new client.Gauge({
     name: PREFIX + name,
@@ -24,12 +24,12 @@ const gauge = (name: string, help: string, labelNames: string[] = []) =>
     labelNames,
     registers: [registry],
     collect() {
-      readers.get(PREFIX + name)?.(this)
+      return readers.get(PREFIX + name)?.(this)
     },
   })
 
-/** Sets the function that fills a gauge at each scrape. */
-export function observeGauge(g: client.Gauge, read: (g: client.Gauge) => void): void {
+/** Sets the function that fills a gauge at each scrape; the scrape waits for it when it returns a promise. */
+export function observeGauge(g: client.Gauge, read: (g: client.Gauge) => void | Promise<void>): void {
   readers.set((g as unknown as { name: string }).name, read)
 }
 const histogram = (name: string, help: string, labelNames: string[], buckets: number[]) =>

@@ -1,0 +1,96 @@
+// What the worker tests share: a Postgres pool on the test database, producer-side queues in the test's Redis
+// prefix, click payloads, polling, and a worker child process for the signal tests.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { resolve } from 'node:path'
+import type { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { pino } from 'pino'
+import type { WorkerConfig } from '../../common/config.ts'
+import { createQueue } from '../../common/queue-factory.ts'
+import { QUEUES, defaultJobOptions, type ClickJob } from '../../common/queues.ts'
+
+interface T { teardown(fn: () => unknown): void }
+
+export const ROOT = resolve(import.meta.dirname, '../..')
+
+export function pgPool(t: T, databaseUrl: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 })
+  t.teardown(() => pool.end())
+  return pool
+}
+
+export interface Producer {
+  connection: Redis
+  clicks: Queue<ClickJob>
+  exports: Queue
+  maintenance: Queue
+  deadLetters: Queue
+}
+
+/** Queues as the API would hold them: same prefix and default job options as the worker's config. */
+export function producer(t: T, config: WorkerConfig): Producer {
+  const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
+  const opts = { connection, prefix: config.REDIS_PREFIX, log: pino({ level: 'silent' }), defaultJobOptions: defaultJobOptions(config.JOB_ATTEMPTS, config.JOB_BACKOFF_MS) }
+  const p: Producer = {
+    connection,
+    clicks: createQueue<ClickJob>(QUEUES.clicks, opts),
+    exports: createQueue(QUEUES.exports, opts),
+    maintenance: createQueue(QUEUES.maintenance, opts),
+    deadLetters: createQueue(QUEUES.deadLetters, opts),
+  }
+  t.teardown(async () => {
+    await Promise.all([p.clicks, p.exports, p.maintenance, p.deadLetters].map((q) => q.close()))
+    await connection.quit()
+  })
+  return p
+}
+
+export function clickJob(linkId: string, overrides: Partial<ClickJob> = {}): ClickJob {
+  return { clickId: randomUUID(), linkId, at: new Date().toISOString(), referrer: null, uaFamily: 'Firefox', country: 'DE', ...overrides }
+}
+
+/** Adds clicks the way the API does: addBulk, job id = click id. */
+export async function enqueueClicks(p: Producer, clicks: ClickJob[]): Promise<void> {
+  await p.clicks.addBulk(clicks.map((c) => ({ name: 'click', data: c, opts: { jobId: c.clickId } })))
+}
+
+/** Polls until fn returns a truthy value; fails with what it last saw. */
+export async function waitFor<R>(fn: () => Promise<R>, { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {}): Promise<NonNullable<R>> {
+  const until = Date.now() + timeoutMs
+  let last: R | undefined
+  for (;;) {
+    last = await fn()
+    if (last) return last as NonNullable<R>
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`)
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+}
+
+export async function count(pool: pg.Pool, sqlText: string, params: unknown[] = []): Promise<number> {
+  const res = await pool.query<{ n: string }>(sqlText, params)
+  return Number(res.rows[0]?.n ?? 0)
+}
+
+export interface WorkerChild {
+  child: ChildProcess
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  output: () => string
+}
+
+/** Runs `node worker/main.ts` with the config as its environment. */
+export function spawnWorker(t: T, config: WorkerConfig, extraEnv: Record<string, string> = {}): WorkerChild {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '' }
+  for (const [k, v] of Object.entries(config)) env[k] = String(v)
+  Object.assign(env, { METRICS_PORT: '0', INSTANCE_ID: `child-${randomUUID().slice(0, 8)}` }, extraEnv)
+  const child = spawn(process.execPath, [resolve(ROOT, 'worker/main.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.once('exit', (code, signal) => done({ code, signal })))
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  return { child, exit, output: () => out }
+}

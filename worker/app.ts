@@ -1,0 +1,93 @@
+// Builds and starts the worker process's parts; never touches signals or process.exit (main.ts does), so tests run
+// it in-process and close it.
+import type { Queue } from 'bullmq'
+import type { WorkerConfig } from '../common/config.ts'
+import { createDb } from '../common/db.ts'
+import { createLogger, type Logger } from '../common/logger.ts'
+import { collectRuntimeMetrics, observePgPool } from '../common/metrics.ts'
+import { startMetricsServer } from '../common/metrics-server.ts'
+import { createQueue } from '../common/queue-factory.ts'
+import { QUEUES, type MaintenanceJob } from '../common/queues.ts'
+import { closeRedis, createRedis } from '../common/redis.ts'
+import { createClicksWorker } from './clicks/clicks.worker.ts'
+import { createExportsWorker } from './exports/exports.worker.ts'
+import { observeQueues } from './lib/queue-metrics.ts'
+import { createMaintenanceWorker, scheduleMaintenance } from './maintenance/maintenance.worker.ts'
+
+export const SERVICE_NAME = 'opsdrill-worker'
+
+export interface RunningWorker {
+  metricsPort: number
+  /** Stops fetching, lets active jobs finish, flushes the click batch, then closes queues, Postgres, Redis, /metrics. */
+  close(): Promise<void>
+}
+
+export async function startWorker(config: WorkerConfig, logger?: Logger): Promise<RunningWorker> {
+  const log = logger ?? createLogger({ serviceName: SERVICE_NAME, instanceId: config.INSTANCE_ID, level: config.LOG_LEVEL })
+  collectRuntimeMetrics({ service: SERVICE_NAME, instance_id: config.INSTANCE_ID })
+  let ready = false
+  // /metrics and /healthz answer while the rest connects; /readyz says 200 once jobs are being fetched.
+  const metricsServer = await startMetricsServer(config.METRICS_HOST, config.METRICS_PORT, () => ready)
+
+  const db = createDb(
+    {
+      url: config.DATABASE_URL,
+      max: config.PG_POOL_MAX,
+      connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
+      queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
+      idleTimeoutMs: config.PG_IDLE_TIMEOUT_MS,
+      applicationName: SERVICE_NAME,
+    },
+    log,
+  )
+  observePgPool(db.pool)
+  const connection = createRedis(
+    'bullmq',
+    { url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS },
+    log,
+  )
+  const queueOpts = { connection, prefix: config.REDIS_PREFIX, log }
+  const deadLetters = createQueue(QUEUES.deadLetters, queueOpts)
+  const maintenanceQueue = createQueue<MaintenanceJob>(QUEUES.maintenance, queueOpts)
+  // Read-only handles for the depth gauges; the API produces into these queues.
+  const queues: Queue[] = [createQueue(QUEUES.clicks, queueOpts), createQueue(QUEUES.exports, queueOpts), maintenanceQueue, deadLetters]
+  const ctx = { config, connection, log, deadLetters }
+  const parts = [createClicksWorker(ctx, db), createExportsWorker(ctx, db), createMaintenanceWorker(ctx, db)]
+  const unobserve = observeQueues(queues)
+
+  let closing: Promise<void> | undefined
+  async function close(): Promise<void> {
+    ready = false
+    const steps: [string, () => Promise<unknown>][] = [
+      ['workers', () => Promise.all(parts.map((p) => p.close()))],
+      ['queues', () => Promise.all(queues.map((q) => q.close()))],
+      ['metrics server', () => metricsServer.close()],
+      ['postgres', () => db.close()],
+      ['redis', () => closeRedis(connection)],
+    ]
+    unobserve()
+    for (const [what, step] of steps) {
+      // Every step runs even when one fails: a stuck Redis must not keep the Postgres pool open.
+      await step().catch((err: unknown) => log.error({ err }, `shutdown: closing ${what} failed`))
+    }
+    log.info('worker stopped')
+  }
+
+  try {
+    await Promise.all(parts.map((p) => p.worker.waitUntilReady()))
+    await scheduleMaintenance(maintenanceQueue, config)
+  } catch (err) {
+    await close()
+    throw err
+  }
+  ready = true
+  log.info(
+    { queues: Object.values(QUEUES), metrics: { port: metricsServer.port }, redis: { prefix: config.REDIS_PREFIX } },
+    'worker started',
+  )
+  return {
+    metricsPort: metricsServer.port,
+    close: () => (closing ??= close()),
+  }
+}
