@@ -2,6 +2,7 @@
 // The ECS formatter adds trace.id/span.id from the active OpenTelemetry span. Secrets are redacted by path.
 import { pino, type Logger, type DestinationStream } from 'pino'
 import { ecsFormat } from '@elastic/ecs-pino-format'
+import { trace } from '@opentelemetry/api'
 
 export const REDACT_PATHS = [
   'password',
@@ -35,6 +36,11 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
       level: opts.level,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       base: { service: { name: opts.serviceName, node: { name: opts.instanceId } } },
+      // ECS trace fields from the active OpenTelemetry span, so Kibana and Grafana join logs to traces by trace.id.
+      mixin() {
+        const ctx = trace.getActiveSpan()?.spanContext()
+        return ctx ? { trace: { id: ctx.traceId }, span: { id: ctx.spanId } } : {}
+      },
     },
     destination,
   )

@@ -1,0 +1,49 @@
+// The OpenTelemetry SDK set-up, shared by the --import entry (instrumentation.ts) and the trace tests.
+// Everything is configured by the standard OTEL_* variables (exporter, endpoint, sampler, resource); the defaults
+// below are opsdrill's choices where the spec leaves them to the application, each with its reason.
+import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node'
+import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
+import { FastifyOtelInstrumentation } from '@fastify/otel'
+
+export function defaultServiceName(entry = process.argv[1] ?? ''): string {
+  return entry.includes('worker') ? 'opsdrill-worker' : 'opsdrill-api'
+}
+
+/** Instrumentations: http, pg, ioredis and Fastify (via @fastify/otel); the noisy or redundant ones off. */
+export function instrumentations() {
+  return [
+    getNodeAutoInstrumentations({
+      // Off: per-call spans with no diagnostic value here that cost throughput on the hot path.
+      '@opentelemetry/instrumentation-fs': { enabled: false },
+      '@opentelemetry/instrumentation-dns': { enabled: false },
+      '@opentelemetry/instrumentation-net': { enabled: false },
+      // Logs get trace.id/span.id from common/logger.ts's mixin, in ECS field names.
+      '@opentelemetry/instrumentation-pino': { enabled: false },
+      '@opentelemetry/instrumentation-http': {
+        // Probes and scrapes are not traffic worth tracing.
+        ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url ?? ''),
+      },
+      // Only spans inside a request or job: BullMQ's own polling (blocking pops, lock renewals) would otherwise
+      // produce a root span per Redis command.
+      '@opentelemetry/instrumentation-ioredis': { requireParentSpan: true },
+      '@opentelemetry/instrumentation-pg': { requireParentSpan: true, enhancedDatabaseReporting: false },
+    }),
+    // Fastify spans (routes, hooks) from the Fastify team's own instrumentation.
+    new FastifyOtelInstrumentation({ registerOnInitialization: true, ignorePaths: (opts) => /^\/(healthz|readyz)$/.test(opts.url) }),
+  ]
+}
+
+export function createSdk(overrides: Partial<NodeSDKConfiguration> = {}): NodeSDK {
+  process.env.OTEL_SERVICE_NAME ??= defaultServiceName()
+  // Parent-based ratio sampling by default: 10% of new traces, and always what the caller sampled.
+  process.env.OTEL_TRACES_SAMPLER ??= 'parentbased_traceidratio'
+  process.env.OTEL_TRACES_SAMPLER_ARG ??= '0.1'
+  // No metrics through OTel: Prometheus scrapes prom-client's /metrics.
+  process.env.OTEL_METRICS_EXPORTER ??= 'none'
+  process.env.OTEL_LOGS_EXPORTER ??= 'none'
+  if (process.env.INSTANCE_ID) {
+    const attrs = process.env.OTEL_RESOURCE_ATTRIBUTES ? `${process.env.OTEL_RESOURCE_ATTRIBUTES},` : ''
+    process.env.OTEL_RESOURCE_ATTRIBUTES = `${attrs}service.instance.id=${process.env.INSTANCE_ID}`
+  }
+  return new NodeSDK({ instrumentations: instrumentations(), ...overrides })
+}
