@@ -1,0 +1,57 @@
+// Where every part of the native stack listens. One offset moves the whole set, so the test suite can run a stack
+// next to the one a user has up (OPSDRILL_STACK_PORT_OFFSET=1000 puts nginx on 9080, Postgres on 55320, ...).
+
+export interface StackPorts {
+  postgres: number
+  redis: number
+  toxiproxy: number
+  /** toxiproxy listeners the app connects through, so drills can add latency or cut the link. */
+  postgresProxy: number
+  redisProxy: number
+  nginx: number
+  nginxStatus: number
+  prometheus: number
+  alertmanager: number
+  postgresExporter: number
+  redisExporter: number
+  /** api-i listens on apiBase+i (HTTP) and apiMetricsBase+i (/metrics); worker-i on workerMetricsBase+i. */
+  apiBase: number
+  apiMetricsBase: number
+  workerMetricsBase: number
+}
+
+export const DEFAULT_PORTS: StackPorts = {
+  postgres: 54320,
+  redis: 63790,
+  toxiproxy: 8474,
+  postgresProxy: 25432,
+  redisProxy: 26379,
+  nginx: 8080,
+  nginxStatus: 8081,
+  prometheus: 9090,
+  alertmanager: 9093,
+  postgresExporter: 9187,
+  redisExporter: 9121,
+  apiBase: 3000,
+  apiMetricsBase: 9400,
+  workerMetricsBase: 9500,
+}
+
+/** Replicas per kind are capped so api metrics (9400+i) never reach worker metrics (9500+i). */
+export const MAX_REPLICAS = 20
+
+export function stackPorts(offset: number): StackPorts {
+  if (!Number.isInteger(offset) || offset < 0 || offset > 1500) {
+    throw new Error(`port offset must be an integer from 0 to 1500 (got ${offset}): set OPSDRILL_STACK_PORT_OFFSET accordingly`)
+  }
+  return Object.fromEntries(Object.entries(DEFAULT_PORTS).map(([k, v]) => [k, v + offset])) as unknown as StackPorts
+}
+
+/** The offset from OPSDRILL_STACK_PORT_OFFSET (default 0). */
+export function envPortOffset(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.OPSDRILL_STACK_PORT_OFFSET
+  if (raw === undefined || raw === '') return 0
+  const n = Number(raw)
+  if (!Number.isInteger(n)) throw new Error(`OPSDRILL_STACK_PORT_OFFSET must be an integer (got ${JSON.stringify(raw)})`)
+  return n
+}

@@ -1,0 +1,69 @@
+// npm run stack -- up [api=N] [worker=M] | down | status | scale api=N worker=M | restart <name> | logs <name> [lines]
+// The native stack (no Docker): see ops/README.md for the parts and their ports. ops/stack installs what is missing
+// first, then runs this.
+import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
+
+const USAGE = 'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]'
+
+function counts(args: string[]): { api?: number; worker?: number } {
+  const out: { api?: number; worker?: number } = {}
+  for (const a of args) {
+    const m = a.match(/^(api|worker)=(\d+)$/)
+    if (!m) throw new StackError(`cannot read "${a}": expected api=N or worker=M`)
+    out[m[1] as 'api' | 'worker'] = Number(m[2])
+  }
+  return out
+}
+
+function table(rows: PartStatus[]): string {
+  const head = ['PART', 'PID', 'PORT', 'STATE', 'LOG']
+  const body = rows.map((r) => [r.name, String(r.pid ?? '-'), String(r.port), !r.running ? 'stopped' : r.healthy ? 'healthy' : 'unhealthy', r.logFile])
+  const widths = head.map((_, i) => Math.max(...[head, ...body].map((row) => row[i]!.length)))
+  return [head, ...body].map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
+
+async function main(): Promise<number> {
+  const [cmd, ...rest] = process.argv.slice(2)
+  const stack = stackAt()
+  switch (cmd) {
+    case 'up':
+      await stack.up(counts(rest))
+      return 0
+    case 'down':
+      await stack.down()
+      return 0
+    case 'status': {
+      const rows = await stack.status()
+      if (rows.length === 0) {
+        process.stdout.write(`no stack running from ${stack.dir}: start one with \`npm run stack -- up\`\n`)
+        return 1
+      }
+      process.stdout.write(table(rows) + '\n')
+      return rows.every((r) => r.healthy) ? 0 : 1
+    }
+    case 'scale': {
+      const want = counts(rest)
+      if (want.api === undefined && want.worker === undefined) throw new StackError('scale needs api=N and/or worker=M')
+      await stack.scale(want)
+      return 0
+    }
+    case 'restart':
+      if (!rest[0]) throw new StackError('restart needs a replica name, e.g. `restart api-1`')
+      await stack.restartReplica(rest[0])
+      return 0
+    case 'logs':
+      if (!rest[0]) throw new StackError('logs needs a part name, e.g. `logs api-1` (names: npm run stack -- status)')
+      process.stdout.write(stack.logTail(rest[0], Number(rest[1] ?? 100)))
+      return 0
+    default:
+      process.stderr.write(`${USAGE}\n`)
+      return 2
+  }
+}
+
+try {
+  process.exitCode = await main()
+} catch (err) {
+  process.stderr.write(`stack: ${(err as Error).message}\n`)
+  process.exitCode = 1
+}
