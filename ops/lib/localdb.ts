@@ -52,7 +52,7 @@ export async function startPostgres(dir: string, port: number, extraConf: string
   ]
   writeFileSync(join(dir, 'opsdrill.conf'), conf.join('\n') + '\n')
   if (process.getuid?.() === 0) chownSync(join(dir, 'opsdrill.conf'), uid('postgres'), gid('postgres'))
-  run(asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '30', '-o', `-c config_file=${data}/postgresql.conf -c include='${dir}/opsdrill.conf'`, 'start']), 'pg_ctl start')
+  run(asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '30', '-o', conf.map((c) => `-c ${c}`).join(' '), 'start']), 'pg_ctl start')
   return { url, dir, port }
 }
 
