@@ -25,6 +25,8 @@ import health from './routes/health.ts'
 import authRoutes from './routes/api/v1/auth/index.ts'
 import linkRoutes from './routes/api/v1/links/index.ts'
 import exportRoutes from './routes/api/v1/exports/index.ts'
+import adminRoutes from './routes/api/v1/admin/index.ts'
+import queuesUi, { BASE_PATH as QUEUES_UI } from './routes/admin/queues.ts'
 import redirectRoute from './routes/redirect.ts'
 import { HttpProblem } from './problems.ts'
 
@@ -61,6 +63,8 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    // /admin/queues and /admin/queues/ are the same page (bull-board mounts its index at the slash).
+    routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   const ajv = validators()
@@ -116,6 +120,8 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   await app.register(authRoutes, { prefix: '/api/v1/auth' })
   await app.register(linkRoutes, { prefix: '/api/v1/links' })
   await app.register(exportRoutes, { prefix: '/api/v1/exports' })
+  await app.register(adminRoutes, { prefix: '/api/v1/admin' })
+  await app.register(queuesUi, { prefix: QUEUES_UI })
   await app.register(redirectRoute)
   return app
 }

@@ -36,7 +36,7 @@ function fieldOf(v: NonNullable<FastifyError['validation']>[number], context: st
   return [context, path, leaf].filter(Boolean).join('.') || (context ?? 'request')
 }
 
-function toProblem(err: FastifyError, req: FastifyRequest): { problem: Problem; headers: Record<string, string> } {
+export function toProblem(err: FastifyError, req: FastifyRequest): { problem: Problem; headers: Record<string, string> } {
   const instance = req.url.split('?')[0]
   if (err instanceof HttpProblem) {
     return { problem: { type: PROBLEM_BASE + err.code.toLowerCase(), title: err.title, status: err.status, code: err.code, detail: err.message, instance, ...(err.errors ? { errors: err.errors } : {}) }, headers: err.headers }
