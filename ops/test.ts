@@ -56,10 +56,9 @@ function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv): Promise<
     const tally: Tally = { passed: 0, failed: 0 }
     const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, ...files], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
     let buf = ''
-    let file = ''
     let fileSubtests = 0
     let fileFailures: string[] = []
-    const report: string[] = []
+    let fileLines: string[] = []
     child.stdout.on('data', (chunk: Buffer) => {
       buf += chunk.toString()
       let nl: number
@@ -67,19 +66,31 @@ function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv): Promise<
         const line = buf.slice(0, nl)
         buf = buf.slice(nl + 1)
         let m: RegExpMatchArray | null
-        if ((m = line.match(/^# Subtest: (.+)$/))) { file = m[1]!; fileSubtests = 0; fileFailures = [] }
-        else if ((m = line.match(/^ {4}(not )?ok \d+ - (.*?)(?: # (?:time|SKIP|TODO).*)?$/))) {
+        if (/^# Subtest: /.test(line)) {
+          fileSubtests = 0
+          fileFailures = []
+          fileLines = []
+          continue
+        }
+        fileLines.push(line)
+        if ((m = line.match(/^ {4}(not )?ok \d+ - (.*?)(?: # (?:time|SKIP|TODO).*)?$/))) {
           fileSubtests++
-          if (m[1]) { tally.failed++; fileFailures.push(m[2]!) } else tally.passed++
-        } else if (fileFailures.length > 0 && /^ {6}\S|^ {4} {2}/.test(line)) report.push(line)
-        else if ((m = line.match(/^(not )?ok \d+ - (.*?)(?: # (.*))?$/))) {
+          if (m[1]) {
+            tally.failed++
+            fileFailures.push(m[2]!)
+          } else tally.passed++
+        } else if ((m = line.match(/^(not )?ok \d+ - (.*?)(?: # (.*))?$/))) {
           const ok = !m[1]
           if (fileSubtests === 0) ok ? tally.passed++ : tally.failed++
-          else if (!ok && fileFailures.length === 0) { tally.failed++; fileFailures.push('(file failed outside its tests)') }
+          else if (!ok && fileFailures.length === 0) {
+            tally.failed++
+            fileFailures.push('(the file failed outside its tests)')
+          }
           process.stdout.write(`${ok ? 'ok    ' : 'FAIL  '} ${m[2]} ${m[3] ? `(${m[3]})` : ''}\n`)
-          for (const f of fileFailures) process.stdout.write(`      not ok: ${f}\n`)
-          if (!ok) process.stdout.write(report.splice(0).slice(0, 60).join('\n') + '\n')
-          report.length = 0
+          if (!ok) {
+            for (const f of fileFailures) process.stdout.write(`      not ok: ${f}\n`)
+            process.stdout.write(failureExcerpt(fileLines))
+          }
         }
       }
     })
@@ -96,6 +107,13 @@ function ensureTapBuilt(): void {
   const res = spawnSync(resolve(ROOT, 'node_modules/.bin/tap'), ['build'], { cwd: ROOT, stdio: 'inherit' })
   if (res.status !== 0) throw new Error('tap build failed')
   writeFileSync(stamp, want)
+}
+
+/** The failing assertions of a file's TAP output, with their diffs and locations: enough to act on. */
+function failureExcerpt(lines: string[]): string {
+  const keep = /not ok|^\s+[-+][^-+]|^\s+(message|found|wanted|error|code|lineNumber|fileName|stdout|stderr|exitCode|signal):|^\s+[A-Z][a-zA-Z]*Error\b/
+  const out = lines.filter((l) => keep.test(l)).slice(0, 80)
+  return out.length ? out.map((l) => `      ${l.trim()}`).join('\n') + '\n' : ''
 }
 
 function log(msg: string): void { process.stdout.write(`==> ${msg}\n`) }

@@ -47,6 +47,8 @@ export function apiConfig(databaseUrl: string, overrides: Record<string, string>
     LOG_LEVEL: 'silent',
     METRICS_PORT: '0',
     PORT: '0',
+    // The suite shares 2 cores with parallel test files: the 500 ms production bound would time out spuriously.
+    REDIS_COMMAND_TIMEOUT_MS: '3000',
     ...overrides,
   })
 }
