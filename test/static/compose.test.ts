@@ -50,7 +50,7 @@ function interpolate(node: Json, env: Record<string, string>, where = ''): Json 
 }
 
 const raw = parse(read('docker-compose.yml'), { merge: true }) as Json
-const compose = interpolate(raw, SECRETS) as { services: Record<string, Service>; volumes: Record<string, unknown> }
+const compose = interpolate(raw, SECRETS) as unknown as { services: Record<string, Service>; volumes: Record<string, unknown> }
 const services = Object.entries(compose.services)
 const oneShot = (s: Service) => s.restart === 'no'
 const memMiB = (s: Service): number | undefined => {

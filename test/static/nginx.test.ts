@@ -1,0 +1,156 @@
+// nginx/nginx.conf checked with the real nginx (Debian's 1.22): `nginx -t`, then run on loopback in front of small
+// upstream servers to prove the proxy behaviour the drills rely on: X-Upstream, forwarded headers, a dead replica
+// costing one retry, and a POST that reached a replica never being re-sent. The compose upstream list uses
+// `server ... resolve` (nginx >= 1.27.3), which 1.22 rejects, so that file is checked by text.
+import t, { type Test } from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer as netServer, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const CONF = resolve(import.meta.dirname, '../../nginx/nginx.conf')
+const COMPOSE_UPSTREAMS = resolve(import.meta.dirname, '../../nginx/upstreams.compose/api.conf')
+const server = (port: number) => `server 127.0.0.1:${port} max_fails=2 fail_timeout=5s;`
+
+/** A prefix directory holding a copy of nginx.conf and an upstreams/api.conf with the given server lines. */
+function prefix(servers: string[], listen?: { main: number; status: number }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'opsdrill-nginx-'))
+  mkdirSync(join(dir, 'upstreams'))
+  writeFileSync(join(dir, 'upstreams/api.conf'), `${servers.join('\n')}\n`)
+  if (!listen) copyFileSync(CONF, join(dir, 'nginx.conf'))
+  else {
+    // Only the listen ports change, so parallel test runs and a running stack on 8080 do not collide.
+    const conf = readFileSync(CONF, 'utf8')
+      .replace(/^(\s*)listen 8080;$/m, `$1listen 127.0.0.1:${listen.main};`)
+      .replace(/^(\s*)listen 127\.0\.0\.1:8081;$/m, `$1listen 127.0.0.1:${listen.status};`)
+    writeFileSync(join(dir, 'nginx.conf'), conf)
+  }
+  return dir
+}
+
+async function freePort(): Promise<number> {
+  const s = netServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const { port } = s.address() as AddressInfo
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+interface Upstream { port: number; hits: { method: string; headers: IncomingHttpHeaders }[]; close: () => Promise<void> }
+
+async function upstream(status: number): Promise<Upstream> {
+  const hits: Upstream['hits'] = []
+  const srv: Server = createServer((req, res) => {
+    hits.push({ method: req.method!, headers: req.headers })
+    req.resume()
+    req.on('end', () => res.writeHead(status, { 'content-type': 'application/json' }).end('{}'))
+  })
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  return { port: (srv.address() as AddressInfo).port, hits, close: () => new Promise((r) => srv.close(() => r())) }
+}
+
+async function runNginx(t: Test, servers: string[]): Promise<{ url: string; status: string; log: () => string }> {
+  const main = await freePort()
+  const status = await freePort()
+  const dir = prefix(servers, { main, status })
+  // stdout must be a file (or a real pipe), not Node's default socketpair: nginx opens /dev/stdout for the access
+  // log, and Linux cannot reopen a socket through /proc/self/fd (ENXIO).
+  const logFile = join(dir, 'out.log')
+  const fd = openSync(logFile, 'a')
+  const child = spawn('nginx', ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], { stdio: ['ignore', fd, fd] })
+  closeSync(fd)
+  const out = () => readFileSync(logFile, 'utf8')
+  t.teardown(async () => {
+    child.kill('SIGQUIT')
+    await new Promise((r) => child.once('exit', r))
+  })
+  const url = `http://127.0.0.1:${main}`
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`http://127.0.0.1:${status}/nginx_status`).then((r) => r.ok, () => false)) {
+      return { url, status: `http://127.0.0.1:${status}/nginx_status`, log: out }
+    }
+    await sleep(50)
+  }
+  throw new Error(`nginx did not start: ${out()}`)
+}
+
+t.test('when nginx -t checks nginx.conf with a native upstream list, then the config is valid', async (t) => {
+  const dir = prefix([server(3001), server(3002)])
+  const fd = openSync(join(dir, 'out.log'), 'a') // a file, not a socket: nginx -t opens /dev/stdout too
+  const r = spawnSync('nginx', ['-t', '-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { encoding: 'utf8', stdio: ['ignore', fd, 'pipe'] })
+  closeSync(fd)
+  t.equal(r.status, 0, `nginx -t on nginx/nginx.conf failed:\n${r.stderr}`)
+  t.match(r.stderr, /test is successful/)
+})
+
+t.test('when nginx.conf is read, then it has no absolute pid or log paths and keeps the upstream policy', async (t) => {
+  const conf = readFileSync(CONF, 'utf8')
+  t.match(conf, /^pid nginx\.pid;$/m, 'nginx/nginx.conf: pid relative to the prefix')
+  t.match(conf, /^error_log stderr/m, 'nginx/nginx.conf: errors to stderr')
+  t.match(conf, /access_log \/dev\/stdout opsdrill_json;/, 'nginx/nginx.conf: JSON access log to stdout')
+  t.notMatch(conf, /^\s*(pid|error_log|access_log|\w+_temp_path)\s+\/(?!dev\/stdout)/m, 'nginx/nginx.conf: an absolute path')
+  const upstreamBlock = conf.match(/upstream opsdrill_api \{([\s\S]*?)\n {4}\}/)?.[1] ?? ''
+  for (const d of ['zone opsdrill_api', 'least_conn;', 'include upstreams/api.conf;', 'keepalive 64;']) {
+    t.ok(upstreamBlock.includes(d), `nginx/nginx.conf: upstream opsdrill_api lacks ${d}`)
+  }
+  t.match(conf, /proxy_next_upstream error timeout http_502 http_503;/)
+  t.notMatch(conf, /^\s*proxy_next_upstream [^;#]*non_idempotent/m, 'nginx/nginx.conf: POSTs that reached a replica must not be retried')
+  t.match(conf, /proxy_next_upstream_tries 3;/)
+  t.match(conf, /listen 127\.0\.0\.1:8081;[\s\S]*location = \/nginx_status \{\s*stub_status;/)
+})
+
+t.test('when the compose upstream list is read, then it re-resolves `api` through Docker DNS on every server line', async (t) => {
+  const text = readFileSync(COMPOSE_UPSTREAMS, 'utf8')
+  const lines = text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'))
+  t.ok(lines.includes('resolver 127.0.0.11 valid=5s ipv6=off;'), 'nginx/upstreams.compose/api.conf: Docker resolver')
+  const servers = lines.filter((l) => l.startsWith('server '))
+  t.ok(servers.length > 0, 'nginx/upstreams.compose/api.conf: no server line')
+  for (const s of servers) t.match(s, /^server [\w.-]+:\d+ max_fails=2 fail_timeout=5s resolve;$/, `nginx/upstreams.compose/api.conf: ${s}`)
+  t.same(lines.filter((l) => !l.startsWith('server ') && !l.startsWith('resolver ')), [], 'only server and resolver lines')
+})
+
+t.test('when one replica is down, then requests still succeed and X-Upstream names the replicas tried', async (t) => {
+  const live = await upstream(200)
+  t.teardown(live.close)
+  const dead = await freePort()
+  const ngx = await runNginx(t, [server(dead), server(live.port)])
+  const upstreams: string[] = []
+  for (let i = 0; i < 4; i++) {
+    const res = await fetch(`${ngx.url}/api/v1/links`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' } })
+    t.equal(res.status, 200, 'a POST whose connection failed is retried on the next replica')
+    upstreams.push(res.headers.get('x-upstream') ?? '')
+    const hit = live.hits.at(-1)!
+    t.equal(hit.headers['x-request-id'], res.headers.get('x-request-id'), 'the request id reaches the replica and comes back')
+    t.match(hit.headers['x-request-id'], /^[0-9a-f]{32}$/)
+    t.equal(hit.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'X-Forwarded-For appends the client')
+    t.equal(hit.headers['x-real-ip'], '127.0.0.1')
+  }
+  t.ok(upstreams.every((u) => u.endsWith(`127.0.0.1:${live.port}`)), `X-Upstream ends at the live replica: ${upstreams.join(' | ')}`)
+  t.ok(upstreams.some((u) => u === `127.0.0.1:${dead}, 127.0.0.1:${live.port}`), `one request tried the dead replica first: ${upstreams.join(' | ')}`)
+  await sleep(100)
+  const line = ngx.log().split('\n').find((l) => l.startsWith('{'))
+  t.ok(line, 'nginx writes a JSON access log line to stdout')
+  const entry = JSON.parse(line!) as Record<string, string>
+  t.equal(entry['http.request.method'], 'POST')
+  t.match(entry['nginx.upstream.addr'], `127.0.0.1:${live.port}`)
+  t.match(entry['nginx.upstream.response_time_s'], /\d/)
+})
+
+t.test('when every replica answers 502, then a GET is retried but a POST that reached a replica is not', async (t) => {
+  const a = await upstream(502)
+  const b = await upstream(502)
+  t.teardown(a.close)
+  t.teardown(b.close)
+  const ngx = await runNginx(t, [server(a.port), server(b.port)])
+  const get = await fetch(`${ngx.url}/abc123`, { redirect: 'manual' })
+  t.equal(get.status, 502)
+  t.equal(a.hits.length + b.hits.length, 2, 'the GET tried both replicas')
+  t.match(get.headers.get('x-upstream'), /, /, 'X-Upstream lists both replicas on an error response too')
+  const before = a.hits.length + b.hits.length
+  const post = await fetch(`${ngx.url}/api/v1/links`, { method: 'POST', body: '{}' })
+  t.equal(post.status, 502)
+  t.equal(a.hits.length + b.hits.length - before, 1, 'the POST went to exactly one replica (no duplicate link)')
+})
