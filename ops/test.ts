@@ -81,7 +81,10 @@ function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv): Promise<
           } else tally.passed++
         } else if ((m = line.match(/^(not )?ok \d+ - (.*?)(?: # (.*))?$/))) {
           const ok = !m[1]
-          if (fileSubtests === 0) ok ? tally.passed++ : tally.failed++
+          if (fileSubtests === 0) {
+            if (ok) tally.passed++
+            else tally.failed++
+          }
           else if (!ok && fileFailures.length === 0) {
             tally.failed++
             fileFailures.push('(the file failed outside its tests)')
