@@ -3,13 +3,17 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { resolve } from 'node:path'
+import { Writable } from 'node:stream'
 import type { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { pino } from 'pino'
 import type { WorkerConfig } from '../../common/config.ts'
+import { createLogger } from '../../common/logger.ts'
 import { createQueue } from '../../common/queue-factory.ts'
 import { QUEUES, defaultJobOptions, type ClickJob } from '../../common/queues.ts'
+import { startWorker, type RunningWorker } from '../../worker/app.ts'
+import { workerConfig } from './env.ts'
 
 interface T { teardown(fn: () => unknown): void }
 
@@ -93,4 +97,37 @@ export function spawnWorker(t: T, config: WorkerConfig, extraEnv: Record<string,
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
   return { child, exit, output: () => out }
+}
+
+export interface TestWorker {
+  config: WorkerConfig
+  worker: RunningWorker
+  logs: Record<string, unknown>[]
+}
+
+/** The worker in-process on databaseUrl with its own Redis prefix; closed at teardown. Logs are captured. */
+export async function startTestWorker(t: T, databaseUrl: string, overrides: Record<string, string> = {}): Promise<TestWorker> {
+  const config = workerConfig(databaseUrl, { LOG_LEVEL: 'info', JOB_BACKOFF_MS: '10', ...overrides })
+  const logs: Record<string, unknown>[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>)
+      done()
+    },
+  })
+  const worker = await startWorker(config, createLogger({ serviceName: 'opsdrill-worker', instanceId: 'test', level: config.LOG_LEVEL }, sink))
+  t.teardown(() => worker.close())
+  return { config, worker, logs }
+}
+
+type AnyMetric = { get(): Promise<{ values: { labels: object; value: number }[] }> }
+
+/** Current value of a counter or gauge series (0 when absent); for a histogram, pass the sample name (e.g. _count). */
+export async function metricValue(metric: AnyMetric, labels: Record<string, string> = {}, sample?: string): Promise<number> {
+  const { values } = await metric.get()
+  const hit = values.find((v) => {
+    const got = v as { labels: Record<string, unknown>; metricName?: string }
+    return (sample === undefined || got.metricName === sample) && Object.entries(labels).every(([k, want]) => String(got.labels[k]) === want)
+  })
+  return hit?.value ?? 0
 }

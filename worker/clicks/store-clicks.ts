@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { isDbUnavailable, type Db } from '../../common/db.ts'
 import { metrics } from '../../common/metrics.ts'
 import type { ClickJob } from '../../common/queues.ts'
+import { observe } from '../lib/observe.ts'
 import { insertClicks } from './clicks.repository.ts'
 
 /** stored: written now; duplicate: written by an earlier delivery; link_deleted: its link is gone, nothing to count. */
@@ -17,7 +18,7 @@ const isFkViolation = (err: unknown) => (err as { code?: string })?.code === FOR
  * Returns one outcome per click, in input order; an Error for a click that must be retried.
  */
 export async function storeClicks(db: Db, log: Logger, clicks: ClickJob[]): Promise<(ClickOutcome | Error)[]> {
-  metrics.workerBatchSize.observe(clicks.length)
+  observe(metrics.workerBatchSize, {}, clicks.length)
   try {
     return classify(clicks, await insertClicks(db, clicks))
   } catch (err) {

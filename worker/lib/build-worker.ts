@@ -9,6 +9,7 @@ import { addDeadLetter, toDeadLetter } from '../../common/deadletters.ts'
 import { metrics } from '../../common/metrics.ts'
 import { queueTelemetry, throttledWarn } from '../../common/queue-factory.ts'
 import type { QueueName } from '../../common/queues.ts'
+import { observe } from './observe.ts'
 
 export interface WorkerContext {
   config: WorkerConfig
@@ -55,13 +56,14 @@ export function buildWorker<D, R>(name: QueueName, processor: JobProcessor<D, R>
   const worker = new Worker<D, R>(
     name,
     async (job, _token, signal) => {
-      const end = metrics.jobProcessing.startTimer({ queue: name })
+      const start = performance.now()
+      const took = () => (performance.now() - start) / 1000
       try {
         const result = await processor(job, signal)
-        end({ outcome: 'completed' })
+        observe(metrics.jobProcessing, { queue: name, outcome: 'completed' }, took())
         return result
       } catch (err) {
-        end({ outcome: 'failed' })
+        observe(metrics.jobProcessing, { queue: name, outcome: 'failed' }, took())
         const e = err instanceof Error ? err : new Error(String(err))
         // Recorded before BullMQ marks the job failed: a crash in between re-runs the job, never loses the letter.
         if (isLastAttempt(job, e)) {
@@ -86,7 +88,7 @@ export function buildWorker<D, R>(name: QueueName, processor: JobProcessor<D, R>
   worker.on('error', throttledWarn(log, {}, 'worker error'))
   worker.on('active', (job) => {
     // Retries wait out their backoff on purpose; only a job's first run measures queueing delay.
-    if (job.attemptsMade === 0 && job.processedOn) metrics.jobWait.observe({ queue: name }, Math.max(0, job.processedOn - job.timestamp - (job.opts.delay ?? 0)) / 1000)
+    if (job.attemptsMade === 0 && job.processedOn) observe(metrics.jobWait, { queue: name }, Math.max(0, job.processedOn - job.timestamp - (job.opts.delay ?? 0)) / 1000)
   })
   worker.on('completed', () => metrics.jobsCompleted.inc({ queue: name }))
   worker.on('failed', (job, err) => {
