@@ -58,8 +58,10 @@ export const ApiEnv = Type.Object({
   MIGRATE_ON_START: Bool(false),
   SHUTDOWN_GRACE_MS: Int(10000, 100),
   SHUTDOWN_READINESS_DELAY_MS: Int(0, 0, 'time readiness reports 503 before the listener closes'),
-  MAX_EVENT_LOOP_DELAY_MS: Int(1000, 0, '0 disables load shedding on event-loop delay'),
-  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0.98, minimum: 0, maximum: 1 }),
+  // Shedding keys on event-loop delay, the symptom of unbounded latency. Utilisation near 1 is normal at full load
+  // (and while modules load at start), so it is off unless set.
+  MAX_EVENT_LOOP_DELAY_MS: Int(500, 0, 'event-loop delay (ms) above which requests get 503 + Retry-After; 0 disables'),
+  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'event-loop utilisation (0..1) above which requests are shed; 0 disables' }),
   REQUEST_TIMEOUT_MS: Int(10000, 0),
 })
 

@@ -130,7 +130,7 @@ const add = (t: Tally) => { total.passed += t.passed; total.failed += t.failed }
 if (args.length > 0) add(await runTap(args, 2, env))
 else {
   log('fast suites (parallel)')
-  add(await runTap(['test/common', 'test/service', 'test/worker', 'test/static', 'test/config'].filter(exists), 2, env))
+  add(await runTap(['test/common', 'test/service', 'test/worker', 'test/observability', 'test/static'].filter(exists), 2, env))
   if (exists('test/system')) { log('system suites (one at a time)'); add(await runTap(['test/system'], 1, env)) }
 }
 await stop()

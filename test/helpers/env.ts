@@ -49,6 +49,8 @@ export function apiConfig(databaseUrl: string, overrides: Record<string, string>
     PORT: '0',
     // The suite shares 2 cores with parallel test files: the 500 ms production bound would time out spuriously.
     REDIS_COMMAND_TIMEOUT_MS: '3000',
+    // Busy parallel test processes would trip load shedding; the shedding tests turn it on explicitly.
+    MAX_EVENT_LOOP_DELAY_MS: '0',
     ...overrides,
   })
 }
