@@ -1,4 +1,5 @@
 // JWT access tokens: HS256 pinned, exp/sub required, issuer and audience checked on every verify.
+// @fastify/jwt takes a numeric expiresIn in seconds (it converts to fast-jwt's milliseconds itself).
 import fp from 'fastify-plugin'
 import jwt from '@fastify/jwt'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -27,7 +28,7 @@ export default fp(
     const c = app.config
     await app.register(jwt, {
       secret: c.JWT_SECRET,
-      sign: { algorithm: 'HS256', iss: c.JWT_ISSUER, aud: c.JWT_AUDIENCE, expiresIn: c.JWT_TTL_SECONDS * 1000 },
+      sign: { algorithm: 'HS256', iss: c.JWT_ISSUER, aud: c.JWT_AUDIENCE, expiresIn: c.JWT_TTL_SECONDS },
       verify: { algorithms: ['HS256'], allowedIss: c.JWT_ISSUER, allowedAud: c.JWT_AUDIENCE, requiredClaims: ['exp', 'sub', 'iss', 'aud'] },
     })
     app.decorate('authenticate', async (req: FastifyRequest) => {

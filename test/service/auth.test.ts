@@ -1,0 +1,137 @@
+import t from 'tap'
+import { testApp, login, uniqueEmail, PASSWORD } from '../helpers/app.ts'
+import { assertProblem, signJwt, sql } from '../helpers/service.ts'
+
+const register = (app: Awaited<ReturnType<typeof testApp>>['app'], payload: unknown) =>
+  app.inject({ method: 'POST', url: '/api/v1/auth/register', payload: payload as Record<string, unknown> })
+const me = (app: Awaited<ReturnType<typeof testApp>>['app'], token?: string) =>
+  app.inject({ method: 'GET', url: '/api/v1/links', headers: token === undefined ? {} : { authorization: `Bearer ${token}` } })
+
+t.test('when a user registers, then 201 and an argon2id hash (m=19456,t=2,p=1) is stored, never the password', async (t) => {
+  const { app, databaseUrl } = await testApp(t)
+  const email = uniqueEmail()
+  const res = await register(app, { email, password: PASSWORD })
+  t.equal(res.statusCode, 201, res.body)
+  const body = res.json() as { id: string; email: string; role: string; createdAt: string }
+  t.match(body, { email, role: 'user' })
+  t.notOk('password' in body || 'passwordHash' in body, 'no password material in the response')
+  const db = await sql(t, databaseUrl)
+  const { rows } = await db.query<{ id: string; password_hash: string; role: string }>('SELECT id, password_hash, role FROM users WHERE email = $1', [email])
+  t.equal(rows.length, 1)
+  t.equal(rows[0]!.id, body.id)
+  t.match(rows[0]!.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/)
+  t.notMatch(rows[0]!.password_hash, PASSWORD)
+})
+
+t.test('when an email is registered again in another case, then 409 EMAIL_TAKEN and one row', async (t) => {
+  const { app, databaseUrl } = await testApp(t)
+  const email = uniqueEmail()
+  t.equal((await register(app, { email, password: PASSWORD })).statusCode, 201)
+  assertProblem(t, await register(app, { email: email.toUpperCase(), password: PASSWORD }), 409, 'EMAIL_TAKEN')
+  const db = await sql(t, databaseUrl)
+  const { rows } = await db.query('SELECT 1 FROM users WHERE lower(email) = lower($1)', [email])
+  t.equal(rows.length, 1)
+})
+
+t.test('when registration input is invalid, then 400 VALIDATION_FAILED naming the field and nothing is stored', async (t) => {
+  const { app, databaseUrl } = await testApp(t)
+  const cases: [string, unknown, string][] = [
+    ['invalid email', { email: 'not-an-email', password: PASSWORD }, 'body.email'],
+    ['short password', { email: uniqueEmail(), password: 'short' }, 'body.password'],
+    ['unknown field', { email: uniqueEmail(), password: PASSWORD, isAdmin: true }, 'body.isAdmin'],
+    ['password as a number (no coercion)', { email: uniqueEmail(), password: 123456789012345 }, 'body.password'],
+    ['missing email', { password: PASSWORD }, 'body.email'],
+  ]
+  for (const [name, payload, field] of cases) {
+    await t.test(name, async (t) => assertProblem(t, await register(app, payload), 400, 'VALIDATION_FAILED', field))
+  }
+  const db = await sql(t, databaseUrl)
+  t.equal((await db.query('SELECT 1 FROM users')).rows.length, 0)
+})
+
+t.test('when a user logs in with the right password, then 200 with a bearer token that works', async (t) => {
+  const { app, config } = await testApp(t)
+  const email = uniqueEmail()
+  await register(app, { email, password: PASSWORD })
+  const res = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: email.toUpperCase(), password: PASSWORD } })
+  t.equal(res.statusCode, 200, res.body)
+  const body = res.json() as { accessToken: string; tokenType: string; expiresIn: number }
+  t.equal(body.tokenType, 'Bearer')
+  t.equal(body.expiresIn, config.JWT_TTL_SECONDS)
+  const [header, payload] = body.accessToken.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>)
+  t.equal(header!.alg, 'HS256')
+  t.match(payload, { iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE, role: 'user' })
+  t.ok(Math.abs((payload!.exp as number) - Date.now() / 1000 - config.JWT_TTL_SECONDS) < 5, 'exp = now + JWT_TTL_SECONDS')
+  t.equal((await me(app, body.accessToken)).statusCode, 200)
+})
+
+t.test('when the password is wrong or the email unknown, then 401 INVALID_CREDENTIALS alike', async (t) => {
+  const { app } = await testApp(t)
+  const { email } = await login(app)
+  const wrong = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: 'not the password at all' } })
+  assertProblem(t, wrong, 401, 'INVALID_CREDENTIALS')
+  const unknown = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: uniqueEmail(), password: PASSWORD } })
+  assertProblem(t, unknown, 401, 'INVALID_CREDENTIALS')
+  t.equal(wrong.json().detail, unknown.json().detail, 'same detail: no user enumeration')
+})
+
+t.test('when a token is missing, forged or out of policy, then 401 UNAUTHORIZED', async (t) => {
+  const { app, config, databaseUrl } = await testApp(t)
+  await login(app)
+  const db = await sql(t, databaseUrl)
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM users LIMIT 1')
+  const now = Math.floor(Date.now() / 1000)
+  const good = { sub: rows[0]!.id, role: 'user', iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE, iat: now, exp: now + 600 }
+  const hs256 = { alg: 'HS256', typ: 'JWT' }
+  // The control: a hand-signed token that follows the policy is accepted, so each rejection below is for its one flaw.
+  t.equal((await me(app, signJwt(hs256, good))).statusCode, 200, 'a well-formed hand-signed token is accepted')
+  const cases: [string, string | undefined][] = [
+    ['missing', undefined],
+    ['not a JWT', 'garbage'],
+    ['bad signature', signJwt(hs256, good, 'another-secret-that-is-32-bytes-long!!')],
+    ['wrong issuer', signJwt(hs256, { ...good, iss: 'someone-else' })],
+    ['wrong audience', signJwt(hs256, { ...good, aud: 'another-api' })],
+    ['alg none', signJwt({ alg: 'none', typ: 'JWT' }, good)],
+    ['HS512', signJwt({ alg: 'HS512', typ: 'JWT' }, good)],
+    ['no exp', signJwt(hs256, { ...good, exp: undefined })],
+    ['expired', signJwt(hs256, { ...good, iat: now - 1200, exp: now - 600 })],
+    ['no sub', signJwt(hs256, { ...good, sub: undefined })],
+  ]
+  for (const [name, token] of cases) {
+    await t.test(name, async (t) => {
+      const res = await me(app, token)
+      assertProblem(t, res, 401, 'UNAUTHORIZED')
+      t.equal(res.headers['www-authenticate'], 'Bearer')
+    })
+  }
+})
+
+t.test('when an email is listed in ADMIN_EMAILS, then it registers as an admin', async (t) => {
+  const admin = uniqueEmail()
+  const { app, databaseUrl } = await testApp(t, { ADMIN_EMAILS: `someone@example.test, ${admin.toUpperCase()}` })
+  const res = await register(app, { email: admin, password: PASSWORD })
+  t.equal(res.json().role, 'admin')
+  t.equal((await register(app, { email: uniqueEmail(), password: PASSWORD })).json().role, 'user')
+  const db = await sql(t, databaseUrl)
+  t.equal((await db.query<{ role: string }>('SELECT role FROM users WHERE email = $1', [admin])).rows[0]!.role, 'admin')
+  const token = (await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: admin, password: PASSWORD } })).json().accessToken as string
+  t.equal(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).role, 'admin')
+})
+
+t.test('when requests carry passwords and tokens, then ECS log lines never contain them', async (t) => {
+  const { app, logs } = await testApp(t, { LOG_LEVEL: 'trace' })
+  const secretPassword = 'pw-that-must-never-be-logged-7f3a'
+  const { token } = await login(app, uniqueEmail(), secretPassword)
+  await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: uniqueEmail(), password: secretPassword } })
+  await app.inject({ method: 'GET', url: '/api/v1/links', headers: { authorization: `Bearer ${token}` } })
+  await app.inject({ method: 'GET', url: '/api/v1/links', headers: { authorization: `Bearer ${token}x` } })
+  await app.inject({ method: 'POST', url: '/api/v1/auth/register', payload: { email: 'bad', password: secretPassword } })
+  t.ok(logs.length > 0, `log lines were captured (${logs.length})`)
+  for (const line of logs) {
+    t.match(line, { '@timestamp': String, 'log.level': String, 'ecs.version': String, service: { name: 'opsdrill-api' } }, 'ECS fields')
+  }
+  const all = logs.map((l) => JSON.stringify(l)).join('\n')
+  t.notOk(all.includes(secretPassword), 'no password in any log line')
+  t.notOk(all.includes(token), 'no token in any log line')
+  t.notOk(all.includes(token.split('.')[2]!), 'not even the token signature')
+})
