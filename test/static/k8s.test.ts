@@ -1,0 +1,184 @@
+// k8s/ checked offline: each overlay is rendered by kustomize and validated by kubeconform in strict mode against
+// the vendored schemas (Kubernetes 1.33 standalone-strict, KEDA ScaledObject and ServiceMonitor CRDs; nothing is
+// fetched, no kind is skipped), then read for the operational promises the schemas cannot check.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { resolve } from 'node:path'
+import { parseAllDocuments } from 'yaml'
+import { ApiEnv, WorkerEnv, loadConfig, BaseEnv } from '../../common/config.ts'
+import { QUEUES } from '../../common/queues.ts'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const SCHEMAS = resolve(ROOT, 'test/fixtures/schemas')
+const K8S_VERSION = '1.33.0'
+const OVERLAYS = ['local', 'production'] as const
+
+// The rendered manifests are plain data; these types name only the fields the checks read.
+interface Obj { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown }
+interface Probe { httpGet?: { path: string; port: number | string } }
+interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: unknown } }
+interface Container {
+  name: string
+  ports?: { name?: string; containerPort: number }[]
+  env?: EnvVar[]
+  envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[]
+  livenessProbe?: Probe
+  readinessProbe?: Probe
+  lifecycle?: { preStop?: { exec?: { command: string[] } } }
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> }
+  securityContext?: { allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[] } }
+}
+interface PodSpec {
+  containers: Container[]
+  terminationGracePeriodSeconds?: number
+  securityContext?: { runAsNonRoot?: boolean; seccompProfile?: { type: string } }
+}
+interface Workload extends Obj { spec: { template: { metadata?: { annotations?: Record<string, string> }; spec: PodSpec } } }
+
+function run(cmd: string, args: string[], input?: string) {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', input, maxBuffer: 64 << 20 })
+  if (r.error) throw new Error(`${cmd} is not installed (ops/test installs it): ${r.error.message}`)
+  return r
+}
+
+const rendered = new Map<string, { yaml: string; docs: Obj[] }>()
+for (const o of OVERLAYS) {
+  const r = run('kustomize', ['build', `k8s/overlays/${o}`])
+  if (r.status !== 0) throw new Error(`kustomize build k8s/overlays/${o} failed:\n${r.stderr}`)
+  rendered.set(o, { yaml: r.stdout, docs: parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj) })
+}
+const docsOf = (o: string) => rendered.get(o)!.docs
+const find = <T extends Obj>(o: string, kind: string, name: string) =>
+  docsOf(o).find((d) => d.kind === kind && d.metadata.name === name) as T | undefined
+const workloads = (o: string) => docsOf(o).filter((d) => ['Deployment', 'StatefulSet', 'Job'].includes(d.kind)) as Workload[]
+const portOf = (c: Container, p: number | string) => (typeof p === 'number' ? p : c.ports?.find((x) => x.name === p)?.containerPort)
+
+for (const o of OVERLAYS) {
+  t.test(`when k8s/overlays/${o} is rendered, then kubeconform -strict finds every resource valid against the vendored schemas`, async (t) => {
+    const r = run('kubeconform', [
+      '-strict', '-summary', '-kubernetes-version', K8S_VERSION,
+      '-schema-location', `${SCHEMAS}/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+      '-schema-location', `${SCHEMAS}/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json`,
+      '-',
+    ], rendered.get(o)!.yaml)
+    t.equal(r.status, 0, `kubeconform on k8s/overlays/${o}:\n${r.stdout}${r.stderr}`)
+    const m = r.stdout.match(/(\d+) resources found .* Valid: (\d+), Invalid: (\d+), Errors: (\d+), Skipped: (\d+)/)
+    t.ok(m, `kubeconform printed no summary: ${r.stdout}`)
+    t.equal(m?.[1], m?.[2], `k8s/overlays/${o}: every resource is valid`)
+    t.equal(m?.[5], '0', `k8s/overlays/${o}: no resource was skipped for lack of a schema`)
+  })
+}
+
+t.test('when a resource is invalid, then the same kubeconform check rejects it', async (t) => {
+  const bad = rendered.get('local')!.yaml.replace('terminationGracePeriodSeconds: 30', 'terminationGracePeriodSeconds: "30"\n      bogusField: 1')
+  const r = run('kubeconform', ['-strict', '-summary', '-kubernetes-version', K8S_VERSION,
+    '-schema-location', `${SCHEMAS}/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'], bad)
+  t.not(r.status, 0, 'kubeconform accepted an unknown field and a string where an integer belongs')
+  t.match(r.stdout, /bogusField/)
+})
+
+for (const o of OVERLAYS) {
+  t.test(`when k8s/overlays/${o} runs the API, then it probes, drains and is locked down`, async (t) => {
+    const api = find<Workload>(o, 'Deployment', 'opsdrill-api')!
+    t.ok(api, `k8s/overlays/${o}: no Deployment opsdrill-api`)
+    const pod = api.spec.template.spec
+    const c = pod.containers[0]!
+    t.equal(portOf(c, c.livenessProbe!.httpGet!.port), 3000, 'liveness probe on 3000')
+    t.equal(c.livenessProbe?.httpGet?.path, '/healthz')
+    t.equal(portOf(c, c.readinessProbe!.httpGet!.port), 3000, 'readiness probe on 3000')
+    t.equal(c.readinessProbe?.httpGet?.path, '/readyz')
+    t.same(c.lifecycle?.preStop?.exec?.command, ['sleep', '5'], 'preStop drains for 5 s')
+    t.equal(pod.terminationGracePeriodSeconds, 30)
+    const annotations = api.spec.template.metadata?.annotations ?? {}
+    t.equal(annotations['prometheus.io/scrape'], 'true')
+    t.equal(Number(annotations['prometheus.io/port']), portOf(c, 'metrics'), 'scrape annotation names the metrics port')
+    t.equal(annotations['prometheus.io/path'], '/metrics')
+
+    const worker = find<Workload>(o, 'Deployment', 'opsdrill-worker')!
+    const w = worker.spec.template.spec.containers[0]!
+    t.equal(portOf(w, w.livenessProbe!.httpGet!.port), 9465, 'worker liveness on 9465')
+    t.equal(portOf(w, w.readinessProbe!.httpGet!.port), 9465, 'worker readiness on 9465')
+    t.equal(Number(worker.spec.template.metadata?.annotations?.['prometheus.io/port']), 9465)
+  })
+
+  t.test(`when k8s/overlays/${o} runs any container, then it is non-root, read-only, capability-free and bounded`, async (t) => {
+    for (const w of workloads(o)) {
+      const pod = w.spec.template.spec
+      const where = `k8s/overlays/${o} ${w.kind}/${w.metadata.name}`
+      t.equal(pod.securityContext?.runAsNonRoot, true, `${where}: runAsNonRoot`)
+      t.equal(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault', `${where}: seccomp RuntimeDefault`)
+      for (const c of pod.containers) {
+        t.equal(c.securityContext?.allowPrivilegeEscalation, false, `${where}/${c.name}: allowPrivilegeEscalation false`)
+        t.equal(c.securityContext?.readOnlyRootFilesystem, true, `${where}/${c.name}: readOnlyRootFilesystem`)
+        t.same(c.securityContext?.capabilities?.drop, ['ALL'], `${where}/${c.name}: drops ALL capabilities`)
+        t.ok(c.resources?.requests?.cpu && c.resources.requests.memory, `${where}/${c.name}: cpu and memory requests`)
+        t.ok(c.resources?.limits?.memory, `${where}/${c.name}: memory limit`)
+      }
+    }
+  })
+
+  t.test(`when k8s/overlays/${o} configures the app, then secrets come from secretKeyRef and the env passes the app schemas`, async (t) => {
+    const cm = find<Obj & { data: Record<string, string> }>(o, 'ConfigMap', 'opsdrill-config')!
+    const secret = find<Obj & { data?: Record<string, string> }>(o, 'Secret', docsOf(o).find((d) => d.kind === 'Secret')?.metadata.name ?? '')
+    const known = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
+    for (const key of Object.keys(cm.data)) {
+      t.ok(known.has(key) || key.startsWith('OTEL_'), `k8s ConfigMap opsdrill-config: ${key} is not an app setting`)
+      t.notMatch(key, /SECRET|PASSWORD|DATABASE_URL/, `k8s ConfigMap opsdrill-config: ${key} belongs in the Secret`)
+    }
+    const cases = [['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL']], ['opsdrill-worker', WorkerEnv, ['DATABASE_URL']]] as const
+    for (const [name, schema, secretKeys] of cases) {
+      const c = find<Workload>(o, 'Deployment', name)!.spec.template.spec.containers[0]!
+      const env: Record<string, string> = { ...cm.data }
+      for (const v of c.env ?? []) {
+        if (v.value !== undefined) env[v.name] = v.value
+        else if (v.valueFrom?.fieldRef) env[v.name] = `${name}-pod`
+      }
+      for (const key of secretKeys) {
+        const v = c.env?.find((e) => e.name === key)
+        t.ok(v?.valueFrom?.secretKeyRef, `k8s ${name}: ${key} must come from a secretKeyRef`)
+        if (secret) t.ok(v?.valueFrom?.secretKeyRef?.name === secret.metadata.name, `k8s ${name}: ${key} refers to the generated Secret`)
+        env[key] = key === 'JWT_SECRET' ? 'x'.repeat(32) : 'postgres://opsdrill:pw@postgres:5432/opsdrill' // the Secret's shape
+      }
+      t.doesNotThrow(() => loadConfig(schema, env), `k8s ${name}: the ConfigMap + env fail the app's schema`)
+    }
+    if (o === 'production') t.notOk(secret, 'k8s/overlays/production ships no Secret: it is created from a secret store')
+    else t.equal(secret?.metadata.labels?.['opsdrill.dev/local-only'], 'true', 'the local Secret is labelled local-only')
+  })
+
+  t.test(`when k8s/overlays/${o} is applied, then scaling, disruption budgets and network policies are in place`, async (t) => {
+    const hpa = find<Obj & { spec: { scaleTargetRef: { name: string }; metrics: { resource: { name: string; target: { averageUtilization: number } } }[] } }>(o, 'HorizontalPodAutoscaler', 'opsdrill-api')
+    t.equal(hpa?.spec.scaleTargetRef.name, 'opsdrill-api')
+    t.same(hpa?.spec.metrics.map((m) => [m.resource.name, m.resource.target.averageUtilization]), [['cpu', 70]], 'API scales on CPU 70%')
+    for (const name of ['opsdrill-api', 'opsdrill-worker']) t.ok(find(o, 'PodDisruptionBudget', name), `k8s/overlays/${o}: PodDisruptionBudget ${name}`)
+    const deny = find<Obj & { spec: { podSelector: object; policyTypes: string[] } }>(o, 'NetworkPolicy', 'default-deny')
+    t.same(deny?.spec, { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }, 'default deny for ingress and egress')
+    for (const name of ['allow-dns', 'api-ingress', 'metrics-ingress', 'app-egress']) t.ok(find(o, 'NetworkPolicy', name), `NetworkPolicy ${name}`)
+    t.ok(find(o, 'Job', 'opsdrill-migrate'), 'the migration Job')
+    t.ok(docsOf(o).every((d) => d.kind === 'Namespace' || d.metadata.namespace === 'opsdrill'), 'everything lives in namespace opsdrill')
+  })
+}
+
+t.test('when production scales the worker, then KEDA follows the BullMQ wait list of the clicks queue', async (t) => {
+  const so = find<Obj & { spec: { scaleTargetRef: { name: string }; triggers: { type: string; metadata: Record<string, string> }[] } }>('production', 'ScaledObject', 'opsdrill-worker')
+  t.ok(so, 'k8s/overlays/production: ScaledObject opsdrill-worker')
+  const prefix = find<Obj & { data: Record<string, string> }>('production', 'ConfigMap', 'opsdrill-config')!.data.REDIS_PREFIX ?? String((BaseEnv.REDIS_PREFIX as { default?: unknown }).default)
+  const trigger = so?.spec.triggers[0]
+  t.equal(so?.spec.scaleTargetRef.name, 'opsdrill-worker')
+  t.equal(trigger?.type, 'redis')
+  t.equal(trigger?.metadata.listName, `${prefix}:${QUEUES.clicks}:wait`, 'listName is the wait list BullMQ keeps for the clicks queue')
+  t.equal(trigger?.metadata.listLength, '1000')
+  t.notOk(find('local', 'ScaledObject', 'opsdrill-worker'), 'kind runs no KEDA: the local overlay drops the ScaledObject')
+})
+
+t.test('when the overlays differ, then local runs its own stores and production points at managed ones', async (t) => {
+  t.ok(find('local', 'StatefulSet', 'postgres'), 'local: in-cluster Postgres StatefulSet')
+  t.ok(find('local', 'Deployment', 'redis'), 'local: in-cluster Redis')
+  t.notOk(docsOf('production').some((d) => d.kind === 'StatefulSet' || (d.kind === 'Deployment' && !d.metadata.name.startsWith('opsdrill-'))), 'production: no in-cluster stores')
+  for (const name of ['postgres', 'redis']) {
+    const svc = find<Obj & { spec: { type?: string } }>('production', 'Service', name)
+    t.equal(svc?.spec.type, 'ExternalName', `production: Service ${name} is an ExternalName to the managed store`)
+  }
+  t.ok(find('production', 'ServiceMonitor', 'opsdrill'), 'production includes the ServiceMonitor component')
+  const replicas = (o: string) => (find<Obj & { spec: { replicas: number } }>(o, 'Deployment', 'opsdrill-api')!).spec.replicas
+  t.ok(replicas('production') > replicas('local'), 'production runs more API replicas')
+})
