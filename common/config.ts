@@ -55,6 +55,7 @@ export const ApiEnv = Type.Object({
   BODY_LIMIT_BYTES: Int(16384, 1024),
   CLICK_BUFFER_MAX: Int(10000, 1),
   CLICK_FLUSH_INTERVAL_MS: Int(50, 1),
+  METRICS_ENABLED: Bool(true, 'false turns off the per-request HTTP histogram (for the observability-cost benchmark)'),
   MIGRATE_ON_START: Bool(false),
   SHUTDOWN_GRACE_MS: Int(10000, 100),
   SHUTDOWN_READINESS_DELAY_MS: Int(0, 0, 'time readiness reports 503 before the listener closes'),

@@ -78,7 +78,7 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   })
 
   await app.register(errors)
-  await app.register(httpMetrics)
+  if (config.METRICS_ENABLED) await app.register(httpMetrics)
   await app.register(helmet, { global: true })
   await app.register(underPressure, {
     maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
