@@ -31,7 +31,7 @@ export const profiles = {
   /** Raise the rate until the SLO breaks (thresholds abort the run there). */
   breakpoint: (): Scenario => pick(ramping(50, [rate(3000, '5m')], 1000), ramping(50, [rate(300, '8s')])),
   /** Redirects only, Zipf-popular links, at a rate both cache-on and cache-off can serve. */
-  caching: (): Scenario => pick(constant(300, '1m'), constant(250, '10s')),
+  caching: (): Scenario => pick(constant(300, '1m'), constant(150, '10s')),
   /** Redirects only, long enough to kill a replica in the middle. */
   balancing: (): Scenario => pick(constant(200, '1m'), constant(150, '12s')),
   /** A steady climb in arrival rate: the highest rate served within the SLO is the capacity. */

@@ -1,7 +1,7 @@
 // Caching: redirects only, links picked with Zipf popularity (s=1), at a fixed arrival rate. Run it twice, with
 // the cache on and off (npm run load -- caching does both), and compare latency and Postgres queries per second.
 import type { Options } from 'k6/options'
-import { envInt } from '../lib/config.ts'
+import { envInt, pick } from '../lib/config.ts'
 import { redirect } from '../lib/api.ts'
 import { profiles } from '../lib/profiles.ts'
 import { setupData, type Data } from '../lib/setup.ts'
@@ -15,7 +15,7 @@ export const options: Options = {
 }
 
 export function setup(): Data {
-  return setupData(envInt('LINKS', 1000))
+  return setupData(envInt('LINKS', pick(1000, 200)))
 }
 
 export default function (data: Data): void {
