@@ -53,10 +53,13 @@ export async function findLink(db: Db, id: string, ownerId: string | null): Prom
   return rows[0] ?? null
 }
 
-export async function listLinks(db: Db, ownerId: string | null, limit: number, after: { createdAt: Date; id: string } | null): Promise<LinkRow[]> {
-  const { rows } = await db.query<LinkRow>(
+/** created_at as text with its microseconds: a JS Date keeps only milliseconds, too coarse for a keyset cursor. */
+export interface PagedLinkRow extends LinkRow { cursor_at: string }
+
+export async function listLinks(db: Db, ownerId: string | null, limit: number, after: { createdAt: string; id: string } | null): Promise<PagedLinkRow[]> {
+  const { rows } = await db.query<PagedLinkRow>(
     ownerId ? 'link_list_owner' : 'link_list_all',
-    `SELECT ${COLUMNS} FROM links
+    `SELECT ${COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at FROM links
       WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR owner_id = $1)
         AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
       ORDER BY created_at DESC, id DESC LIMIT $4`,

@@ -90,18 +90,18 @@ export async function getLink(deps: LinkDeps, user: AccessClaims, id: string): P
   return view(row, deps.publicBaseUrl)
 }
 
-export interface Cursor { createdAt: Date; id: string }
+// createdAt stays the text Postgres gave (microseconds): rows created in the same millisecond must not be skipped.
+export interface Cursor { createdAt: string; id: string }
 
-export function encodeCursor(row: repo.LinkRow): string {
-  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString('base64url')
+export function encodeCursor(row: repo.PagedLinkRow): string {
+  return Buffer.from(JSON.stringify([row.cursor_at, row.id])).toString('base64url')
 }
 
 export function decodeCursor(cursor: string): Cursor {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as [string, string]
-    const d = new Date(createdAt)
-    if (Number.isNaN(d.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error('bad cursor')
-    return { createdAt: d, id }
+    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(createdAt) || Number.isNaN(new Date(createdAt).getTime()) || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new Error('bad cursor')
+    return { createdAt, id }
   } catch {
     throw invalidField('querystring.cursor', 'is not a cursor this API returned')
   }

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import type { Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import type { Counter, Histogram } from 'prom-client'
 import { buildApp, type App } from '../../service/app.ts'
@@ -14,12 +15,7 @@ import type { ApiConfig } from '../../common/config.ts'
 import { portOpen, startRedis, stopRedis } from '../../ops/lib/localdb.ts'
 import { TEST_JWT_SECRET } from './env.ts'
 
-interface T {
-  teardown(fn: () => unknown): void
-  equal(found: unknown, wanted: unknown, message?: string): boolean
-  match(found: unknown, pattern: unknown, message?: string): boolean
-  ok(value: unknown, message?: string): boolean
-}
+type T = Pick<Test, 'teardown' | 'equal' | 'match' | 'ok'>
 
 /** Asserts an RFC 9457 problem: status, content type, stable code and, for 400s, the offending field. */
 export function assertProblem(t: T, res: LightMyRequestResponse, status: number, code: string, field?: string): void {
