@@ -68,9 +68,13 @@ export interface DeadLetterPage {
   items: DeadLetterEntry[]
 }
 
-export class DeadLetterNotFoundError extends Error {}
+export class DeadLetterNotFoundError extends Error {
+  override name = 'DeadLetterNotFoundError'
+}
 /** The dead letter names a queue that does not exist or a payload its queue would reject: replaying cannot help. */
-export class DeadLetterNotReplayableError extends Error {}
+export class DeadLetterNotReplayableError extends Error {
+  override name = 'DeadLetterNotReplayableError'
+}
 
 export interface DeadLetterOptions {
   log?: Logger
@@ -161,7 +165,14 @@ export async function replayAllDeadLetters(connection: Redis, prefix: string, op
   })
 }
 
-async function replayOne(connection: Redis, prefix: string, dlq: Queue, id: string, opts: DeadLetterOptions, log: Logger): Promise<ReplayResult> {
+async function replayOne(
+  connection: Redis,
+  prefix: string,
+  dlq: Queue,
+  id: string,
+  opts: DeadLetterOptions,
+  log: Logger,
+): Promise<ReplayResult> {
   const job = await dlq.getJob(id)
   if (!job) throw new DeadLetterNotFoundError(`dead letter ${id} not found`)
   let letter: DeadLetterJob

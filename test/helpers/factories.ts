@@ -17,12 +17,17 @@ export interface UserRow {
 
 export async function createUser(
   db: SqlTarget,
-  { email = `u${unique()}@example.test`, role = 'user', passwordHash = 'not-a-real-hash' }: { email?: string; role?: 'user' | 'admin'; passwordHash?: string } = {},
+  {
+    email = `u${unique()}@example.test`,
+    role = 'user',
+    passwordHash = 'not-a-real-hash',
+  }: { email?: string; role?: 'user' | 'admin'; passwordHash?: string } = {},
 ): Promise<UserRow> {
-  const res = await sql(db).query<UserRow>(
-    'INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3) RETURNING id, email, role',
-    [email, passwordHash, role],
-  )
+  const res = await sql(db).query<UserRow>('INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3) RETURNING id, email, role', [
+    email,
+    passwordHash,
+    role,
+  ])
   return res.rows[0]!
 }
 

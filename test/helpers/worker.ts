@@ -15,12 +15,16 @@ import { QUEUES, defaultJobOptions, type ClickJob } from '../../common/queues.ts
 import { startWorker, type RunningWorker } from '../../worker/app.ts'
 import { workerConfig } from './env.ts'
 
-interface T { teardown(fn: () => unknown): void }
+interface T {
+  teardown(fn: () => unknown): void
+}
 
 export const ROOT = resolve(import.meta.dirname, '../..')
 
 export function pgPool(t: T, databaseUrl: string): pg.Pool {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 })
+  // An idle client cut off by the database's drop at teardown must not crash the test process.
+  pool.on('error', () => undefined)
   t.teardown(() => pool.end())
   return pool
 }
@@ -36,7 +40,12 @@ export interface Producer {
 /** Queues as the API would hold them: same prefix and default job options as the worker's config. */
 export function producer(t: T, config: WorkerConfig): Producer {
   const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
-  const opts = { connection, prefix: config.REDIS_PREFIX, log: pino({ level: 'silent' }), defaultJobOptions: defaultJobOptions(config.JOB_ATTEMPTS, config.JOB_BACKOFF_MS) }
+  const opts = {
+    connection,
+    prefix: config.REDIS_PREFIX,
+    log: pino({ level: 'silent' }),
+    defaultJobOptions: defaultJobOptions(config.JOB_ATTEMPTS, config.JOB_BACKOFF_MS),
+  }
   const p: Producer = {
     connection,
     clicks: createQueue<ClickJob>(QUEUES.clicks, opts),
@@ -61,7 +70,10 @@ export async function enqueueClicks(p: Producer, clicks: ClickJob[]): Promise<vo
 }
 
 /** Polls until fn returns a truthy value; fails with what it last saw. */
-export async function waitFor<R>(fn: () => Promise<R>, { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {}): Promise<NonNullable<R>> {
+export async function waitFor<R>(
+  fn: () => Promise<R>,
+  { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
+): Promise<NonNullable<R>> {
   const until = Date.now() + timeoutMs
   let last: R | undefined
   for (;;) {
@@ -92,7 +104,9 @@ export function spawnWorker(t: T, config: WorkerConfig, extraEnv: Record<string,
   let out = ''
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.once('exit', (code, signal) => done({ code, signal })))
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('exit', (code, signal) => done({ code, signal })),
+  )
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
@@ -115,7 +129,10 @@ export async function startTestWorker(t: T, databaseUrl: string, overrides: Reco
       done()
     },
   })
-  const worker = await startWorker(config, createLogger({ serviceName: 'opsdrill-worker', instanceId: 'test', level: config.LOG_LEVEL }, sink))
+  const worker = await startWorker(
+    config,
+    createLogger({ serviceName: 'opsdrill-worker', instanceId: 'test', level: config.LOG_LEVEL }, sink),
+  )
   t.teardown(() => worker.close())
   return { config, worker, logs }
 }
@@ -127,7 +144,9 @@ export async function metricValue(metric: AnyMetric, labels: Record<string, stri
   const { values } = await metric.get()
   const hit = values.find((v) => {
     const got = v as { labels: Record<string, unknown>; metricName?: string }
-    return (sample === undefined || got.metricName === sample) && Object.entries(labels).every(([k, want]) => String(got.labels[k]) === want)
+    return (
+      (sample === undefined || got.metricName === sample) && Object.entries(labels).every(([k, want]) => String(got.labels[k]) === want)
+    )
   })
   return hit?.value ?? 0
 }

@@ -28,8 +28,8 @@ export class ClickBatcher<O> {
   add(click: ClickJob): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.#pending.push({ click, resolve, reject })
-      if (this.#pending.length >= this.#maxSize) this.flush()
-      else this.#timer ??= setTimeout(() => this.flush(), this.#maxWaitMs)
+      if (this.#pending.length >= this.#maxSize) void this.flush()
+      else this.#timer ??= setTimeout(() => void this.flush(), this.#maxWaitMs)
     })
   }
 

@@ -9,5 +9,7 @@ export interface ClickResult {
 }
 
 export function createClickProcessor(batcher: ClickBatcher<ClickOutcome>) {
-  return async (job: Job<ClickJob, ClickResult>): Promise<ClickResult> => ({ outcome: await batcher.add(parsePayload(parseClickJob, job.data)) })
+  return async (job: Job<ClickJob, ClickResult>): Promise<ClickResult> => ({
+    outcome: await batcher.add(parsePayload(parseClickJob, job.data)),
+  })
 }

@@ -15,7 +15,11 @@ export async function insertClicks(db: Db, clicks: ClickJob[]): Promise<Inserted
   // Sorted by id, so concurrent batches that share clicks wait on each other instead of deadlocking.
   const rows = [...clicks].sort((a, b) => (a.clickId < b.clickId ? -1 : a.clickId > b.clickId ? 1 : 0))
   return db.tx(async (client) => {
-    await lockRollupDaysShared(db, client, rows.map((c) => c.at))
+    await lockRollupDaysShared(
+      db,
+      client,
+      rows.map((c) => c.at),
+    )
     const inserted = await db.query<InsertedClick>(
       'clicks_insert_batch',
       `INSERT INTO clicks (id, link_id, at, referrer, ua_family, country)

@@ -33,7 +33,12 @@ export function isLastAttempt(job: Pick<Job, 'attemptsMade' | 'opts'>, err: Erro
   return job.attemptsMade + 1 >= Math.max(1, job.opts.attempts ?? 1)
 }
 
-export function buildWorker<D, R>(name: QueueName, processor: JobProcessor<D, R>, ctx: WorkerContext, opts: BuildWorkerOptions<D>): Worker<D, R> {
+export function buildWorker<D, R>(
+  name: QueueName,
+  processor: JobProcessor<D, R>,
+  ctx: WorkerContext,
+  opts: BuildWorkerOptions<D>,
+): Worker<D, R> {
   const log = ctx.log.child({ queue: { name } })
   // Jobs whose final failure the processor already handled; the `failed` event handles the rest (a job failed by
   // the stalled checker never reaches the processor).
@@ -43,13 +48,18 @@ export function buildWorker<D, R>(name: QueueName, processor: JobProcessor<D, R>
     try {
       const id = await addDeadLetter(ctx.deadLetters, toDeadLetter(name, job, err, attemptsMade))
       metrics.jobsDeadLettered.inc({ queue: name })
-      log.error({ job: { id: job.id, name: job.name, attempts: attemptsMade }, deadLetter: { id }, err }, 'job failed for good; moved to the dead-letter queue')
+      log.error(
+        { job: { id: job.id, name: job.name, attempts: attemptsMade }, deadLetter: { id }, err },
+        'job failed for good; moved to the dead-letter queue',
+      )
     } catch (dlqErr) {
       // The job itself still lands in the failed set (kept for days by removeOnFail), where an operator can find it.
       log.error({ job: { id: job.id, name: job.name }, err: dlqErr }, 'could not record the dead letter')
     }
     if (opts.onFinalFailure) {
-      await opts.onFinalFailure(job, err).catch((hookErr: unknown) => log.error({ job: { id: job.id }, err: hookErr }, 'final-failure hook failed'))
+      await opts
+        .onFinalFailure(job, err)
+        .catch((hookErr: unknown) => log.error({ job: { id: job.id }, err: hookErr }, 'final-failure hook failed'))
     }
   }
 
@@ -88,7 +98,8 @@ export function buildWorker<D, R>(name: QueueName, processor: JobProcessor<D, R>
   worker.on('error', throttledWarn(log, {}, 'worker error'))
   worker.on('active', (job) => {
     // Retries wait out their backoff on purpose; only a job's first run measures queueing delay.
-    if (job.attemptsMade === 0 && job.processedOn) observe(metrics.jobWait, { queue: name }, Math.max(0, job.processedOn - job.timestamp - (job.opts.delay ?? 0)) / 1000)
+    if (job.attemptsMade === 0 && job.processedOn)
+      observe(metrics.jobWait, { queue: name }, Math.max(0, job.processedOn - job.timestamp - (job.opts.delay ?? 0)) / 1000)
   })
   worker.on('completed', () => metrics.jobsCompleted.inc({ queue: name }))
   worker.on('failed', (job, err) => {

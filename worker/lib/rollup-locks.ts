@@ -20,7 +20,12 @@ export function dayNumberToDate(day: number): string {
 export async function lockRollupDaysShared(db: Db, client: Queryable, ats: string[]): Promise<void> {
   // Ascending, so two batches never wait on each other in opposite orders.
   const days = [...new Set(ats.map(utcDayNumber))].sort((a, b) => a - b)
-  await db.query('rollup_lock_shared', 'SELECT pg_advisory_xact_lock_shared($1, d) FROM unnest($2::int[]) AS d', [ROLLUP_LOCK_CLASS, days], client)
+  await db.query(
+    'rollup_lock_shared',
+    'SELECT pg_advisory_xact_lock_shared($1, d) FROM unnest($2::int[]) AS d',
+    [ROLLUP_LOCK_CLASS, days],
+    client,
+  )
 }
 
 export async function lockRollupDay(db: Db, client: Queryable, day: number): Promise<void> {

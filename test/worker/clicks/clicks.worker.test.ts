@@ -8,11 +8,13 @@ const DAY_MS = 86_400_000
 const utcDay = (d: Date) => d.toISOString().slice(0, 10)
 
 async function rollups(pool: ReturnType<typeof pgPool>): Promise<Record<string, number>> {
-  const res = await pool.query<{ link_id: string; day: string; clicks: string }>('SELECT link_id, day::text, clicks FROM click_rollups_daily')
+  const res = await pool.query<{ link_id: string; day: string; clicks: string }>(
+    'SELECT link_id, day::text, clicks FROM click_rollups_daily',
+  )
   return Object.fromEntries(res.rows.map((r) => [`${r.link_id}|${r.day}`, Number(r.clicks)]))
 }
 
-t.test('when clicks are enqueued, then they are stored in batches and counted per link and UTC day', async (t) => {
+void t.test('when clicks are enqueued, then they are stored in batches and counted per link and UTC day', async (t) => {
   const url = await testDatabase(t)
   const pool = pgPool(t, url)
   const user = await createUser(pool)
@@ -45,7 +47,7 @@ t.test('when clicks are enqueued, then they are stored in batches and counted pe
   t.ok(batches >= 3 && batches <= 10, `25 clicks written in a few batches of at most 10 (got ${batches})`)
 })
 
-t.test('when the same click is delivered twice, then it is stored and counted once', async (t) => {
+void t.test('when the same click is delivered twice, then it is stored and counted once', async (t) => {
   const url = await testDatabase(t)
   const pool = pgPool(t, url)
   const link = await createLink(pool, (await createUser(pool)).id)
@@ -55,18 +57,24 @@ t.test('when the same click is delivered twice, then it is stored and counted on
   const duplicatesBefore = await metricValue(metrics.clicksDuplicate)
 
   await enqueueClicks(p, [click])
-  const first = await waitFor(async () => {
-    const job = await p.clicks.getJob(click.clickId)
-    return job?.finishedOn ? job : undefined
-  }, { what: 'first delivery' })
+  const first = await waitFor(
+    async () => {
+      const job = await p.clicks.getJob(click.clickId)
+      return job?.finishedOn ? job : undefined
+    },
+    { what: 'first delivery' },
+  )
   t.same(first.returnvalue, { outcome: 'stored' })
   // BullMQ ignores an add whose job id exists; removing the completed job lets the same id in again, as a replay would.
   await first.remove()
   await enqueueClicks(p, [click])
-  const second = await waitFor(async () => {
-    const job = await p.clicks.getJob(click.clickId)
-    return job?.finishedOn ? job : undefined
-  }, { what: 'second delivery' })
+  const second = await waitFor(
+    async () => {
+      const job = await p.clicks.getJob(click.clickId)
+      return job?.finishedOn ? job : undefined
+    },
+    { what: 'second delivery' },
+  )
 
   t.same(second.returnvalue, { outcome: 'duplicate' })
   t.equal(await count(pool, 'SELECT count(*) AS n FROM clicks WHERE id = $1', [click.clickId]), 1)
@@ -74,7 +82,7 @@ t.test('when the same click is delivered twice, then it is stored and counted on
   t.equal((await metricValue(metrics.clicksDuplicate)) - duplicatesBefore, 1)
 })
 
-t.test("when a click's link was hard-deleted, then that click is dropped and the rest of its batch is stored", async (t) => {
+void t.test("when a click's link was hard-deleted, then that click is dropped and the rest of its batch is stored", async (t) => {
   const url = await testDatabase(t)
   const pool = pgPool(t, url)
   const user = await createUser(pool)
@@ -95,10 +103,13 @@ t.test("when a click's link was hard-deleted, then that click is dropped and the
   t.same((await p.clicks.getJob(orphan.clickId))?.returnvalue, { outcome: 'link_deleted' })
   t.equal((await p.clicks.getJobCounts('failed')).failed, 0, 'no job failed or retried')
   t.equal((await metricValue(metrics.clicksDiscarded, { reason: 'link_deleted' })) - discardedBefore, 1)
-  t.ok(logs.some((l) => l.message === 'click dropped: its link no longer exists'), 'the drop is logged')
+  t.ok(
+    logs.some((l) => l.message === 'click dropped: its link no longer exists'),
+    'the drop is logged',
+  )
 })
 
-t.test('when a click payload is invalid, then it goes to the dead letters after one attempt', async (t) => {
+void t.test('when a click payload is invalid, then it goes to the dead letters after one attempt', async (t) => {
   const url = await testDatabase(t)
   const { config } = await startTestWorker(t, url, { JOB_ATTEMPTS: '5' })
   const p = producer(t, config)
