@@ -62,7 +62,11 @@ export function variableDefault(v: GrafanaVariable): string {
   return v.allValue || '.*'
 }
 
-interface Target { expr?: string; refId?: string; datasource?: { type?: string; uid?: string } | string | null }
+interface Target {
+  expr?: string
+  refId?: string
+  datasource?: { type?: string; uid?: string } | string | null
+}
 interface Panel {
   title?: string
   type?: string
@@ -70,7 +74,12 @@ interface Panel {
   targets?: Target[]
   panels?: Panel[]
 }
-interface Dashboard { uid?: string; title?: string; panels?: Panel[]; templating?: { list?: GrafanaVariable[] } }
+interface Dashboard {
+  uid?: string
+  title?: string
+  panels?: Panel[]
+  templating?: { list?: GrafanaVariable[] }
+}
 
 const isPrometheus = (ds: Target['datasource']): boolean =>
   ds == null || (typeof ds === 'object' && (ds.type === 'prometheus' || ds.uid === 'prometheus'))
@@ -92,16 +101,23 @@ export function dashboardExpressions(path: string): PromQLExpression[] {
       if (!t.expr || !isPrometheus(t.datasource ?? panel.datasource)) continue
       const title = panel.title ?? '(untitled)'
       out.push({
-        kind: 'panel', file, dashboardUid: uid, panelTitle: title, refId: t.refId,
+        kind: 'panel',
+        file,
+        dashboardUid: uid,
+        panelTitle: title,
+        refId: t.refId,
         where: `dashboard ${uid} / panel "${title}" / refId ${t.refId ?? '?'}`,
-        raw: t.expr, expr: substituteVariables(t.expr, values),
+        raw: t.expr,
+        expr: substituteVariables(t.expr, values),
       })
     }
   }
   return out
 }
 
-interface RuleFile { groups?: { name: string; rules?: { record?: string; alert?: string; expr: string | number }[] }[] }
+interface RuleFile {
+  groups?: { name: string; rules?: { record?: string; alert?: string; expr: string | number }[] }[]
+}
 
 export function ruleExpressions(path: string): PromQLExpression[] {
   const file = relative(ROOT, path)
@@ -112,9 +128,13 @@ export function ruleExpressions(path: string): PromQLExpression[] {
       const rule = r.record ?? r.alert ?? '(unnamed)'
       const raw = String(r.expr).trim()
       out.push({
-        kind: r.record ? 'record' : 'alert', file, group: g.name, rule,
+        kind: r.record ? 'record' : 'alert',
+        file,
+        group: g.name,
+        rule,
         where: `${file} / group ${g.name} / ${r.record ? 'record' : 'alert'} ${rule}`,
-        raw, expr: raw,
+        raw,
+        expr: raw,
       })
     }
   }
@@ -122,7 +142,10 @@ export function ruleExpressions(path: string): PromQLExpression[] {
 }
 
 const filesIn = (dir: string, ext: string): string[] =>
-  readdirSync(dir).filter((f) => f.endsWith(ext)).sort().map((f) => join(dir, f))
+  readdirSync(dir)
+    .filter((f) => f.endsWith(ext))
+    .sort()
+    .map((f) => join(dir, f))
 
 export const dashboardFiles = (root = ROOT): string[] => filesIn(join(root, 'grafana/dashboards'), '.json')
 export const ruleFiles = (root = ROOT): string[] => filesIn(join(root, 'prometheus/rules'), '.yml')

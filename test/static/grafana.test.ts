@@ -15,31 +15,74 @@ import { dashboardExpressions, dashboardFiles, flattenPanels, metricNames, recor
 const ROOT = resolve(import.meta.dirname, '../..')
 const rel = (p: string) => p.slice(ROOT.length + 1)
 
-interface Ds { type?: string; uid?: string }
-interface Target { refId?: string; expr?: string; exemplar?: boolean; datasource?: Ds }
-interface Panel { id?: number; type: string; title?: string; datasource?: Ds; gridPos?: { h: number; w: number; x: number; y: number }; targets?: Target[]; panels?: Panel[]; fieldConfig?: { defaults?: { unit?: string } } }
-interface Dashboard { uid?: string; title?: string; schemaVersion?: number; panels?: Panel[]; templating?: { list: { name: string; allValue?: string; includeAll?: boolean }[] } }
+interface Ds {
+  type?: string
+  uid?: string
+}
+interface Target {
+  refId?: string
+  expr?: string
+  exemplar?: boolean
+  datasource?: Ds
+}
+interface Panel {
+  id?: number
+  type: string
+  title?: string
+  datasource?: Ds
+  gridPos?: { h: number; w: number; x: number; y: number }
+  targets?: Target[]
+  panels?: Panel[]
+  fieldConfig?: { defaults?: { unit?: string } }
+}
+interface Dashboard {
+  uid?: string
+  title?: string
+  schemaVersion?: number
+  panels?: Panel[]
+  templating?: { list: { name: string; allValue?: string; includeAll?: boolean }[] }
+}
 
 const dashboards = dashboardFiles().map((file) => ({ file: rel(file), path: file, text: readFileSync(file, 'utf8') }))
 const parsed = dashboards.map((d) => {
-  try { return { ...d, json: JSON.parse(d.text) as Dashboard } } catch { return { ...d, json: undefined } }
+  try {
+    return { ...d, json: JSON.parse(d.text) as Dashboard }
+  } catch {
+    return { ...d, json: undefined }
+  }
 })
 const datasourcesFile = 'grafana/provisioning/datasources/datasources.yml'
-interface ProvisionedDs { name: string; uid: string; type: string; url: string; jsonData?: Record<string, unknown> }
+interface ProvisionedDs {
+  name: string
+  uid: string
+  type: string
+  url: string
+  jsonData?: Record<string, unknown>
+}
 const provisioned = (parse(readFileSync(join(ROOT, datasourcesFile), 'utf8')) as { datasources: ProvisionedDs[] }).datasources
 const dsUids = new Set(provisioned.map((d) => d.uid))
 
 function catalogue(): Set<string> {
   collectRuntimeMetrics({ service: 'opsdrill-static-check', instance_id: 'static' })
-  return new Set(registry.getMetricsAsArray().flatMap((m) => {
-    const name = (m as unknown as { name: string }).name
-    return m instanceof client.Histogram ? ['_bucket', '_sum', '_count'].map((s) => name + s) : [name]
-  }))
+  return new Set(
+    registry.getMetricsAsArray().flatMap((m) => {
+      const name = (m as unknown as { name: string }).name
+      return m instanceof client.Histogram ? ['_bucket', '_sum', '_count'].map((s) => name + s) : [name]
+    }),
+  )
 }
 
-const EXPECTED_UIDS = ['opsdrill-cache', 'opsdrill-datastores', 'opsdrill-k6', 'opsdrill-overview', 'opsdrill-queues', 'opsdrill-runtime', 'opsdrill-slo']
+const EXPECTED_UIDS = [
+  'opsdrill-cache',
+  'opsdrill-datastores',
+  'opsdrill-k6',
+  'opsdrill-overview',
+  'opsdrill-queues',
+  'opsdrill-runtime',
+  'opsdrill-slo',
+]
 
-t.test('when dashboards are parsed, then each is valid JSON with a fixed unique uid matching its file name', async (t) => {
+void t.test('when dashboards are parsed, then each is valid JSON with a fixed unique uid matching its file name', async (t) => {
   const uids = new Map<string, string>()
   for (const d of parsed) {
     if (!t.ok(d.json, `${d.file}: parses as JSON`)) continue
@@ -54,72 +97,134 @@ t.test('when dashboards are parsed, then each is valid JSON with a fixed unique 
   t.same([...uids.keys()].sort(), EXPECTED_UIDS, 'the seven opsdrill dashboards are all there')
 })
 
-t.test('when panels are read, then each has a known type, a grid position and a provisioned datasource on panel and target', async (t) => {
-  for (const d of parsed) {
-    if (!d.json) continue
-    const panels = flattenPanels(d.json.panels as never) as Panel[]
-    t.ok(panels.length > 0, `${d.file}: has panels`)
-    const ids = new Set<number>()
-    for (const p of panels) {
-      const where = `${d.file} / panel "${p.title}"`
-      t.ok(['timeseries', 'stat', 'gauge', 'table', 'row', 'bargauge', 'text'].includes(p.type), `${where}: type ${p.type} is a current Grafana panel`)
-      t.ok(p.gridPos && p.gridPos.w > 0 && p.gridPos.h > 0 && p.gridPos.x + p.gridPos.w <= 24, `${where}: has a gridPos inside the 24-column grid`)
-      t.notOk(ids.has(p.id!), `${where}: panel id ${p.id} is unique`)
-      ids.add(p.id!)
-      if (p.type === 'row' || p.type === 'text') continue
-      t.ok(p.datasource?.uid && dsUids.has(p.datasource.uid), `${where}: datasource uid "${p.datasource?.uid}" is provisioned in ${datasourcesFile}`)
-      t.same(p.datasource, { type: 'prometheus', uid: 'prometheus' }, `${where}: reads the Prometheus datasource`)
-      t.ok((p.targets ?? []).length > 0, `${where}: has at least one query`)
-      for (const q of p.targets ?? []) {
-        t.ok(q.datasource?.uid && dsUids.has(q.datasource.uid), `${where} / refId ${q.refId}: datasource uid "${q.datasource?.uid}" is provisioned`)
-        t.ok(q.expr?.trim(), `${where} / refId ${q.refId}: has an expression`)
+void t.test(
+  'when panels are read, then each has a known type, a grid position and a provisioned datasource on panel and target',
+  async (t) => {
+    for (const d of parsed) {
+      if (!d.json) continue
+      const panels = flattenPanels(d.json.panels as never) as Panel[]
+      t.ok(panels.length > 0, `${d.file}: has panels`)
+      const ids = new Set<number>()
+      for (const p of panels) {
+        const where = `${d.file} / panel "${p.title}"`
+        t.ok(
+          ['timeseries', 'stat', 'gauge', 'table', 'row', 'bargauge', 'text'].includes(p.type),
+          `${where}: type ${p.type} is a current Grafana panel`,
+        )
+        t.ok(
+          p.gridPos && p.gridPos.w > 0 && p.gridPos.h > 0 && p.gridPos.x + p.gridPos.w <= 24,
+          `${where}: has a gridPos inside the 24-column grid`,
+        )
+        t.notOk(ids.has(p.id!), `${where}: panel id ${p.id} is unique`)
+        ids.add(p.id!)
+        if (p.type === 'row' || p.type === 'text') continue
+        t.ok(
+          p.datasource?.uid && dsUids.has(p.datasource.uid),
+          `${where}: datasource uid "${p.datasource?.uid}" is provisioned in ${datasourcesFile}`,
+        )
+        t.same(p.datasource, { type: 'prometheus', uid: 'prometheus' }, `${where}: reads the Prometheus datasource`)
+        t.ok((p.targets ?? []).length > 0, `${where}: has at least one query`)
+        for (const q of p.targets ?? []) {
+          t.ok(
+            q.datasource?.uid && dsUids.has(q.datasource.uid),
+            `${where} / refId ${q.refId}: datasource uid "${q.datasource?.uid}" is provisioned`,
+          )
+          t.ok(q.expr?.trim(), `${where} / refId ${q.refId}: has an expression`)
+        }
       }
     }
-  }
-})
+  },
+)
 
-t.test('when queries read opsdrill_ metrics or recorded series, then each exists in common/metrics.ts or a recording rule', async (t) => {
-  const known = catalogue()
-  const recorded = new Set(ruleFiles().flatMap((f) =>
-    (parse(readFileSync(f, 'utf8')) as { groups: { rules: { record?: string }[] }[] }).groups.flatMap((g) => g.rules.map((r) => r.record).filter(Boolean))))
-  for (const d of dashboards) {
-    for (const e of dashboardExpressions(d.path)) {
-      for (const name of metricNames(e.expr, 'opsdrill_')) t.ok(known.has(name), `${e.where}: ${name} is in common/metrics.ts`)
-      for (const name of recordedNames(e.expr)) t.ok(recorded.has(name), `${e.where}: ${name} is recorded in prometheus/rules`)
-    }
-  }
-})
-
-t.test('when range functions are used in dashboards, then their window is $__rate_interval and latency panels show exemplars', async (t) => {
-  for (const d of parsed) {
-    if (!d.json) continue
-    for (const p of flattenPanels(d.json.panels as never) as Panel[]) {
-      for (const q of p.targets ?? []) {
-        const where = `${d.file} / panel "${p.title}" / refId ${q.refId}`
-        const windows = [...(q.expr ?? '').matchAll(/\b(?:rate|irate|increase)\(\s*[^[]*\[([^\]]+)\]/g)].map((m) => m[1])
-        t.ok(windows.every((w) => w === '$__rate_interval'), `${where}: rate windows ${JSON.stringify(windows)} are $__rate_interval`)
-        if (/histogram_quantile/.test(q.expr ?? '') && p.fieldConfig?.defaults?.unit === 's') t.equal(q.exemplar, true, `${where}: latency query shows exemplars`)
+void t.test(
+  'when queries read opsdrill_ metrics or recorded series, then each exists in common/metrics.ts or a recording rule',
+  async (t) => {
+    const known = catalogue()
+    const recorded = new Set(
+      ruleFiles().flatMap((f) =>
+        (parse(readFileSync(f, 'utf8')) as { groups: { rules: { record?: string }[] }[] }).groups.flatMap((g) =>
+          g.rules.map((r) => r.record).filter(Boolean),
+        ),
+      ),
+    )
+    for (const d of dashboards) {
+      for (const e of dashboardExpressions(d.path)) {
+        for (const name of metricNames(e.expr, 'opsdrill_')) t.ok(known.has(name), `${e.where}: ${name} is in common/metrics.ts`)
+        for (const name of recordedNames(e.expr)) t.ok(recorded.has(name), `${e.where}: ${name} is recorded in prometheus/rules`)
       }
     }
-  }
-})
+  },
+)
 
-t.test('when datasources are provisioned, then Prometheus, Jaeger and Elasticsearch are linked by fixed uids', async (t) => {
+void t.test(
+  'when range functions are used in dashboards, then their window is $__rate_interval and latency panels show exemplars',
+  async (t) => {
+    for (const d of parsed) {
+      if (!d.json) continue
+      for (const p of flattenPanels(d.json.panels as never) as Panel[]) {
+        for (const q of p.targets ?? []) {
+          const where = `${d.file} / panel "${p.title}" / refId ${q.refId}`
+          const windows = [...(q.expr ?? '').matchAll(/\b(?:rate|irate|increase)\(\s*[^[]*\[([^\]]+)\]/g)].map((m) => m[1])
+          t.ok(
+            windows.every((w) => w === '$__rate_interval'),
+            `${where}: rate windows ${JSON.stringify(windows)} are $__rate_interval`,
+          )
+          if (/histogram_quantile/.test(q.expr ?? '') && p.fieldConfig?.defaults?.unit === 's')
+            t.equal(q.exemplar, true, `${where}: latency query shows exemplars`)
+        }
+      }
+    }
+  },
+)
+
+void t.test('when datasources are provisioned, then Prometheus, Jaeger and Elasticsearch are linked by fixed uids', async (t) => {
   const by = (uid: string) => provisioned.find((d) => d.uid === uid)
   const prom = by('prometheus')
   const jaeger = by('jaeger')
   const es = by('elasticsearch')
-  t.match(prom, { type: 'prometheus', url: 'http://prometheus:9090' }, `${datasourcesFile}: Prometheus uid prometheus at http://prometheus:9090`)
-  t.same(prom?.jsonData?.exemplarTraceIdDestinations, [{ name: 'trace_id', datasourceUid: 'jaeger', urlDisplayLabel: 'Trace in Jaeger' }], `${datasourcesFile}: exemplars' trace_id opens Jaeger`)
+  t.match(
+    prom,
+    { type: 'prometheus', url: 'http://prometheus:9090' },
+    `${datasourcesFile}: Prometheus uid prometheus at http://prometheus:9090`,
+  )
+  t.same(
+    prom?.jsonData?.exemplarTraceIdDestinations,
+    [{ name: 'trace_id', datasourceUid: 'jaeger', urlDisplayLabel: 'Trace in Jaeger' }],
+    `${datasourcesFile}: exemplars' trace_id opens Jaeger`,
+  )
   t.match(jaeger, { type: 'jaeger', url: 'http://jaeger:16686' }, `${datasourcesFile}: Jaeger uid jaeger at http://jaeger:16686`)
-  t.match(jaeger?.jsonData?.tracesToLogsV2, { datasourceUid: 'elasticsearch', filterByTraceID: true, query: 'trace.id:"$${__trace.traceId}"' }, `${datasourcesFile}: a span opens its logs by trace.id`)
-  t.match(es, { type: 'elasticsearch', url: 'http://elasticsearch:9200', jsonData: { index: 'opsdrill-logs-*', timeField: '@timestamp', logMessageField: 'message' } }, `${datasourcesFile}: Elasticsearch uid elasticsearch on opsdrill-logs-*`)
-  const providers = (parse(readFileSync(join(ROOT, 'grafana/provisioning/dashboards/dashboards.yml'), 'utf8')) as { providers: { type: string; options: { path: string } }[] }).providers
-  t.same(providers.map((p) => [p.type, p.options.path]), [['file', '/var/lib/grafana/dashboards']], 'dashboards.yml: one file provider reading /var/lib/grafana/dashboards')
+  t.match(
+    jaeger?.jsonData?.tracesToLogsV2,
+    { datasourceUid: 'elasticsearch', filterByTraceID: true, query: 'trace.id:"$${__trace.traceId}"' },
+    `${datasourcesFile}: a span opens its logs by trace.id`,
+  )
+  t.match(
+    es,
+    {
+      type: 'elasticsearch',
+      url: 'http://elasticsearch:9200',
+      jsonData: { index: 'opsdrill-logs-*', timeField: '@timestamp', logMessageField: 'message' },
+    },
+    `${datasourcesFile}: Elasticsearch uid elasticsearch on opsdrill-logs-*`,
+  )
+  const providers = (
+    parse(readFileSync(join(ROOT, 'grafana/provisioning/dashboards/dashboards.yml'), 'utf8')) as {
+      providers: { type: string; options: { path: string } }[]
+    }
+  ).providers
+  t.same(
+    providers.map((p) => [p.type, p.options.path]),
+    [['file', '/var/lib/grafana/dashboards']],
+    'dashboards.yml: one file provider reading /var/lib/grafana/dashboards',
+  )
 })
 
-t.test('when runbooks name dashboard panels, then each panel exists in that dashboard', async (t) => {
-  const titles = new Map(parsed.filter((d) => d.json).map((d) => [d.json!.uid!, new Set((flattenPanels(d.json!.panels as never) as Panel[]).map((p) => p.title))]))
+void t.test('when runbooks name dashboard panels, then each panel exists in that dashboard', async (t) => {
+  const titles = new Map(
+    parsed
+      .filter((d) => d.json)
+      .map((d) => [d.json!.uid!, new Set((flattenPanels(d.json!.panels as never) as Panel[]).map((p) => p.title))]),
+  )
   const dir = join(ROOT, 'docs/runbooks')
   let refs = 0
   for (const page of readdirSync(dir).filter((f) => f.endsWith('.md'))) {
@@ -139,23 +244,38 @@ t.test('when runbooks name dashboard panels, then each panel exists in that dash
 
 async function freePort(): Promise<number> {
   return new Promise((ok, fail) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => ok(port))
-    }).on('error', fail)
+    const s = createServer()
+      .listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as { port: number }
+        s.close(() => ok(port))
+      })
+      .on('error', fail)
   })
 }
 
-t.test('when every dashboard expression is sent to a real Prometheus, then each parses and evaluates', async (t) => {
+void t.test('when every dashboard expression is sent to a real Prometheus, then each parses and evaluates', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'opsdrill-promql-'))
   const port = await freePort()
   writeFileSync(join(dir, 'prometheus.yml'), 'global:\n  scrape_interval: 15s\n')
-  const prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' })
-  t.teardown(() => { prom.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }) })
+  const prom = spawn(
+    'prometheus',
+    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
+    { stdio: 'ignore' },
+  )
+  t.teardown(() => {
+    prom.kill('SIGTERM')
+    rmSync(dir, { recursive: true, force: true })
+  })
   const base = `http://127.0.0.1:${port}`
   const until = Date.now() + 30_000
   while (Date.now() < until) {
-    if (await fetch(`${base}/-/ready`).then((r) => r.ok, () => false)) break
+    if (
+      await fetch(`${base}/-/ready`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break
     await new Promise((r) => setTimeout(r, 200))
   }
   const expressions = dashboards.flatMap((d) => dashboardExpressions(d.path))
