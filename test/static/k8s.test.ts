@@ -14,9 +14,20 @@ const K8S_VERSION = '1.33.0'
 const OVERLAYS = ['local', 'production'] as const
 
 // The rendered manifests are plain data; these types name only the fields the checks read.
-interface Obj { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown }
-interface Probe { httpGet?: { path: string; port: number | string } }
-interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: unknown } }
+interface Obj {
+  apiVersion: string
+  kind: string
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> }
+  [k: string]: unknown
+}
+interface Probe {
+  httpGet?: { path: string; port: number | string }
+}
+interface EnvVar {
+  name: string
+  value?: string
+  valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: unknown }
+}
 interface Container {
   name: string
   ports?: { name?: string; containerPort: number }[]
@@ -33,7 +44,9 @@ interface PodSpec {
   terminationGracePeriodSeconds?: number
   securityContext?: { runAsNonRoot?: boolean; seccompProfile?: { type: string } }
 }
-interface Workload extends Obj { spec: { template: { metadata?: { annotations?: Record<string, string> }; spec: PodSpec } } }
+interface Workload extends Obj {
+  spec: { template: { metadata?: { annotations?: Record<string, string> }; spec: PodSpec } }
+}
 
 function run(cmd: string, args: string[], input?: string) {
   const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', input, maxBuffer: 64 << 20 })
@@ -54,31 +67,56 @@ const workloads = (o: string) => docsOf(o).filter((d) => ['Deployment', 'Statefu
 const portOf = (c: Container, p: number | string) => (typeof p === 'number' ? p : c.ports?.find((x) => x.name === p)?.containerPort)
 
 for (const o of OVERLAYS) {
-  t.test(`when k8s/overlays/${o} is rendered, then kubeconform -strict finds every resource valid against the vendored schemas`, async (t) => {
-    const r = run('kubeconform', [
-      '-strict', '-summary', '-kubernetes-version', K8S_VERSION,
-      '-schema-location', `${SCHEMAS}/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
-      '-schema-location', `${SCHEMAS}/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json`,
-      '-',
-    ], rendered.get(o)!.yaml)
-    t.equal(r.status, 0, `kubeconform on k8s/overlays/${o}:\n${r.stdout}${r.stderr}`)
-    const m = r.stdout.match(/(\d+) resources found .* Valid: (\d+), Invalid: (\d+), Errors: (\d+), Skipped: (\d+)/)
-    t.ok(m, `kubeconform printed no summary: ${r.stdout}`)
-    t.equal(m?.[1], m?.[2], `k8s/overlays/${o}: every resource is valid`)
-    t.equal(m?.[5], '0', `k8s/overlays/${o}: no resource was skipped for lack of a schema`)
-  })
+  void t.test(
+    `when k8s/overlays/${o} is rendered, then kubeconform -strict finds every resource valid against the vendored schemas`,
+    async (t) => {
+      const r = run(
+        'kubeconform',
+        [
+          '-strict',
+          '-summary',
+          '-kubernetes-version',
+          K8S_VERSION,
+          '-schema-location',
+          `${SCHEMAS}/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+          '-schema-location',
+          `${SCHEMAS}/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json`,
+          '-',
+        ],
+        rendered.get(o)!.yaml,
+      )
+      t.equal(r.status, 0, `kubeconform on k8s/overlays/${o}:\n${r.stdout}${r.stderr}`)
+      const m = r.stdout.match(/(\d+) resources found .* Valid: (\d+), Invalid: (\d+), Errors: (\d+), Skipped: (\d+)/)
+      t.ok(m, `kubeconform printed no summary: ${r.stdout}`)
+      t.equal(m?.[1], m?.[2], `k8s/overlays/${o}: every resource is valid`)
+      t.equal(m?.[5], '0', `k8s/overlays/${o}: no resource was skipped for lack of a schema`)
+    },
+  )
 }
 
-t.test('when a resource is invalid, then the same kubeconform check rejects it', async (t) => {
-  const bad = rendered.get('local')!.yaml.replace('terminationGracePeriodSeconds: 30', 'terminationGracePeriodSeconds: "30"\n      bogusField: 1')
-  const r = run('kubeconform', ['-strict', '-summary', '-kubernetes-version', K8S_VERSION,
-    '-schema-location', `${SCHEMAS}/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'], bad)
+void t.test('when a resource is invalid, then the same kubeconform check rejects it', async (t) => {
+  const bad = rendered
+    .get('local')!
+    .yaml.replace('terminationGracePeriodSeconds: 30', 'terminationGracePeriodSeconds: "30"\n      bogusField: 1')
+  const r = run(
+    'kubeconform',
+    [
+      '-strict',
+      '-summary',
+      '-kubernetes-version',
+      K8S_VERSION,
+      '-schema-location',
+      `${SCHEMAS}/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+      '-',
+    ],
+    bad,
+  )
   t.not(r.status, 0, 'kubeconform accepted an unknown field and a string where an integer belongs')
   t.match(r.stdout, /bogusField/)
 })
 
 for (const o of OVERLAYS) {
-  t.test(`when k8s/overlays/${o} runs the API, then it probes, drains and is locked down`, async (t) => {
+  void t.test(`when k8s/overlays/${o} runs the API, then it probes, drains and is locked down`, async (t) => {
     const api = find<Workload>(o, 'Deployment', 'opsdrill-api')!
     t.ok(api, `k8s/overlays/${o}: no Deployment opsdrill-api`)
     const pod = api.spec.template.spec
@@ -101,7 +139,7 @@ for (const o of OVERLAYS) {
     t.equal(Number(worker.spec.template.metadata?.annotations?.['prometheus.io/port']), 9465)
   })
 
-  t.test(`when k8s/overlays/${o} runs any container, then it is non-root, read-only, capability-free and bounded`, async (t) => {
+  void t.test(`when k8s/overlays/${o} runs any container, then it is non-root, read-only, capability-free and bounded`, async (t) => {
     for (const w of workloads(o)) {
       const pod = w.spec.template.spec
       const where = `k8s/overlays/${o} ${w.kind}/${w.metadata.name}`
@@ -117,51 +155,80 @@ for (const o of OVERLAYS) {
     }
   })
 
-  t.test(`when k8s/overlays/${o} configures the app, then secrets come from secretKeyRef and the env passes the app schemas`, async (t) => {
-    const cm = find<Obj & { data: Record<string, string> }>(o, 'ConfigMap', 'opsdrill-config')!
-    const secret = find<Obj & { data?: Record<string, string> }>(o, 'Secret', docsOf(o).find((d) => d.kind === 'Secret')?.metadata.name ?? '')
-    const known = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
-    for (const key of Object.keys(cm.data)) {
-      t.ok(known.has(key) || key.startsWith('OTEL_'), `k8s ConfigMap opsdrill-config: ${key} is not an app setting`)
-      t.notMatch(key, /SECRET|PASSWORD|DATABASE_URL/, `k8s ConfigMap opsdrill-config: ${key} belongs in the Secret`)
-    }
-    const cases = [['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL']], ['opsdrill-worker', WorkerEnv, ['DATABASE_URL']]] as const
-    for (const [name, schema, secretKeys] of cases) {
-      const c = find<Workload>(o, 'Deployment', name)!.spec.template.spec.containers[0]!
-      const env: Record<string, string> = { ...cm.data }
-      for (const v of c.env ?? []) {
-        if (v.value !== undefined) env[v.name] = v.value
-        else if (v.valueFrom?.fieldRef) env[v.name] = `${name}-pod`
+  void t.test(
+    `when k8s/overlays/${o} configures the app, then secrets come from secretKeyRef and the env passes the app schemas`,
+    async (t) => {
+      const cm = find<Obj & { data: Record<string, string> }>(o, 'ConfigMap', 'opsdrill-config')!
+      const secret = find<Obj & { data?: Record<string, string> }>(
+        o,
+        'Secret',
+        docsOf(o).find((d) => d.kind === 'Secret')?.metadata.name ?? '',
+      )
+      const known = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
+      for (const key of Object.keys(cm.data)) {
+        t.ok(known.has(key) || key.startsWith('OTEL_'), `k8s ConfigMap opsdrill-config: ${key} is not an app setting`)
+        t.notMatch(key, /SECRET|PASSWORD|DATABASE_URL/, `k8s ConfigMap opsdrill-config: ${key} belongs in the Secret`)
       }
-      for (const key of secretKeys) {
-        const v = c.env?.find((e) => e.name === key)
-        t.ok(v?.valueFrom?.secretKeyRef, `k8s ${name}: ${key} must come from a secretKeyRef`)
-        if (secret) t.ok(v?.valueFrom?.secretKeyRef?.name === secret.metadata.name, `k8s ${name}: ${key} refers to the generated Secret`)
-        env[key] = key === 'JWT_SECRET' ? 'x'.repeat(32) : 'postgres://opsdrill:pw@postgres:5432/opsdrill' // the Secret's shape
+      const cases = [
+        ['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL']],
+        ['opsdrill-worker', WorkerEnv, ['DATABASE_URL']],
+      ] as const
+      for (const [name, schema, secretKeys] of cases) {
+        const c = find<Workload>(o, 'Deployment', name)!.spec.template.spec.containers[0]!
+        const env: Record<string, string> = { ...cm.data }
+        for (const v of c.env ?? []) {
+          if (v.value !== undefined) env[v.name] = v.value
+          else if (v.valueFrom?.fieldRef) env[v.name] = `${name}-pod`
+        }
+        for (const key of secretKeys) {
+          const v = c.env?.find((e) => e.name === key)
+          t.ok(v?.valueFrom?.secretKeyRef, `k8s ${name}: ${key} must come from a secretKeyRef`)
+          if (secret) t.ok(v?.valueFrom?.secretKeyRef?.name === secret.metadata.name, `k8s ${name}: ${key} refers to the generated Secret`)
+          env[key] = key === 'JWT_SECRET' ? 'x'.repeat(32) : 'postgres://opsdrill:pw@postgres:5432/opsdrill' // the Secret's shape
+        }
+        t.doesNotThrow(() => loadConfig(schema, env), `k8s ${name}: the ConfigMap + env fail the app's schema`)
       }
-      t.doesNotThrow(() => loadConfig(schema, env), `k8s ${name}: the ConfigMap + env fail the app's schema`)
-    }
-    if (o === 'production') t.notOk(secret, 'k8s/overlays/production ships no Secret: it is created from a secret store')
-    else t.equal(secret?.metadata.labels?.['opsdrill.dev/local-only'], 'true', 'the local Secret is labelled local-only')
-  })
+      if (o === 'production') t.notOk(secret, 'k8s/overlays/production ships no Secret: it is created from a secret store')
+      else t.equal(secret?.metadata.labels?.['opsdrill.dev/local-only'], 'true', 'the local Secret is labelled local-only')
+    },
+  )
 
-  t.test(`when k8s/overlays/${o} is applied, then scaling, disruption budgets and network policies are in place`, async (t) => {
-    const hpa = find<Obj & { spec: { scaleTargetRef: { name: string }; metrics: { resource: { name: string; target: { averageUtilization: number } } }[] } }>(o, 'HorizontalPodAutoscaler', 'opsdrill-api')
+  void t.test(`when k8s/overlays/${o} is applied, then scaling, disruption budgets and network policies are in place`, async (t) => {
+    const hpa = find<
+      Obj & {
+        spec: { scaleTargetRef: { name: string }; metrics: { resource: { name: string; target: { averageUtilization: number } } }[] }
+      }
+    >(o, 'HorizontalPodAutoscaler', 'opsdrill-api')
     t.equal(hpa?.spec.scaleTargetRef.name, 'opsdrill-api')
-    t.same(hpa?.spec.metrics.map((m) => [m.resource.name, m.resource.target.averageUtilization]), [['cpu', 70]], 'API scales on CPU 70%')
-    for (const name of ['opsdrill-api', 'opsdrill-worker']) t.ok(find(o, 'PodDisruptionBudget', name), `k8s/overlays/${o}: PodDisruptionBudget ${name}`)
+    t.same(
+      hpa?.spec.metrics.map((m) => [m.resource.name, m.resource.target.averageUtilization]),
+      [['cpu', 70]],
+      'API scales on CPU 70%',
+    )
+    for (const name of ['opsdrill-api', 'opsdrill-worker'])
+      t.ok(find(o, 'PodDisruptionBudget', name), `k8s/overlays/${o}: PodDisruptionBudget ${name}`)
     const deny = find<Obj & { spec: { podSelector: object; policyTypes: string[] } }>(o, 'NetworkPolicy', 'default-deny')
     t.same(deny?.spec, { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }, 'default deny for ingress and egress')
-    for (const name of ['allow-dns', 'api-ingress', 'metrics-ingress', 'app-egress']) t.ok(find(o, 'NetworkPolicy', name), `NetworkPolicy ${name}`)
+    for (const name of ['allow-dns', 'api-ingress', 'metrics-ingress', 'app-egress'])
+      t.ok(find(o, 'NetworkPolicy', name), `NetworkPolicy ${name}`)
     t.ok(find(o, 'Job', 'opsdrill-migrate'), 'the migration Job')
-    t.ok(docsOf(o).every((d) => d.kind === 'Namespace' || d.metadata.namespace === 'opsdrill'), 'everything lives in namespace opsdrill')
+    t.ok(
+      docsOf(o).every((d) => d.kind === 'Namespace' || d.metadata.namespace === 'opsdrill'),
+      'everything lives in namespace opsdrill',
+    )
   })
 }
 
-t.test('when production scales the worker, then KEDA follows the BullMQ wait list of the clicks queue', async (t) => {
-  const so = find<Obj & { spec: { scaleTargetRef: { name: string }; triggers: { type: string; metadata: Record<string, string> }[] } }>('production', 'ScaledObject', 'opsdrill-worker')
+void t.test('when production scales the worker, then KEDA follows the BullMQ wait list of the clicks queue', async (t) => {
+  const so = find<Obj & { spec: { scaleTargetRef: { name: string }; triggers: { type: string; metadata: Record<string, string> }[] } }>(
+    'production',
+    'ScaledObject',
+    'opsdrill-worker',
+  )
   t.ok(so, 'k8s/overlays/production: ScaledObject opsdrill-worker')
-  const prefix = find<Obj & { data: Record<string, string> }>('production', 'ConfigMap', 'opsdrill-config')!.data.REDIS_PREFIX ?? String((BaseEnv.REDIS_PREFIX as { default?: unknown }).default)
+  const prefix =
+    find<Obj & { data: Record<string, string> }>('production', 'ConfigMap', 'opsdrill-config')!.data.REDIS_PREFIX ??
+    String((BaseEnv.REDIS_PREFIX as { default?: unknown }).default)
   const trigger = so?.spec.triggers[0]
   t.equal(so?.spec.scaleTargetRef.name, 'opsdrill-worker')
   t.equal(trigger?.type, 'redis')
@@ -170,15 +237,18 @@ t.test('when production scales the worker, then KEDA follows the BullMQ wait lis
   t.notOk(find('local', 'ScaledObject', 'opsdrill-worker'), 'kind runs no KEDA: the local overlay drops the ScaledObject')
 })
 
-t.test('when the overlays differ, then local runs its own stores and production points at managed ones', async (t) => {
+void t.test('when the overlays differ, then local runs its own stores and production points at managed ones', async (t) => {
   t.ok(find('local', 'StatefulSet', 'postgres'), 'local: in-cluster Postgres StatefulSet')
   t.ok(find('local', 'Deployment', 'redis'), 'local: in-cluster Redis')
-  t.notOk(docsOf('production').some((d) => d.kind === 'StatefulSet' || (d.kind === 'Deployment' && !d.metadata.name.startsWith('opsdrill-'))), 'production: no in-cluster stores')
+  t.notOk(
+    docsOf('production').some((d) => d.kind === 'StatefulSet' || (d.kind === 'Deployment' && !d.metadata.name.startsWith('opsdrill-'))),
+    'production: no in-cluster stores',
+  )
   for (const name of ['postgres', 'redis']) {
     const svc = find<Obj & { spec: { type?: string } }>('production', 'Service', name)
     t.equal(svc?.spec.type, 'ExternalName', `production: Service ${name} is an ExternalName to the managed store`)
   }
   t.ok(find('production', 'ServiceMonitor', 'opsdrill'), 'production includes the ServiceMonitor component')
-  const replicas = (o: string) => (find<Obj & { spec: { replicas: number } }>(o, 'Deployment', 'opsdrill-api')!).spec.replicas
+  const replicas = (o: string) => find<Obj & { spec: { replicas: number } }>(o, 'Deployment', 'opsdrill-api')!.spec.replicas
   t.ok(replicas('production') > replicas('local'), 'production runs more API replicas')
 })

@@ -39,7 +39,11 @@ async function freePort(): Promise<number> {
   return port
 }
 
-interface Upstream { port: number; hits: { method: string; headers: IncomingHttpHeaders }[]; close: () => Promise<void> }
+interface Upstream {
+  port: number
+  hits: { method: string; headers: IncomingHttpHeaders }[]
+  close: () => Promise<void>
+}
 
 async function upstream(status: number): Promise<Upstream> {
   const hits: Upstream['hits'] = []
@@ -60,7 +64,9 @@ async function runNginx(t: Test, servers: string[]): Promise<{ url: string; stat
   // log, and Linux cannot reopen a socket through /proc/self/fd (ENXIO).
   const logFile = join(dir, 'out.log')
   const fd = openSync(logFile, 'a')
-  const child = spawn('nginx', ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], { stdio: ['ignore', fd, fd] })
+  const child = spawn('nginx', ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], {
+    stdio: ['ignore', fd, fd],
+  })
   closeSync(fd)
   const out = () => readFileSync(logFile, 'utf8')
   t.teardown(async () => {
@@ -69,7 +75,12 @@ async function runNginx(t: Test, servers: string[]): Promise<{ url: string; stat
   })
   const url = `http://127.0.0.1:${main}`
   for (let i = 0; i < 100; i++) {
-    if (await fetch(`http://127.0.0.1:${status}/nginx_status`).then((r) => r.ok, () => false)) {
+    if (
+      await fetch(`http://127.0.0.1:${status}/nginx_status`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    ) {
       return { url, status: `http://127.0.0.1:${status}/nginx_status`, log: out }
     }
     await sleep(50)
@@ -77,16 +88,19 @@ async function runNginx(t: Test, servers: string[]): Promise<{ url: string; stat
   throw new Error(`nginx did not start: ${out()}`)
 }
 
-t.test('when nginx -t checks nginx.conf with a native upstream list, then the config is valid', async (t) => {
+void t.test('when nginx -t checks nginx.conf with a native upstream list, then the config is valid', async (t) => {
   const dir = prefix([server(3001), server(3002)])
   const fd = openSync(join(dir, 'out.log'), 'a') // a file, not a socket: nginx -t opens /dev/stdout too
-  const r = spawnSync('nginx', ['-t', '-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { encoding: 'utf8', stdio: ['ignore', fd, 'pipe'] })
+  const r = spawnSync('nginx', ['-t', '-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
+    encoding: 'utf8',
+    stdio: ['ignore', fd, 'pipe'],
+  })
   closeSync(fd)
   t.equal(r.status, 0, `nginx -t on nginx/nginx.conf failed:\n${r.stderr}`)
   t.match(r.stderr, /test is successful/)
 })
 
-t.test('when nginx.conf is read, then it has no absolute pid or log paths and keeps the upstream policy', async (t) => {
+void t.test('when nginx.conf is read, then it has no absolute pid or log paths and keeps the upstream policy', async (t) => {
   const conf = readFileSync(CONF, 'utf8')
   t.match(conf, /^pid nginx\.pid;$/m, 'nginx/nginx.conf: pid relative to the prefix')
   t.match(conf, /^error_log stderr/m, 'nginx/nginx.conf: errors to stderr')
@@ -102,24 +116,32 @@ t.test('when nginx.conf is read, then it has no absolute pid or log paths and ke
   t.match(conf, /listen 127\.0\.0\.1:8081;[\s\S]*location = \/nginx_status \{\s*stub_status;/)
 })
 
-t.test('when the compose upstream list is read, then it re-resolves `api` through Docker DNS on every server line', async (t) => {
+void t.test('when the compose upstream list is read, then it re-resolves `api` through Docker DNS on every server line', async (t) => {
   const text = readFileSync(COMPOSE_UPSTREAMS, 'utf8')
   const lines = text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'))
   t.ok(lines.includes('resolver 127.0.0.11 valid=5s ipv6=off;'), 'nginx/upstreams.compose/api.conf: Docker resolver')
   const servers = lines.filter((l) => l.startsWith('server '))
   t.ok(servers.length > 0, 'nginx/upstreams.compose/api.conf: no server line')
   for (const s of servers) t.match(s, /^server [\w.-]+:\d+ max_fails=2 fail_timeout=5s resolve;$/, `nginx/upstreams.compose/api.conf: ${s}`)
-  t.same(lines.filter((l) => !l.startsWith('server ') && !l.startsWith('resolver ')), [], 'only server and resolver lines')
+  t.same(
+    lines.filter((l) => !l.startsWith('server ') && !l.startsWith('resolver ')),
+    [],
+    'only server and resolver lines',
+  )
 })
 
-t.test('when one replica is down, then requests still succeed and X-Upstream names the replicas tried', async (t) => {
+void t.test('when one replica is down, then requests still succeed and X-Upstream names the replicas tried', async (t) => {
   const live = await upstream(200)
   t.teardown(live.close)
   const dead = await freePort()
   const ngx = await runNginx(t, [server(dead), server(live.port)])
   const upstreams: string[] = []
   for (let i = 0; i < 4; i++) {
-    const res = await fetch(`${ngx.url}/api/v1/links`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' } })
+    const res = await fetch(`${ngx.url}/api/v1/links`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' },
+    })
     t.equal(res.status, 200, 'a POST whose connection failed is retried on the next replica')
     upstreams.push(res.headers.get('x-upstream') ?? '')
     const hit = live.hits.at(-1)!
@@ -128,10 +150,19 @@ t.test('when one replica is down, then requests still succeed and X-Upstream nam
     t.equal(hit.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'X-Forwarded-For appends the client')
     t.equal(hit.headers['x-real-ip'], '127.0.0.1')
   }
-  t.ok(upstreams.every((u) => u.endsWith(`127.0.0.1:${live.port}`)), `X-Upstream ends at the live replica: ${upstreams.join(' | ')}`)
-  t.ok(upstreams.some((u) => u === `127.0.0.1:${dead}, 127.0.0.1:${live.port}`), `one request tried the dead replica first: ${upstreams.join(' | ')}`)
+  t.ok(
+    upstreams.every((u) => u.endsWith(`127.0.0.1:${live.port}`)),
+    `X-Upstream ends at the live replica: ${upstreams.join(' | ')}`,
+  )
+  t.ok(
+    upstreams.some((u) => u === `127.0.0.1:${dead}, 127.0.0.1:${live.port}`),
+    `one request tried the dead replica first: ${upstreams.join(' | ')}`,
+  )
   await sleep(100)
-  const line = ngx.log().split('\n').find((l) => l.startsWith('{'))
+  const line = ngx
+    .log()
+    .split('\n')
+    .find((l) => l.startsWith('{'))
   t.ok(line, 'nginx writes a JSON access log line to stdout')
   const entry = JSON.parse(line!) as Record<string, string>
   t.equal(entry['http.request.method'], 'POST')
@@ -139,7 +170,7 @@ t.test('when one replica is down, then requests still succeed and X-Upstream nam
   t.match(entry['nginx.upstream.response_time_s'], /\d/)
 })
 
-t.test('when every replica answers 502, then a GET is retried but a POST that reached a replica is not', async (t) => {
+void t.test('when every replica answers 502, then a GET is retried but a POST that reached a replica is not', async (t) => {
   const a = await upstream(502)
   const b = await upstream(502)
   t.teardown(a.close)

@@ -9,63 +9,100 @@ import { parse } from 'yaml'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const DIR = resolve(ROOT, '.github/workflows')
-const files = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort()
+const files = readdirSync(DIR)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort()
 
-interface Step { uses?: string; run?: string; with?: Record<string, unknown> }
-interface Job { permissions?: Record<string, string>; steps: Step[]; services?: Record<string, { image: string }>; env?: Record<string, string> }
-interface Workflow { on: Record<string, unknown>; permissions?: Record<string, string>; concurrency?: { group: string }; jobs: Record<string, Job> }
+interface Step {
+  uses?: string
+  run?: string
+  with?: Record<string, unknown>
+}
+interface Job {
+  permissions?: Record<string, string>
+  steps: Step[]
+  services?: Record<string, { image: string }>
+  env?: Record<string, string>
+}
+interface Workflow {
+  on: Record<string, unknown>
+  permissions?: Record<string, string>
+  concurrency?: { group: string }
+  jobs: Record<string, Job>
+}
 const load = (f: string) => parse(readFileSync(resolve(DIR, f), 'utf8')) as Workflow
 
-t.test('when the workflows are listed, then ci, image, cd and drills are all there', async (t) => {
+void t.test('when the workflows are listed, then ci, image, cd and drills are all there', async (t) => {
   t.same(files, ['cd.yml', 'ci.yml', 'drills.yml', 'image.yml'])
 })
 
 for (const f of files) {
-  t.test(`when actionlint checks .github/workflows/${f}, then it reports nothing`, async (t) => {
+  void t.test(`when actionlint checks .github/workflows/${f}, then it reports nothing`, async (t) => {
     const r = spawnSync('actionlint', ['-no-color', `.github/workflows/${f}`], { cwd: ROOT, encoding: 'utf8' })
     if (r.error) throw new Error(`actionlint is not installed (ops/test installs it): ${r.error.message}`)
     t.equal(r.status, 0, `actionlint .github/workflows/${f}:\n${r.stdout}${r.stderr}`)
   })
 
-  t.test(`when .github/workflows/${f} uses an action, then it is pinned to a full commit SHA with its version`, async (t) => {
-    const lines = readFileSync(resolve(DIR, f), 'utf8').split('\n').filter((l) => /^\s*(-\s+)?uses:/.test(l))
+  void t.test(`when .github/workflows/${f} uses an action, then it is pinned to a full commit SHA with its version`, async (t) => {
+    const lines = readFileSync(resolve(DIR, f), 'utf8')
+      .split('\n')
+      .filter((l) => /^\s*(-\s+)?uses:/.test(l))
     t.ok(lines.length > 0, `.github/workflows/${f}: no action used`)
     for (const line of lines) {
-      t.match(line, /uses:\s+[\w.-]+\/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+\s*$/, `.github/workflows/${f}: not pinned by SHA with a # vX.Y.Z comment: ${line.trim()}`)
+      t.match(
+        line,
+        /uses:\s+[\w.-]+\/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+\s*$/,
+        `.github/workflows/${f}: not pinned by SHA with a # vX.Y.Z comment: ${line.trim()}`,
+      )
     }
   })
 
-  t.test(`when .github/workflows/${f} runs, then it has least privilege and a concurrency group`, async (t) => {
+  void t.test(`when .github/workflows/${f} runs, then it has least privilege and a concurrency group`, async (t) => {
     const wf = load(f)
     t.same(wf.permissions, {}, `.github/workflows/${f}: top-level permissions must be {}`)
     t.ok(wf.concurrency?.group, `.github/workflows/${f}: no concurrency group`)
     for (const [name, job] of Object.entries(wf.jobs)) {
       t.ok(job.permissions, `.github/workflows/${f} job ${name}: no job permissions`)
       for (const [scope, level] of Object.entries(job.permissions ?? {})) {
-        t.ok(level === 'read' || (f === 'image.yml' && scope === 'packages'), `.github/workflows/${f} job ${name}: ${scope}: ${level} is more than it needs`)
+        t.ok(
+          level === 'read' || (f === 'image.yml' && scope === 'packages'),
+          `.github/workflows/${f} job ${name}: ${scope}: ${level} is more than it needs`,
+        )
       }
       for (const step of job.steps) {
-        if (step.uses?.startsWith('actions/checkout@')) t.equal(step.with?.['persist-credentials'], false, `.github/workflows/${f}: checkout keeps no token`)
+        if (step.uses?.startsWith('actions/checkout@'))
+          t.equal(step.with?.['persist-credentials'], false, `.github/workflows/${f}: checkout keeps no token`)
         if (!step.run) continue
-        t.notMatch(step.run, /\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)/, `.github/workflows/${f} job ${name}: pass inputs through env:, not \${{ }} in run:`)
+        t.notMatch(
+          step.run,
+          /\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)/,
+          `.github/workflows/${f} job ${name}: pass inputs through env:, not \${{ }} in run:`,
+        )
       }
     }
   })
 }
 
-t.test('when ci.yml runs the tests, then it gives them Postgres and Redis and runs typecheck, lint and ops/test', async (t) => {
+void t.test('when ci.yml runs the tests, then it gives them Postgres and Redis and runs typecheck, lint and ops/test', async (t) => {
   const job = load('ci.yml').jobs.test!
   t.match(job.services?.postgres?.image ?? '', /^postgres:15\./)
   t.match(job.services?.redis?.image ?? '', /^redis:7\./)
   t.equal(job.env?.DATABASE_URL, 'postgres://postgres:postgres@localhost:5432/postgres')
   t.equal(job.env?.REDIS_URL, 'redis://localhost:6379')
   const runs = job.steps.map((s) => s.run ?? '').join('\n')
-  for (const cmd of ['npm run typecheck', 'npm run lint', 'ops/test', 'ops/lib/bootstrap.sh']) t.ok(runs.includes(cmd), `ci.yml: does not run ${cmd}`)
-  t.ok(job.steps.some((s) => s.uses?.startsWith('actions/setup-node@') && s.with?.['node-version'] === 24 && s.with.cache === 'npm'), 'ci.yml: setup-node 24 with npm cache')
-  t.ok(job.steps.some((s) => s.uses?.startsWith('actions/upload-artifact@')), 'ci.yml: uploads the test artifacts')
+  for (const cmd of ['npm run typecheck', 'npm run lint', 'ops/test', 'ops/lib/bootstrap.sh'])
+    t.ok(runs.includes(cmd), `ci.yml: does not run ${cmd}`)
+  t.ok(
+    job.steps.some((s) => s.uses?.startsWith('actions/setup-node@') && s.with?.['node-version'] === 24 && s.with.cache === 'npm'),
+    'ci.yml: setup-node 24 with npm cache',
+  )
+  t.ok(
+    job.steps.some((s) => s.uses?.startsWith('actions/upload-artifact@')),
+    'ci.yml: uploads the test artifacts',
+  )
 })
 
-t.test('when image.yml builds, then it pushes to GHCR with an SBOM and max provenance', async (t) => {
+void t.test('when image.yml builds, then it pushes to GHCR with an SBOM and max provenance', async (t) => {
   const steps = load('image.yml').jobs.build!.steps
   const build = steps.find((s) => s.uses?.startsWith('docker/build-push-action@'))
   t.equal(build?.with?.sbom, true)
@@ -75,7 +112,7 @@ t.test('when image.yml builds, then it pushes to GHCR with an SBOM and max prove
   t.match(String(meta?.with?.tags), /type=semver/)
 })
 
-t.test('when cd.yml deploys, then it gates on k6 and rolls back on failure', async (t) => {
+void t.test('when cd.yml deploys, then it gates on k6 and rolls back on failure', async (t) => {
   const wf = load('cd.yml')
   t.ok((wf.on.workflow_dispatch as { inputs?: Record<string, unknown> }).inputs?.ref, 'cd.yml: workflow_dispatch input ref')
   t.same((wf.on.workflow_run as { workflows: string[] }).workflows, ['image'])
@@ -83,10 +120,13 @@ t.test('when cd.yml deploys, then it gates on k6 and rolls back on failure', asy
   for (const cmd of ['k8s/overlays/local', 'rollout status', 'k6 run', 'loadtests/scenarios/smoke.ts', 'rollout undo', 'port-forward']) {
     t.ok(runs.includes(cmd), `cd.yml: no ${cmd}`)
   }
-  t.ok(wf.jobs.deploy!.steps.some((s) => s.uses?.startsWith('helm/kind-action@')), 'cd.yml: kind cluster')
+  t.ok(
+    wf.jobs.deploy!.steps.some((s) => s.uses?.startsWith('helm/kind-action@')),
+    'cd.yml: kind cluster',
+  )
 })
 
-t.test('when drills.yml is dispatched, then the choice lists each drill once and runs npm run drill', async (t) => {
+void t.test('when drills.yml is dispatched, then the choice lists each drill once and runs npm run drill', async (t) => {
   const wf = load('drills.yml')
   const options = (wf.on.workflow_dispatch as { inputs: { drill: { type: string; options: string[] } } }).inputs.drill
   t.equal(options.type, 'choice')
@@ -95,9 +135,15 @@ t.test('when drills.yml is dispatched, then the choice lists each drill once and
   t.ok(wf.jobs.drill!.steps.some((s) => s.run?.includes('npm run drill -- "$DRILL"')))
 })
 
-t.test('when the workflows README is read, then it explains each workflow and lists every pinned action', async (t) => {
+void t.test('when the workflows README is read, then it explains each workflow and lists every pinned action', async (t) => {
   const readme = readFileSync(resolve(DIR, 'README.md'), 'utf8')
   for (const f of files) t.ok(readme.includes(`\`${f}\``), `.github/workflows/README.md: ${f} is not explained`)
-  const pins = new Set(files.flatMap((f) => [...readFileSync(resolve(DIR, f), 'utf8').matchAll(/uses:\s+([\w./-]+)@([0-9a-f]{40}) # (v[\d.]+)/g)].map((m) => `${m[1]} | ${m[3]} | ${m[2]}`)))
+  const pins = new Set(
+    files.flatMap((f) =>
+      [...readFileSync(resolve(DIR, f), 'utf8').matchAll(/uses:\s+([\w./-]+)@([0-9a-f]{40}) # (v[\d.]+)/g)].map(
+        (m) => `${m[1]} | ${m[3]} | ${m[2]}`,
+      ),
+    ),
+  )
   for (const pin of pins) t.ok(readme.includes(`| ${pin} |`), `.github/workflows/README.md: pinned action table lacks ${pin}`)
 })
