@@ -35,16 +35,17 @@ export async function countLinkClicks(db: Db, linkId: string): Promise<number> {
 /** One keyset page of a link's clicks ordered by (at, id), after the cursor. */
 export async function linkClicksPage(db: Db, linkId: string, after: Cursor | null, limit: number): Promise<ExportRow[]> {
   // Two statements rather than one with `$2 IS NULL OR ...`, so each plans as a range scan of (link_id, at).
+  // ORDER BY names clicks.at: the bare name would mean the formatted text column of the same name.
   const select = `SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, at::text AS at_key,
                          referrer, ua_family, country
                   FROM clicks`
   const res = after
     ? await db.query<ExportRow>(
         'export_page',
-        `${select} WHERE link_id = $1 AND (at, id) > ($2::timestamptz, $3::uuid) ORDER BY at, id LIMIT $4`,
+        `${select} WHERE link_id = $1 AND (at, id) > ($2::timestamptz, $3::uuid) ORDER BY clicks.at, clicks.id LIMIT $4`,
         [linkId, after.atKey, after.id, limit],
       )
-    : await db.query<ExportRow>('export_page', `${select} WHERE link_id = $1 ORDER BY at, id LIMIT $2`, [linkId, limit])
+    : await db.query<ExportRow>('export_page', `${select} WHERE link_id = $1 ORDER BY clicks.at, clicks.id LIMIT $2`, [linkId, limit])
   return res.rows
 }
 
