@@ -71,8 +71,8 @@ void t.test('when promtool checks prometheus.yml, then the config and the rule f
   // promtool resolves rule_files relative to the config: the rules must be found through the config too.
   t.match(
     res.out,
-    new RegExp(`SUCCESS: ${alerts.length + rules.filter((r) => r.record).length} rules found|SUCCESS: \\d+ rules found`),
-    'the rule files are found relative to the config',
+    `SUCCESS: ${RULE_FILES.length} rule files found`,
+    'prometheus.yml: rules/*.yml resolves, relative to the config, to every rule file',
   )
 })
 
