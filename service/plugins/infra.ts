@@ -49,6 +49,12 @@ export const redisPlugin = fp<{ config: ApiConfig }>(
     app.decorate('redis', redis)
     app.decorate('redisProducer', producer)
     app.decorate('redisSubscriber', subscriber)
+    // The fail-fast clients have no offline queue: until connected, every cache lookup would go to Postgres and the
+    // rate limiter (skipOnError) would let everything through. So start serving once they are ready, or after the
+    // connect timeout when Redis is down (the app then fails open, as it does during an outage).
+    app.addHook('onReady', async () => {
+      await Promise.all([redis, producer, subscriber].map((c) => whenReady(c, config.REDIS_CONNECT_TIMEOUT_MS)))
+    })
     // Closed last (after the cache and queue plugins' own onClose hooks, which run in reverse order).
     app.addHook('onClose', async () => {
       await Promise.all([closeRedis(redis), closeRedis(producer), closeRedis(subscriber)])
@@ -56,3 +62,16 @@ export const redisPlugin = fp<{ config: ApiConfig }>(
   },
   { name: 'redis' },
 )
+
+function whenReady(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      client.off('ready', done)
+      resolve()
+    }
+    const timer = setTimeout(done, timeoutMs)
+    client.once('ready', done)
+  })
+}

@@ -87,6 +87,7 @@ export function createLinkCache(db: Db, redis: Redis, subscriber: Redis, opts: L
         metrics.cacheLookups.inc({ result: local === MISSING ? 'negative_hit' : 'l1_hit' })
         return local === MISSING ? null : local
       }
+      if (inflight.has(code)) return singleFlight(code, true)
       let raw: string | null = null
       let redisOk = true
       try {
@@ -101,6 +102,12 @@ export function createLinkCache(db: Db, redis: Redis, subscriber: Redis, opts: L
         l1?.set(code, entry)
         metrics.cacheLookups.inc({ result: entry === MISSING ? 'negative_hit' : 'redis_hit' })
         return entry === MISSING ? null : entry
+      }
+      // A load for this code may have finished while our GET was on the wire: use its result, do not load again.
+      const loaded = l1?.get(code)
+      if (loaded !== undefined) {
+        metrics.cacheLookups.inc({ result: loaded === MISSING ? 'negative_hit' : 'l1_hit' })
+        return loaded === MISSING ? null : loaded
       }
       metrics.cacheLookups.inc({ result: 'miss' })
       return singleFlight(code, redisOk)

@@ -1,0 +1,148 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { Queue } from 'bullmq'
+import { testApp, login } from '../helpers/app.ts'
+import { redisPrefix, redisUrl } from '../helpers/env.ts'
+import { createLink, createUser } from '../helpers/factories.ts'
+import { assertProblem, counterValue, eventually, pgQueries, sleep } from '../helpers/service.ts'
+import { metrics } from '../../common/metrics.ts'
+import type { ClickJob } from '../../common/queues.ts'
+
+const linkQueries = () => pgQueries(metrics.pgQueryDuration, 'link_by_code')
+
+function redis(t: { teardown(fn: () => unknown): void }): Redis {
+  const r = new Redis(redisUrl())
+  t.teardown(() => r.quit())
+  return r
+}
+
+t.test('when a link is followed, then 302 and the click reaches the clicks queue with referrer, UA family and country', async (t) => {
+  const { app, config } = await testApp(t)
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id, { url: 'https://example.com/target' })
+  const chrome = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
+  const enqueuedBefore = await counterValue(metrics.clicksEnqueued)
+  for (let i = 0; i < 3; i++) {
+    const res = await app.inject({ url: `/${link.code}`, headers: { referer: `https://news.example/${i}`, 'user-agent': chrome, 'cf-ipcountry': 'de' } })
+    t.equal(res.statusCode, 302)
+    t.equal(res.headers.location, 'https://example.com/target')
+  }
+  await app.clickBuffer.flush()
+  const queue = new Queue<ClickJob>('clicks', { connection: redis(t), prefix: config.REDIS_PREFIX })
+  t.teardown(() => queue.close())
+  const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed'])
+  t.equal(jobs.length, 3)
+  for (const job of jobs) {
+    t.match(job.data, { linkId: link.id, referrer: /^https:\/\/news\.example\/\d$/, uaFamily: 'Chrome', country: 'DE' })
+    t.equal(job.id, job.data.clickId, 'jobId = clickId (a replayed add is deduplicated)')
+  }
+  t.same(jobs.map((j) => j.data.referrer).sort(), ['https://news.example/0', 'https://news.example/1', 'https://news.example/2'])
+  t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedBefore, 3, 'opsdrill_clicks_enqueued_total grew by 3')
+})
+
+t.test('when a code is followed twice, then Postgres is queried once and another instance hits Redis', async (t) => {
+  const prefix = redisPrefix()
+  const a = await testApp(t, { REDIS_PREFIX: prefix })
+  const owner = await createUser(a.app.db)
+  const link = await createLink(a.app.db, owner.id)
+  const q0 = await linkQueries()
+  t.equal((await a.app.inject(`/${link.code}`)).statusCode, 302)
+  t.equal((await linkQueries()) - q0, 1, 'the cold lookup queries Postgres')
+  t.equal((await a.app.inject(`/${link.code}`)).statusCode, 302)
+  t.equal((await linkQueries()) - q0, 1, 'the second is served from L1')
+  const r = redis(t)
+  t.ok(await eventually(async () => (await r.exists(`${prefix}:link:${link.code}`)) === 1, 2000), 'written back to Redis')
+  const b = await testApp(t, { REDIS_PREFIX: prefix }, a.databaseUrl)
+  const hits = await counterValue(metrics.cacheLookups, { result: 'redis_hit' })
+  t.equal((await b.app.inject(`/${link.code}`)).statusCode, 302)
+  t.equal((await linkQueries()) - q0, 1, 'a fresh instance (cold L1) is served by Redis')
+  t.equal((await counterValue(metrics.cacheLookups, { result: 'redis_hit' })) - hits, 1, 'counted as a redis hit')
+})
+
+t.test('when an unknown code is asked twice, then Postgres is queried once (negative caching)', async (t) => {
+  const prefix = redisPrefix()
+  const a = await testApp(t, { REDIS_PREFIX: prefix })
+  const q0 = await linkQueries()
+  assertProblem(t, await a.app.inject('/nosuch1'), 404, 'NOT_FOUND')
+  assertProblem(t, await a.app.inject('/nosuch1'), 404, 'NOT_FOUND')
+  t.equal((await linkQueries()) - q0, 1)
+  const r = redis(t)
+  t.ok(await eventually(async () => (await r.get(`${prefix}:link:nosuch1`)) === '0', 2000), 'a negative entry is stored in Redis')
+  const b = await testApp(t, { REDIS_PREFIX: prefix }, a.databaseUrl)
+  assertProblem(t, await b.app.inject('/nosuch1'), 404, 'NOT_FOUND')
+  t.equal((await linkQueries()) - q0, 1, 'another instance uses the negative entry too')
+})
+
+t.test('when a link is created for a code that was cached as missing, then it redirects at once', async (t) => {
+  const { app } = await testApp(t, { L1_CACHE_TTL_MS: '60000' })
+  const { auth } = await login(app)
+  assertProblem(t, await app.inject('/later-alias'), 404, 'NOT_FOUND')
+  const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/now', alias: 'later-alias' } })
+  t.equal(res.statusCode, 201)
+  t.equal((await app.inject('/later-alias')).headers.location, 'https://example.com/now')
+})
+
+t.test('when 50 redirects for one cold code arrive at once, then Postgres is queried exactly once (single flight)', async (t) => {
+  const { app } = await testApp(t)
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id, { url: 'https://example.com/burst' })
+  const waits = await counterValue(metrics.cacheSingleFlightWaits)
+  const q0 = await linkQueries()
+  const all = await Promise.all(Array.from({ length: 50 }, () => app.inject(`/${link.code}`)))
+  t.same([...new Set(all.map((r) => `${r.statusCode} ${r.headers.location}`))], ['302 https://example.com/burst'])
+  t.equal((await linkQueries()) - q0, 1)
+  t.ok((await counterValue(metrics.cacheSingleFlightWaits)) - waits > 0, 'some lookups joined the in-flight load')
+})
+
+t.test('when CACHE_ENABLED=false, then every redirect queries Postgres', async (t) => {
+  const { app } = await testApp(t, { CACHE_ENABLED: 'false' })
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id)
+  const q0 = await linkQueries()
+  for (let i = 0; i < 5; i++) t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
+  t.equal((await linkQueries()) - q0, 5)
+})
+
+t.test('when instance A changes or deletes a link, then instance B (warm L1) follows within a moment via pub/sub', async (t) => {
+  // L1 lives 60 s here: only the invalidation message can make B see the change quickly.
+  const shared = { REDIS_PREFIX: redisPrefix(), L1_CACHE_TTL_MS: '60000' }
+  const a = await testApp(t, shared)
+  const b = await testApp(t, shared, a.databaseUrl)
+  const { auth } = await login(a.app)
+  const link = (await a.app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/v1' } })).json() as { id: string; code: string }
+  t.equal((await a.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
+  t.equal((await b.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
+  const q0 = await linkQueries()
+  t.equal((await b.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
+  t.equal((await linkQueries()) - q0, 0, 'B serves from its warm L1')
+
+  const remote = await counterValue(metrics.cacheInvalidations, { origin: 'remote' })
+  t.equal((await a.app.inject({ method: 'PATCH', url: `/api/v1/links/${link.id}`, headers: auth, payload: { url: 'https://example.com/v2' } })).statusCode, 200)
+  const start = Date.now()
+  t.ok(await eventually(async () => (await b.app.inject(`/${link.code}`)).headers.location === 'https://example.com/v2', 1000, 20), 'B redirects to the new URL')
+  t.ok(Date.now() - start < 1000, `within ${Date.now() - start} ms`)
+  t.ok((await counterValue(metrics.cacheInvalidations, { origin: 'remote' })) > remote, 'a remote invalidation was counted')
+
+  t.equal((await a.app.inject({ method: 'DELETE', url: `/api/v1/links/${link.id}`, headers: auth })).statusCode, 204)
+  t.ok(await eventually(async () => (await b.app.inject(`/${link.code}`)).statusCode === 410, 1000, 20), 'B answers 410 after the delete')
+  assertProblem(t, await b.app.inject(`/${link.code}`), 410, 'GONE')
+})
+
+t.test('when links are cached, then their Redis TTLs are CACHE_TTL_SECONDS within +-10% and not all equal (jitter)', async (t) => {
+  const { app, config } = await testApp(t, { CACHE_TTL_SECONDS: '1000', CACHE_NEGATIVE_TTL_SECONDS: '100' })
+  const owner = await createUser(app.db)
+  const codes: string[] = []
+  for (let i = 0; i < 8; i++) {
+    const link = await createLink(app.db, owner.id)
+    codes.push(link.code)
+    t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
+  }
+  await app.inject('/nosuch2')
+  const r = redis(t)
+  await sleep(100)
+  const ttls = await Promise.all(codes.map((c) => r.pttl(`${config.REDIS_PREFIX}:link:${c}`)))
+  for (const ttl of ttls) t.ok(ttl >= 895_000 && ttl <= 1_100_000, `PTTL ${ttl} within 900..1100 s`)
+  t.ok(new Set(ttls.map((v) => Math.round(v / 1000))).size > 1, `TTLs differ: ${ttls.join(', ')}`)
+  const neg = await r.pttl(`${config.REDIS_PREFIX}:link:nosuch2`)
+  t.ok(neg >= 89_500 && neg <= 110_000, `negative PTTL ${neg} within 90..110 s`)
+})
