@@ -87,17 +87,16 @@ async function cacheSide(o: RunOptions, label: string): Promise<CacheSide> {
 /** The same Zipf redirect load with the cache on, then with every API replica restarted with CACHE_ENABLED=false. */
 export async function caching(o: RunOptions): Promise<CachingResult> {
   const say = o.say ?? stdout
-  const replicas = o.stack.replicas('api')
-  for (const r of replicas.filter((x) => x.env?.CACHE_ENABLED === 'false')) await o.stack.restartReplica(r.name, {})
+  if (o.stack.replicas('api').some((x) => x.env?.CACHE_ENABLED === 'false')) await o.stack.restartAll('api', {})
   const on = await cacheSide(o, 'cache-on')
   say('==> restarting API replicas with CACHE_ENABLED=false')
-  for (const r of replicas) await o.stack.restartReplica(r.name, { CACHE_ENABLED: 'false' })
+  await o.stack.restartAll('api', { CACHE_ENABLED: 'false' })
   try {
     const off = await cacheSide(o, 'cache-off')
     return { on, off }
   } finally {
     say('==> restarting API replicas with the cache on')
-    for (const r of replicas) await o.stack.restartReplica(r.name, {})
+    await o.stack.restartAll('api', {})
   }
 }
 
