@@ -538,6 +538,7 @@ export class Stack {
     removeTargets(cfg.targetsDir)
     rmSync(cfg.upstreamFile, { force: true })
     rmSync(this.stateFile, { force: true })
+    this.say(`stack in ${this.dir} is down (${stopped.length} processes stopped)`)
     return stopped
   }
 
