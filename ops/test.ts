@@ -51,10 +51,10 @@ async function prepareTemplate(adminUrl: string): Promise<string> {
 
 interface Tally { passed: number; failed: number }
 
-function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv): Promise<Tally> {
+function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv, timeoutSec = 120): Promise<Tally> {
   return new Promise((done) => {
     const tally: Tally = { passed: 0, failed: 0 }
-    const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, ...files], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, `--timeout=${timeoutSec}`, ...files], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
     let buf = ''
     let fileSubtests = 0
     let fileFailures: string[] = []
@@ -127,11 +127,11 @@ const template = await prepareTemplate(pgAdmin)
 const env = { ...process.env, OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin, OPSDRILL_TEST_PG_TEMPLATE: 'opsdrill_template', OPSDRILL_TEST_REDIS_URL: redis, OPSDRILL_TEST_TEMPLATE_URL: template, K6_NO_USAGE_REPORT: 'true' }
 const total: Tally = { passed: 0, failed: 0 }
 const add = (t: Tally) => { total.passed += t.passed; total.failed += t.failed }
-if (args.length > 0) add(await runTap(args, 2, env))
+if (args.length > 0) add(await runTap(args, 2, env, args.some((a) => a.includes('system')) ? 1200 : 120))
 else {
   log('fast suites (parallel)')
   add(await runTap(['test/common', 'test/service', 'test/worker', 'test/observability', 'test/static'].filter(exists), 2, env))
-  if (exists('test/system')) { log('system suites (one at a time)'); add(await runTap(['test/system'], 1, env)) }
+  if (exists('test/system')) { log('system suites (one at a time)'); add(await runTap(['test/system'], 1, env, 1200)) }
 }
 await stop()
 process.stdout.write(`${total.passed} passed, ${total.failed} failed\n`)
