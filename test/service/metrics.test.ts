@@ -1,0 +1,34 @@
+import t from 'tap'
+import { testApp, login } from '../helpers/app.ts'
+import { metrics, registry } from '../../common/metrics.ts'
+
+const count = async (route: string, status: string) => {
+  const m = await metrics.httpDuration.get()
+  return m.values.filter((v) => v.metricName === 'opsdrill_http_request_duration_seconds_count' && v.labels.route === route && v.labels.status_code === status).reduce((n, v) => n + v.value, 0)
+}
+
+t.test('when requests are served without a sampled trace, then every one is counted by route template and status', async (t) => {
+  const { app } = await testApp(t)
+  const { auth } = await login(app)
+  const link = (await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/m' } })).json() as { code: string }
+  const before302 = await count('/:code', '302')
+  const before404 = await count('/:code', '404')
+  for (let i = 0; i < 5; i++) await app.inject({ method: 'GET', url: `/${link.code}` })
+  await app.inject({ method: 'GET', url: '/nosuchcode' })
+  t.equal((await count('/:code', '302')) - before302, 5)
+  t.equal((await count('/:code', '404')) - before404, 1)
+})
+
+t.test('when /metrics is read as Prometheus text, then business and cache counters moved', async (t) => {
+  const { app } = await testApp(t)
+  const { auth } = await login(app)
+  const link = (await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/n' } })).json() as { code: string }
+  await app.inject({ method: 'GET', url: `/${link.code}` })
+  await app.inject({ method: 'GET', url: `/${link.code}` })
+  registry.setContentType('text/plain; version=0.0.4; charset=utf-8')
+  const text = await registry.metrics()
+  t.match(text, /opsdrill_links_created_total(\{[^}]*\})? [1-9]/)
+  t.match(text, /opsdrill_redirects_total\{[^}]*outcome="found"[^}]*\} [1-9]/)
+  t.match(text, /opsdrill_cache_lookups_total\{[^}]*result="l1_hit"[^}]*\} [1-9]/)
+  t.match(text, /opsdrill_pg_query_duration_seconds_count\{[^}]*operation="link_by_code"[^}]*\} [1-9]/)
+})
