@@ -1,0 +1,570 @@
+// The drills: each one a fault under steady load, its pass criteria, and how it judges them. docs/drills.md is the
+// game-day script for each; runner.ts holds what they share.
+import { spawn } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { alertDrill } from './alerts.ts'
+import { APP, round, type Drill, type DrillRun, type Timing } from './runner.ts'
+
+const t = (rate: number, baselineSec: number, faultSec: number, recoverSec: number): Timing => ({ rate, baselineSec, faultSec, recoverSec })
+const pct = (x: number) => `${(x * 100).toFixed(3)}%`
+
+/** Baseline, fault, restore, recovery under the steady load; returns the fault window. */
+async function steadyFault(d: DrillRun, label: string, inject: () => Promise<void>, restore: () => Promise<void>, during?: () => Promise<string>) {
+  await d.startLoad()
+  d.phase('baseline')
+  await d.watch(d.timing.baselineSec)
+  d.phase('fault')
+  d.faultStart(label)
+  await inject()
+  await d.watch(d.timing.faultSec, during)
+  await restore()
+  const w = d.faultEnd()
+  d.phase('recovery')
+  await d.watch(d.timing.recoverSec)
+  await d.stopLoad()
+  return w
+}
+
+/** Waits for a killed or signalled replica's process to be gone; returns ms, or undefined past the limit. */
+async function exitWithin(d: DrillRun, replica: string, limitMs: number): Promise<number | undefined> {
+  const took = await d.until(() => d.platform.gone(replica), limitMs / 1000 + 1)
+  return took === undefined ? undefined : took * 1000
+}
+
+/** close-with-grace exits 0 after its handler resolves and 1 on timeout or error; its log says which. */
+function cleanExit(log: string, done: RegExp): { clean: boolean; why: string } {
+  if (/killed by timeout/.test(log)) return { clean: false, why: 'close-with-grace: killed by timeout (exit 1)' }
+  if (/shutting down after an uncaught error|second SIG/.test(log)) return { clean: false, why: 'shut down after an error (exit 1)' }
+  if (!done.test(log)) return { clean: false, why: `no "${done.source}" line in its log` }
+  return { clean: true, why: `logged "${done.source}" and no timeout/error: close-with-grace exit 0` }
+}
+
+const apiSigterm: Drill = {
+  name: 'api-sigterm',
+  title: 'One of the API replicas gets SIGTERM under load (a deploy or a node drain); nginx keeps serving through the others.',
+  criteria: ['< 0.1% failed requests', 'in-flight requests complete (no request cut: no 502 or status 0)', `the process exits 0 within SHUTDOWN_GRACE_MS (${APP.API_SHUTDOWN_GRACE_MS} ms)`],
+  alerts: [],
+  dashboards: ['opsdrill-overview', 'opsdrill-runtime'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 20, 20), short: t(100, 4, 8, 5) },
+  async run(d) {
+    const victim = 'api-1'
+    const logFrom = d.logSize(victim)
+    let exitMs: number | undefined
+    const w = await steadyFault(
+      d,
+      `SIGTERM ${victim}`,
+      async () => {
+        await d.platform.kill(victim, 'SIGTERM')
+        exitMs = await exitWithin(d, victim, APP.API_SHUTDOWN_GRACE_MS)
+      },
+      async () => {
+        await d.platform.restart(victim)
+      },
+    )
+    const log = d.logSince(victim, logFrom)
+    const all = d.window(d.loadResult!.seconds[0]!.t * 1000, Date.now())
+    const cut = d.loadResult!.failures.filter((f) => f.status === 0 || f.status === 502)
+    d.measured.exitMs = exitMs
+    d.measured.failures = d.loadResult!.failures.slice(0, 20)
+    d.check('< 0.1% failed requests', all.failedShare < 0.001, `${all.failed} of ${all.requests} (${pct(all.failedShare)})`)
+    d.check('in-flight requests complete', cut.length === 0, `${cut.length} requests cut (502 or no response) around ${new Date(w.from).toISOString()}`)
+    d.check(
+      `exits within ${APP.API_SHUTDOWN_GRACE_MS} ms`,
+      exitMs !== undefined && exitMs <= APP.API_SHUTDOWN_GRACE_MS,
+      exitMs === undefined ? 'still running' : `gone ${exitMs.toFixed(0)} ms after SIGTERM`,
+    )
+    if (d.native) {
+      const c = cleanExit(log, /shutdown complete/)
+      d.check('exit code 0 (graceful)', c.clean, c.why)
+      d.notes.push('The native stack starts replicas detached, so their exit status is not observable; exit 0 is read from the log (close-with-grace exits 1 only after logging a timeout or an error).')
+    }
+  },
+}
+
+const apiSigkill: Drill = {
+  name: 'api-sigkill',
+  title: 'One API replica is SIGKILLed (OOM kill, node loss): nginx routes around it, then it rejoins.',
+  criteria: ['< 1% failed requests', 'every failure within 10 s of the kill', 'the replica rejoins and takes traffic again'],
+  alerts: ['InstanceDown'],
+  dashboards: ['opsdrill-overview', 'opsdrill-slo'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 20, 20), short: t(100, 4, 8, 6) },
+  async run(d) {
+    const victim = 'api-1'
+    let killedAt = 0
+    await steadyFault(
+      d,
+      `SIGKILL ${victim}`,
+      async () => {
+        killedAt = Date.now()
+        await d.platform.kill(victim, 'SIGKILL')
+      },
+      async () => {
+        await d.platform.restart(victim)
+      },
+    )
+    const r = d.loadResult!
+    const all = d.window(r.seconds[0]!.t * 1000, Date.now())
+    const late = r.failures.filter((f) => f.at < killedAt || f.at > killedAt + 10_000)
+    d.check('< 1% failed requests', all.failedShare < 0.01, `${all.failed} of ${all.requests} (${pct(all.failedShare)})`)
+    d.check('every failure within 10 s of the kill', late.length === 0, `${r.failures.length} failures, ${late.length} outside [kill, kill + 10 s]`)
+    // Rejoined: its own request counter grows while nginx balances (native: read from its /metrics).
+    if (d.native) {
+      await d.startLoad({ rate: Math.min(50, d.timing.rate) })
+      const before = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
+      await d.watch(3)
+      const after = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
+      await d.stopLoad()
+      d.measured.rejoinedRequests = after - before
+      d.check('the replica rejoins and takes traffic', after - before > 0, `${victim} served ${after - before} requests in 3 s after its restart`)
+    }
+  },
+}
+
+const rollingRestart: Drill = {
+  name: 'rolling-restart',
+  title: 'Every API replica is restarted in turn, each drained from nginx first (upstream list + graceful reload).',
+  criteria: ['0 failed requests'],
+  alerts: [],
+  dashboards: ['opsdrill-overview'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 0, 20), short: t(100, 4, 0, 4) },
+  async run(d) {
+    await steadyFault(
+      d,
+      'rolling restart',
+      async () => {
+        for (const r of d.platform.replicas('api')) {
+          d.log(`restarting ${r.name}`)
+          await d.platform.restart(r.name)
+        }
+      },
+      async () => undefined,
+    )
+    const r = d.loadResult!
+    const all = d.window(r.seconds[0]!.t * 1000, Date.now())
+    d.measured.failures = r.failures.slice(0, 20)
+    d.check('0 failed requests', all.failed === 0, `${all.failed} of ${all.requests} failed`)
+  },
+}
+
+const workerSigterm: Drill = {
+  name: 'worker-sigterm',
+  title: 'A worker gets SIGTERM while it has a click backlog in hand: it finishes its active jobs and exits 0.',
+  criteria: ['each job completes exactly once (stored = enqueued, rollups = stored)', 'no stalled jobs', `the worker exits 0 within SHUTDOWN_GRACE_MS (${APP.WORKER_SHUTDOWN_GRACE_MS} ms)`],
+  alerts: [],
+  dashboards: ['opsdrill-queues'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(100, 10, 0, 10), short: t(50, 3, 0, 3) },
+  async run(d) {
+    const victim = 'worker-1'
+    const backlogLinks = await d.makeLinks(20)
+    const jobs = d.short ? 5000 : 20_000
+    await d.startLoad()
+    d.phase('baseline')
+    await d.watch(d.timing.baselineSec)
+    d.phase('fault')
+    const logFrom = d.logSize(victim)
+    await d.enqueueClicks(backlogLinks, jobs)
+    let active = 0
+    await d.until(async () => (active = (await d.queueCounts()).active ?? 0) > 0, 10)
+    d.faultStart(`SIGTERM ${victim} with ${active} jobs active`)
+    await d.platform.kill(victim, 'SIGTERM')
+    const exitMs = await exitWithin(d, victim, APP.WORKER_SHUTDOWN_GRACE_MS)
+    await d.platform.restart(victim)
+    d.faultEnd()
+    d.phase('recovery')
+    const drainSec = await d.drained(d.short ? 60 : 180)
+    await d.watch(d.timing.recoverSec)
+    await d.stopLoad()
+    const log = d.logSince(victim, logFrom)
+    const s = await d.stored(backlogLinks)
+    const stalled = await d.metric('worker', 'opsdrill_jobs_stalled_total')
+    Object.assign(d.measured, { jobs, activeAtSigterm: active, exitMs, drainSec, stored: s.stored, rollup: s.rollup, stalledAfterRestart: stalled })
+    d.check('every job stored once (stored = enqueued)', s.stored === jobs, `${jobs} enqueued, ${s.stored} stored (lost ${jobs - s.stored}); drained in ${drainSec?.toFixed(1) ?? 'never'} s`)
+    d.check('no duplicate counts (rollup sum = stored)', s.rollup === s.stored, `rollup sum ${s.rollup}, stored ${s.stored}`)
+    d.check('no stalled jobs', stalled === 0, `opsdrill_jobs_stalled_total on the restarted worker: ${stalled}`)
+    d.check(
+      `exits within ${APP.WORKER_SHUTDOWN_GRACE_MS} ms`,
+      exitMs !== undefined && exitMs <= APP.WORKER_SHUTDOWN_GRACE_MS,
+      exitMs === undefined ? 'still running' : `gone ${exitMs.toFixed(0)} ms after SIGTERM with ${active} jobs active`,
+    )
+    if (d.native) {
+      const c = cleanExit(log, /shutting down: finishing active jobs/)
+      d.check('exit code 0 (graceful)', c.clean, c.why)
+    }
+  },
+}
+
+const workerLedger: Drill = {
+  name: 'worker-ledger',
+  title: 'Jepsen-style click ledger: clicks flow while a worker is SIGKILLed and restarted again and again; every acknowledged click must be stored exactly once.',
+  criteria: ['lost = acknowledged - stored = 0', 'duplicated = rollup sum - stored = 0', 'every served redirect is acknowledged or counted as dropped'],
+  alerts: ['WorkersAbsent (only if the worker stayed down 2 min: it does not)'],
+  dashboards: ['opsdrill-queues', 'opsdrill-datastores'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 0, 0, 0), short: t(150, 0, 0, 0) },
+  async run(d) {
+    const clicks = d.short ? 2000 : 10_000
+    const killEveryMs = d.short ? 5000 : 15_000
+    const workerEnv = { JOB_LOCK_MS: '2000', STALLED_INTERVAL_MS: '1000' }
+    d.notes.push(`The worker runs with ${Object.entries(workerEnv).map(([k, v]) => `${k}=${v}`).join(', ')}, so a killed worker's jobs are back in the queue within about 3 s.`)
+    await d.platform.restart('worker-1', workerEnv)
+    await d.makeLinks(50)
+    const enq0 = await d.metric('api', 'opsdrill_clicks_enqueued_total')
+    const drop0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
+    await d.startLoad({ apiShare: 0 })
+    d.phase('fault')
+    let kills = 0
+    const from = d.faultStart(`SIGKILL worker-1 every ${killEveryMs / 1000} s`)
+    let next = Date.now() + killEveryMs / 2
+    let sent = 0
+    while (sent < clicks) {
+      if (Date.now() >= next) {
+        await d.platform.kill('worker-1', 'SIGKILL')
+        kills++
+        d.log(`kill #${kills}: SIGKILL worker-1, restarting it`)
+        await d.platform.restart('worker-1', workerEnv)
+        next = Date.now() + killEveryMs
+      }
+      await sleep(250)
+      sent = (await d.live()).requests
+      if (Date.now() - from > 300_000) throw new Error('the load did not reach the click count in 5 minutes')
+    }
+    await d.stopLoad()
+    d.faultEnd()
+    d.phase('drain')
+    await sleep(1000)
+    const drainSec = await d.drained(d.short ? 90 : 240)
+    const enq = (await d.metric('api', 'opsdrill_clicks_enqueued_total')) - enq0
+    const dropped = (await d.metric('api', 'opsdrill_clicks_dropped_total')) - drop0
+    const served = Object.values(d.loadResult!.servedPerLink).reduce((a, b) => a + b, 0)
+    const s = await d.stored(d.data.links)
+    const perLinkMismatch = d.data.links.filter((l) => {
+      const row = s.perLink.get(l.id)
+      return !row || row.rollup !== row.stored || row.stored > (d.loadResult!.servedPerLink[l.code] ?? 0)
+    }).length
+    const lost = enq - s.stored
+    const duplicated = s.rollup - s.stored
+    const counts = await d.queueCounts()
+    Object.assign(d.measured, {
+      ledger: { served, acknowledged: enq, dropped, stored: s.stored, rollupSum: s.rollup, lost, duplicated, linksWithMismatch: perLinkMismatch },
+      kills,
+      drainSec,
+      clicksQueueAfter: counts,
+    })
+    d.log(`ledger: served ${served}, acknowledged ${enq}, dropped ${dropped}, stored ${s.stored}, rollup ${s.rollup}, lost ${lost}, duplicated ${duplicated}`)
+    d.check('the backlog drained', drainSec !== undefined, drainSec === undefined ? `queue still has ${JSON.stringify(counts)}` : `${drainSec.toFixed(1)} s after the load stopped`)
+    d.check(`${kills} worker kills happened`, kills >= (d.short ? 2 : 3), `${kills} SIGKILLs, every ${killEveryMs / 1000} s`)
+    d.check('lost = acknowledged - stored = 0', lost === 0, `acknowledged ${enq}, stored ${s.stored}`)
+    d.check('duplicated = rollup sum - stored = 0', duplicated === 0, `rollup sum ${s.rollup}, stored ${s.stored}; ${perLinkMismatch} links whose rollup or stored count disagrees with what was served`)
+    d.check('served = acknowledged + dropped', served === enq + dropped, `served ${served} 302s, acknowledged ${enq}, dropped ${dropped}`)
+    d.check(`at least ${clicks} clicks`, served >= clicks, `${served} redirects served`)
+    await d.platform.restart('worker-1', {})
+  },
+}
+
+const redisDown: Drill = {
+  name: 'redis-down',
+  title: 'The Redis server is stopped (a real stop of redis-server, not the proxy) and started again.',
+  criteria: ['no process crashes (API and worker pids unchanged)', 'redirects >= 99.9% successful during the outage (served from Postgres)', 'dropped clicks are counted', 'workers process again within 30 s of Redis returning'],
+  alerts: ['RedisDown', 'ClicksDropped'],
+  dashboards: ['opsdrill-cache', 'opsdrill-queues', 'opsdrill-datastores'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 30, 30), short: t(100, 4, 10, 4) },
+  async run(d) {
+    const pids = () => [...d.platform.replicas('api'), ...d.platform.replicas('worker')].map((r) => `${r.name}:${r.pid}`).join(' ')
+    const before = pids()
+    const drop0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
+    let ingested = 0
+    let backAfter: number | undefined
+    const w = await steadyFault(
+      d,
+      'Redis stopped',
+      () => d.platform.stopStore('redis'),
+      async () => {
+        await d.platform.startStore('redis')
+        const base = await d.metric('worker', 'opsdrill_clicks_ingested_total')
+        backAfter = await d.until(async () => (ingested = await d.metric('worker', 'opsdrill_clicks_ingested_total')) > base, 30)
+      },
+      async () => `dropped ${(await d.metric('api', 'opsdrill_clicks_dropped_total')) - drop0}`,
+    )
+    const after = pids()
+    const alive = [...d.platform.replicas('api'), ...d.platform.replicas('worker')].every((r) => !d.platform.gone(r.name))
+    const dropped = (await d.metric('api', 'opsdrill_clicks_dropped_total')) - drop0
+    const red = d.window(w.from, w.to, 'redirect')
+    const redirectsInFault = d.loadResult!.seconds.filter((s) => s.t * 1000 >= w.from && s.t * 1000 <= w.to).reduce((a, s) => a + s.reqs, 0)
+    const share = 1 - red.failed / Math.max(1, redirectsInFault * 0.9)
+    Object.assign(d.measured, { pidsBefore: before, pidsAfter: after, dropped, workersBackAfterSec: backAfter, ingestedAfter: ingested })
+    d.check('no process crashed (pids unchanged)', before === after && alive, `${after}`)
+    d.check('redirects >= 99.9% successful during the outage', share >= 0.999, `${red.failed} redirect failures of ~${Math.round(redirectsInFault * 0.9)} redirects in the fault window (${(share * 100).toFixed(3)}% ok)`)
+    d.check('dropped clicks are counted', dropped > 0, `opsdrill_clicks_dropped_total +${dropped}`)
+    d.check('workers process again within 30 s', backAfter !== undefined, backAfter === undefined ? 'no click ingested 30 s after Redis returned' : `first click ingested ${backAfter.toFixed(1)} s after Redis was up`)
+  },
+}
+
+const postgresDown: Drill = {
+  name: 'postgres-down',
+  title: 'The Postgres server is stopped (fast shutdown) and started again; cached redirects go on.',
+  criteria: [
+    'cached redirects keep succeeding (>= 99%)',
+    `Postgres-backed requests get 503 within PG_CONNECT_TIMEOUT_MS + 0.5 s (${APP.PG_CONNECT_TIMEOUT_MS + 500} ms)`,
+    '/readyz fails on every API replica',
+    'full recovery within 15 s of Postgres returning',
+    `no pool leak: total <= PG_POOL_MAX (${APP.PG_POOL_MAX}), waiting 0`,
+  ],
+  alerts: ['PostgresDown', 'ReadinessFailing (after 5 min)'],
+  dashboards: ['opsdrill-datastores', 'opsdrill-overview', 'opsdrill-slo'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 30, 20), short: t(100, 4, 10, 4) },
+  async run(d) {
+    await d.makeLinks(50)
+    await warmCache(d)
+    let ready: Record<string, number> = {}
+    let recoverSec: number | undefined
+    const w = await steadyFault(
+      d,
+      'Postgres stopped',
+      async () => {
+        await d.platform.stopStore('postgres')
+        await sleep(2000)
+        ready = await d.readiness()
+      },
+      async () => {
+        await d.platform.startStore('postgres')
+        recoverSec = await d.until(async () => {
+          const r = await d.readiness()
+          if (!Object.values(r).every((c) => c === 200)) return false
+          const res = await fetch(`${d.platform.baseUrl}/api/v1/links`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${d.data.token}` },
+            body: JSON.stringify({ url: 'https://example.com/drill/recovered' }),
+          })
+          await res.arrayBuffer()
+          return res.status === 201
+        }, 15)
+      },
+    )
+    const red = d.window(w.from, w.to, 'redirect')
+    const redirects = d.loadResult!.seconds.filter((s) => s.t * 1000 >= w.from && s.t * 1000 <= w.to).reduce((a, s) => a + s.reqs, 0) * 0.9
+    const apiFails = d.loadResult!.failures.filter((f) => f.slo === 'api' && f.at >= w.from && f.at <= w.to + 2000)
+    const not503 = apiFails.filter((f) => f.status !== 503)
+    const slow = apiFails.filter((f) => f.durationMs > APP.PG_CONNECT_TIMEOUT_MS + 500)
+    await sleep(1000)
+    const total = await d.perReplica('api', 'opsdrill_pg_pool_connections', { state: 'total' })
+    const waiting = await d.perReplica('api', 'opsdrill_pg_pool_connections', { state: 'waiting' })
+    Object.assign(d.measured, { readinessDuringOutage: ready, recoverSec, apiFailures: apiFails.length, maxApiFailureMs: round(Math.max(0, ...apiFails.map((f) => f.durationMs))), pool: { total, waiting } })
+    d.check('cached redirects keep succeeding', red.failed / Math.max(1, redirects) < 0.01, `${red.failed} redirect failures of ~${Math.round(redirects)}`)
+    d.check(
+      `Postgres-backed requests get 503 within ${APP.PG_CONNECT_TIMEOUT_MS + 500} ms`,
+      apiFails.length > 0 && not503.length === 0 && slow.length === 0,
+      `${apiFails.length} API failures: ${not503.length} not 503, ${slow.length} slower than the bound (max ${Math.max(0, ...apiFails.map((f) => f.durationMs)).toFixed(0)} ms)`,
+    )
+    d.check('/readyz fails during the outage', Object.values(ready).length > 0 && Object.values(ready).every((c) => c === 503), JSON.stringify(ready))
+    d.check('recovered within 15 s of Postgres returning', recoverSec !== undefined, recoverSec === undefined ? 'not ready 15 s after Postgres returned' : `ready and creating links ${recoverSec.toFixed(1)} s after Postgres was up`)
+    d.check(
+      'no pool leak',
+      Object.values(total).every((n) => n <= APP.PG_POOL_MAX) && Object.values(waiting).every((n) => n === 0),
+      `total ${JSON.stringify(total)}, waiting ${JSON.stringify(waiting)}`,
+    )
+  },
+}
+
+async function warmCache(d: DrillRun): Promise<void> {
+  for (const l of d.data.links) await (await fetch(`${d.platform.baseUrl}/${l.code}`, { redirect: 'manual' })).arrayBuffer()
+}
+
+/** Postgres queries per second over every API replica and worker, measured over sec seconds. */
+async function pgRate(d: DrillRun, sec: number, during?: () => Promise<string>): Promise<number> {
+  const q = async () => (await d.metric('api', 'opsdrill_pg_query_duration_seconds_count')) + (await d.metric('worker', 'opsdrill_pg_query_duration_seconds_count'))
+  const a = await q()
+  const t0 = Date.now()
+  await d.watch(sec, during)
+  return ((await q()) - a) / ((Date.now() - t0) / 1000)
+}
+
+function pgToxicDrill(name: string, title: string, toxic: 'latency' | 'blackhole'): Drill {
+  const bound = toxic === 'latency' ? APP.PG_QUERY_TIMEOUT_MS + 1000 : APP.PG_CONNECT_TIMEOUT_MS + APP.PG_QUERY_TIMEOUT_MS + 1000
+  return {
+    name,
+    title,
+    criteria: [
+      toxic === 'latency'
+        ? `no request outlives its timeout: k6 max <= PG_QUERY_TIMEOUT_MS + 1 s (${bound} ms)`
+        : `no request outlives its timeouts: k6 max <= PG_CONNECT_TIMEOUT_MS (pool wait) + PG_QUERY_TIMEOUT_MS + 1 s (${bound} ms)`,
+      'no retry storm: Postgres queries/s <= 1.1 x baseline',
+      'API requests succeed again within 15 s of the toxic being removed',
+    ],
+    alerts: toxic === 'latency' ? ['ApiLatencyErrorBudgetBurn (if sustained)'] : ['ApiAvailabilityErrorBudgetBurn (if sustained)', 'PostgresPoolSaturated (after 5 min)'],
+    dashboards: ['opsdrill-datastores', 'opsdrill-slo'],
+    shape: { api: 2, worker: 1 },
+    timing: { full: t(200, 20, 30, 20), short: t(100, 6, 8, 4) },
+    async run(d) {
+      await d.startLoad()
+      d.phase('baseline')
+      await d.watch(2)
+      const base = await pgRate(d, d.timing.baselineSec)
+      d.phase('fault')
+      const from = d.faultStart(toxic === 'latency' ? 'Postgres +100 ms latency' : 'Postgres blackhole (timeout toxic 0)')
+      await d.platform.toxiproxy.addToxic(
+        'postgres',
+        toxic === 'latency' ? { name: 'drill', type: 'latency', attributes: { latency: 100, jitter: 0 } } : { name: 'drill', type: 'timeout', attributes: { timeout: 0 } },
+      )
+      if (toxic === 'blackhole') await d.platform.toxiproxy.addToxic('postgres', { name: 'drill-up', type: 'timeout', stream: 'upstream', attributes: { timeout: 0 } })
+      const fault = await pgRate(d, d.timing.faultSec)
+      await d.platform.toxiproxy.reset()
+      const w = d.faultEnd()
+      d.phase('recovery')
+      const recoverSec = await d.until(async () => {
+        const res = await fetch(`${d.platform.baseUrl}/api/v1/links`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${d.data.token}` },
+          body: JSON.stringify({ url: 'https://example.com/drill/recovered' }),
+          signal: AbortSignal.timeout(10_000),
+        }).catch(() => undefined)
+        await res?.arrayBuffer()
+        return res?.status === 201
+      }, 15)
+      await d.watch(d.timing.recoverSec)
+      await d.stopLoad()
+      void from
+      const inFault = d.window(w.from, w.to + bound)
+      const max = Math.max(d.loadResult!.redirect.max, d.loadResult!.api.max)
+      Object.assign(d.measured, { pgQueriesPerSec: { baseline: round(base), fault: round(fault), ratio: round(fault / Math.max(0.001, base), 2) }, maxRequestMs: round(max), faultWindow: inFault, recoverSec })
+      d.check(`no request outlives ${bound} ms`, max <= bound, `k6 max ${max.toFixed(0)} ms (redirect ${d.loadResult!.redirect.max.toFixed(0)}, API ${d.loadResult!.api.max.toFixed(0)})`)
+      d.check('no retry storm (queries/s <= 1.1 x baseline)', fault <= 1.1 * base, `${fault.toFixed(1)}/s during the fault vs ${base.toFixed(1)}/s baseline (x${(fault / Math.max(0.001, base)).toFixed(2)})`)
+      d.check('recovered within 15 s', recoverSec !== undefined, recoverSec === undefined ? 'link creation still failing 15 s after' : `link creation succeeded ${recoverSec.toFixed(1)} s after the toxic was removed`)
+    },
+  }
+}
+
+const redisLatency: Drill = {
+  name: 'redis-latency',
+  title: `Redis answers 1 s late (toxiproxy latency, above REDIS_COMMAND_TIMEOUT_MS ${APP.REDIS_COMMAND_TIMEOUT_MS} ms): cache reads time out and redirects fall back to Postgres.`,
+  criteria: ['cache errors / fallbacks grow (opsdrill_cache_errors_total, opsdrill_cache_fallbacks_total)', `redirect p99 in the fault window <= command timeout + DB time + margin (${APP.REDIS_COMMAND_TIMEOUT_MS * 2 + 500} ms)`, '< 1% failed requests'],
+  alerts: ['CacheHitRatioCollapsed (after 10 min)', 'RedirectLatencyErrorBudgetBurn (if sustained)'],
+  dashboards: ['opsdrill-cache', 'opsdrill-slo'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 30, 20), short: t(100, 4, 10, 4) },
+  async run(d) {
+    const bound = APP.REDIS_COMMAND_TIMEOUT_MS * 2 + 500
+    const err0 = (await d.metric('api', 'opsdrill_cache_errors_total')) + (await d.metric('api', 'opsdrill_cache_fallbacks_total'))
+    const w = await steadyFault(
+      d,
+      'Redis +1000 ms latency',
+      () => d.platform.toxiproxy.addToxic('redis', { name: 'drill', type: 'latency', attributes: { latency: 1000, jitter: 0 } }),
+      () => d.platform.toxiproxy.reset(),
+    )
+    const errs = (await d.metric('api', 'opsdrill_cache_errors_total')) + (await d.metric('api', 'opsdrill_cache_fallbacks_total')) - err0
+    const red = d.window(w.from, w.to)
+    const all = d.window(d.loadResult!.seconds[0]!.t * 1000, Date.now())
+    Object.assign(d.measured, { cacheErrorsAndFallbacks: errs, faultWindow: red })
+    d.check('cache reads time out to Postgres', errs > 0, `cache errors + fallbacks +${errs}`)
+    d.check(`p99 <= ${bound} ms during the fault`, red.p99 <= bound, `worst per-second p99 ${red.p99.toFixed(0)} ms, max ${red.max.toFixed(0)} ms`)
+    d.check('< 1% failed requests', all.failedShare < 0.01, `${all.failed} of ${all.requests}`)
+  },
+}
+
+const cpuStarvation: Drill = {
+  name: 'cpu-starvation',
+  title: 'stress-ng takes both cores (--cpu 2): the API sheds with 503 + Retry-After or stays bounded; no job stalls.',
+  criteria: ['no stalled jobs (opsdrill_jobs_stalled_total unchanged)', 'shed responses carry Retry-After, or (no shedding needed) p99 stays <= 2.5 s'],
+  alerts: ['ApiSheddingLoad (after 5 min)', 'EventLoopSaturated (after 5 min)'],
+  dashboards: ['opsdrill-runtime', 'opsdrill-overview'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(200, 20, 30, 20), short: t(100, 4, 10, 4) },
+  targets: ['native'],
+  async run(d) {
+    const stalled0 = await d.metric('worker', 'opsdrill_jobs_stalled_total')
+    const shed0 = await d.metric('api', 'opsdrill_http_requests_shed_total')
+    let stress: ReturnType<typeof spawn> | undefined
+    const w = await steadyFault(
+      d,
+      'stress-ng --cpu 2',
+      async () => {
+        stress = spawn('stress-ng', ['--cpu', '2', '--timeout', `${d.timing.faultSec + 5}s`, '--quiet'], { stdio: 'ignore' })
+      },
+      async () => {
+        stress?.kill('SIGTERM')
+        await new Promise((r) => (stress?.exitCode !== null ? r(undefined) : stress.once('exit', r)))
+      },
+    )
+    const stalled = (await d.metric('worker', 'opsdrill_jobs_stalled_total')) - stalled0
+    const shed = (await d.metric('api', 'opsdrill_http_requests_shed_total')) - shed0
+    const f = d.window(w.from, w.to)
+    const r = d.loadResult!
+    Object.assign(d.measured, { stalled, shed, shedWithRetryAfter: r.shedWithRetryAfter, shedWithoutRetryAfter: r.shedWithoutRetryAfter, faultWindow: f })
+    d.check('no stalled jobs', stalled === 0, `opsdrill_jobs_stalled_total +${stalled}`)
+    if (shed > 0) {
+      d.check('shedding answered 503 + Retry-After', r.shedWithoutRetryAfter === 0 && r.shedWithRetryAfter > 0, `${shed} shed by the API; k6 saw ${r.shedWithRetryAfter} 503s with Retry-After, ${r.shedWithoutRetryAfter} without`)
+    } else {
+      d.check('no shedding needed: p99 stayed <= 2500 ms', f.p99 <= 2500, `nothing shed; worst per-second p99 ${f.p99.toFixed(0)} ms in the fault window`)
+    }
+  },
+}
+
+const scaleOut: Drill = {
+  name: 'scale-out',
+  title: 'Throughput with 1 -> 2 API replicas under a saturating ramp, and backlog drain with 1 -> 2 workers.',
+  criteria: ['API throughput factor (2 replicas / 1) > 1.1', 'drain rate factor (2 workers / 1) > 1.1'],
+  alerts: [],
+  dashboards: ['opsdrill-overview', 'opsdrill-queues'],
+  shape: { api: 2, worker: 1 },
+  timing: { full: t(0, 0, 20, 0), short: t(0, 0, 6, 0) },
+  targets: ['native'],
+  async run(d) {
+    d.notes.push('k6, nginx, Postgres, Redis, Prometheus and the replicas share 2 cores here: a second replica can only use what the first leaves idle, so factors near 2 are not possible on this box.')
+    const hold = d.timing.faultSec
+    const throughput = async (api: number) => {
+      await d.platform.scale({ api })
+      d.phase(`api=${api}`)
+      const from = d.faultStart(`${api} API replica${api > 1 ? 's' : ''}`)
+      await d.startLoad({ mode: 'saturate', vus: 32, apiShare: 0, duration: `${hold}s` })
+      await d.watch(hold + 2)
+      await d.stopLoad()
+      d.faultEnd()
+      const secs = d.loadResult!.seconds.filter((s) => s.t * 1000 >= from + 3000 && s.t * 1000 < Date.now() - 1000)
+      return secs.reduce((a, s) => a + s.reqs - s.failed, 0) / Math.max(1, secs.length)
+    }
+    const rps1 = await throughput(1)
+    const rps2 = await throughput(2)
+    const jobs = d.short ? 10_000 : 40_000
+    const links = await d.makeLinks(20)
+    const drain = async (workers: number) => {
+      await d.platform.scale({ worker: 0 })
+      await d.enqueueClicks(links, jobs)
+      d.phase(`worker=${workers}`)
+      await d.platform.scale({ worker: workers })
+      const sec = await d.drained(300)
+      return sec === undefined ? 0 : jobs / sec
+    }
+    const drain1 = await drain(1)
+    const drain2 = await drain(2)
+    const f1 = rps1 > 0 ? rps2 / rps1 : 0
+    const f2 = drain1 > 0 ? drain2 / drain1 : 0
+    Object.assign(d.measured, { throughput: { api1: round(rps1), api2: round(rps2), factor: round(f1, 2) }, drain: { jobs, worker1PerSec: round(drain1), worker2PerSec: round(drain2), factor: round(f2, 2) } })
+    d.check('API throughput factor 1 -> 2 replicas > 1.1', f1 > 1.1, `${rps1.toFixed(0)} -> ${rps2.toFixed(0)} req/s (x${f1.toFixed(2)})`)
+    d.check('drain factor 1 -> 2 workers > 1.1', f2 > 1.1, `${drain1.toFixed(0)} -> ${drain2.toFixed(0)} clicks/s over ${jobs} jobs (x${f2.toFixed(2)})`)
+  },
+}
+
+export const DRILLS: Drill[] = [
+  apiSigterm,
+  apiSigkill,
+  rollingRestart,
+  workerSigterm,
+  workerLedger,
+  redisDown,
+  postgresDown,
+  pgToxicDrill('postgres-latency', 'Postgres answers 100 ms late (toxiproxy latency toxic on the postgres proxy).', 'latency'),
+  pgToxicDrill('postgres-blackhole', 'Postgres stops answering without closing connections (toxiproxy timeout toxic 0, both directions).', 'blackhole'),
+  redisLatency,
+  cpuStarvation,
+  scaleOut,
+  alertDrill,
+]
+
+export function drillNamed(name: string): Drill | undefined {
+  return DRILLS.find((x) => x.name === name)
+}

@@ -1,0 +1,237 @@
+// Runs the drill's k6 load (k6/steady.ts) in the background: live figures from k6's REST API while it runs, a stop
+// through the same API when the drill is done, then every sample read back from k6's JSON output into per-second
+// buckets, per-class figures, the failures with their times, and the redirects served per link (the ledger).
+import { spawn } from 'node:child_process'
+import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createGunzip } from 'node:zlib'
+
+const SCRIPT = resolve(import.meta.dirname, 'k6/steady.ts')
+
+export interface LoadOptions {
+  baseUrl: string
+  dataFile: string
+  dir: string
+  rate: number
+  apiShare?: number
+  mode?: 'steady' | 'saturate'
+  vus?: number
+  /** Upper bound; the drill normally stops the run earlier. */
+  duration?: string
+  prometheusUrl?: string
+  testid: string
+}
+
+export interface Second {
+  t: number
+  reqs: number
+  failed: number
+  p50: number
+  p99: number
+  max: number
+}
+
+export interface ClassFigures {
+  requests: number
+  failed: number
+  p50: number
+  p95: number
+  p99: number
+  max: number
+  byStatus: Record<string, number>
+}
+
+export interface LoadResult {
+  exitCode: number
+  seconds: Second[]
+  redirect: ClassFigures
+  api: ClassFigures
+  /** Unix ms of every failed request, with its class and status (0: no response). */
+  failures: { at: number; slo: string; status: number; durationMs: number }[]
+  /** 302s served per link code: the ledger's "sent" side. */
+  servedPerLink: Record<string, number>
+  shedWithRetryAfter: number
+  shedWithoutRetryAfter: number
+}
+
+export interface Live {
+  requests: number
+  failed: number
+}
+
+export class Load {
+  private readonly opts: LoadOptions
+  private readonly port: number
+  private readonly exited: Promise<number>
+
+  private constructor(opts: LoadOptions, port: number, exited: Promise<number>) {
+    this.opts = opts
+    this.port = port
+    this.exited = exited
+  }
+
+  static async start(opts: LoadOptions): Promise<Load> {
+    const port = await freePort()
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      K6_NO_USAGE_REPORT: 'true',
+      ...(opts.prometheusUrl ? { K6_PROMETHEUS_RW_SERVER_URL: `${opts.prometheusUrl}/api/v1/write`, K6_PROMETHEUS_RW_TREND_STATS: 'p(99),max' } : {}),
+    }
+    const vars: Record<string, string> = {
+      BASE_URL: opts.baseUrl,
+      DATA: opts.dataFile,
+      RATE: String(opts.rate),
+      API_SHARE: String(opts.apiShare ?? 0.1),
+      DURATION: opts.duration ?? '30m',
+      MODE: opts.mode ?? 'steady',
+      VUS: String(opts.vus ?? 64),
+    }
+    const args = [
+      'run',
+      '--quiet',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--summary-export',
+      join(opts.dir, 'k6-summary.json'),
+      '--out',
+      `json=${join(opts.dir, 'k6-points.json.gz')}`,
+      ...(opts.prometheusUrl ? ['--out', 'experimental-prometheus-rw'] : []),
+      '--tag',
+      `testid=${opts.testid}`,
+      ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+      SCRIPT,
+    ]
+    const log = createWriteStream(join(opts.dir, 'k6.log'))
+    const child = spawn('k6', args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.pipe(log)
+    child.stderr.pipe(log)
+    const exited = new Promise<number>((done, fail) => {
+      child.once('error', (err) => fail(new Error(`could not run k6 (${err.message}): source /tmp/env.sh or run ops/stack up, which installs it`)))
+      child.once('close', (code) => log.end(() => done(code ?? 1)))
+    })
+    const load = new Load(opts, port, exited)
+    // Ready once the first request was counted (k6 compiles the script and runs setup first).
+    const until = Date.now() + 30_000
+    let done = false
+    void exited.then(() => (done = true))
+    while (Date.now() < until && !done) {
+      if ((await load.live()).requests > 0) return load
+      await sleep(200)
+    }
+    const tail = existsSync(join(opts.dir, 'k6.log')) ? readFileSync(join(opts.dir, 'k6.log'), 'utf8').trim().split('\n').slice(-5).join('\n') : ''
+    throw new Error(`k6 sent no request within 30 s (exit ${done ? await exited : 'pending'}):\n${tail}`)
+  }
+
+  /** Totals so far from k6's REST API (zeros while it is not answering). */
+  async live(): Promise<Live> {
+    const metric = async (name: string): Promise<Record<string, number>> => {
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.port}/v1/metrics/${name}`, { signal: AbortSignal.timeout(1000) })
+        if (!res.ok) return {}
+        const body = (await res.json()) as { data?: { attributes?: { sample?: Record<string, number> } } }
+        return body.data?.attributes?.sample ?? {}
+      } catch {
+        return {}
+      }
+    }
+    const [reqs, failed] = await Promise.all([metric('http_reqs'), metric('http_req_failed')])
+    return { requests: reqs.count ?? 0, failed: failed.passes ?? 0 }
+  }
+
+  /** Stops the run (in-flight requests finish) and reads its samples back. */
+  async stop(): Promise<LoadResult> {
+    try {
+      await fetch(`http://127.0.0.1:${this.port}/v1/status`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: { type: 'status', id: 'default', attributes: { stopped: true } } }),
+        signal: AbortSignal.timeout(5000),
+      })
+    } catch {
+      /* already finished */
+    }
+    const exitCode = await this.exited
+    return readPoints(join(this.opts.dir, 'k6-points.json.gz'), exitCode)
+  }
+}
+
+interface Point {
+  type: string
+  metric: string
+  data: { time: string; value: number; tags?: Record<string, string> }
+}
+
+export async function readPoints(file: string, exitCode: number): Promise<LoadResult> {
+  const perSec = new Map<number, { reqs: number; failed: number; durations: number[] }>()
+  const cls = { redirect: newClass(), api: newClass() }
+  const durations = { redirect: [] as number[], api: [] as number[] }
+  const failures: LoadResult['failures'] = []
+  const servedPerLink: Record<string, number> = {}
+  let shedWithRetryAfter = 0
+  let shedWithoutRetryAfter = 0
+  // k6 writes http_req_duration before http_req_failed for a request; the failure's duration comes from there.
+  const lastDuration = new Map<string, number>()
+  const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity })
+  for await (const line of lines) {
+    if (!line.includes('"Point"')) continue
+    const p = JSON.parse(line) as Point
+    if (p.metric === 'drill_503_with_retry_after') shedWithRetryAfter += p.data.value
+    if (p.metric === 'drill_503_without_retry_after') shedWithoutRetryAfter += p.data.value
+    const slo = p.data.tags?.slo as 'redirect' | 'api' | undefined
+    if (slo !== 'redirect' && slo !== 'api') continue
+    const ms = Date.parse(p.data.time)
+    const t = Math.floor(ms / 1000)
+    let b = perSec.get(t)
+    if (!b) perSec.set(t, (b = { reqs: 0, failed: 0, durations: [] }))
+    const status = p.data.tags?.status ?? '0'
+    if (p.metric === 'http_reqs') {
+      b.reqs += 1
+      cls[slo].requests += 1
+      cls[slo].byStatus[status] = (cls[slo].byStatus[status] ?? 0) + 1
+      const code = p.data.tags?.link
+      if (slo === 'redirect' && status === '302' && code) servedPerLink[code] = (servedPerLink[code] ?? 0) + 1
+    } else if (p.metric === 'http_req_duration') {
+      b.durations.push(p.data.value)
+      durations[slo].push(p.data.value)
+      lastDuration.set(slo, p.data.value)
+    } else if (p.metric === 'http_req_failed' && p.data.value === 1) {
+      b.failed += 1
+      cls[slo].failed += 1
+      failures.push({ at: ms, slo, status: Number(status), durationMs: lastDuration.get(slo) ?? 0 })
+    }
+  }
+  for (const k of ['redirect', 'api'] as const) {
+    const d = durations[k].sort((x, y) => x - y)
+    Object.assign(cls[k], { p50: quantile(d, 0.5), p95: quantile(d, 0.95), p99: quantile(d, 0.99), max: d.at(-1) ?? 0 })
+  }
+  const seconds = [...perSec.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([t, b]) => {
+      b.durations.sort((x, y) => x - y)
+      return { t, reqs: b.reqs, failed: b.failed, p50: quantile(b.durations, 0.5), p99: quantile(b.durations, 0.99), max: b.durations.at(-1) ?? 0 }
+    })
+  return { exitCode, seconds, redirect: cls.redirect, api: cls.api, failures, servedPerLink, shedWithRetryAfter, shedWithoutRetryAfter }
+}
+
+function newClass(): ClassFigures {
+  return { requests: 0, failed: 0, p50: 0, p95: 0, p99: 0, max: 0, byStatus: {} }
+}
+
+export function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const srv = createServer()
+    srv.once('error', fail)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => done(port))
+    })
+  })
+}

@@ -1,0 +1,119 @@
+// The drill report: report.json (everything measured), report.md (the verdict first, then each criterion with its
+// numbers) and chart.svg (throughput, errors and latency per second, with the fault windows shaded).
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as vega from 'vega'
+import { compile, type TopLevelSpec } from 'vega-lite'
+import type { Second } from './load.ts'
+
+export interface Check {
+  name: string
+  pass: boolean
+  detail: string
+}
+
+export interface Window {
+  label: string
+  /** Unix ms. */
+  from: number
+  to: number
+}
+
+export interface Report {
+  drill: string
+  title: string
+  target: string
+  form: 'short' | 'full'
+  startedAt: string
+  durationSec: number
+  load: string
+  passed: boolean
+  checks: Check[]
+  windows: Window[]
+  measured: Record<string, unknown>
+  notes: string[]
+  seconds: Second[]
+}
+
+export async function writeReport(dir: string, r: Report): Promise<void> {
+  writeFileSync(join(dir, 'report.json'), JSON.stringify(r, null, 2) + '\n')
+  writeFileSync(join(dir, 'chart.svg'), await chart(r))
+  writeFileSync(join(dir, 'report.md'), markdown(r))
+}
+
+function markdown(r: Report): string {
+  const t0 = r.seconds[0]?.t ?? Math.floor(Date.parse(r.startedAt) / 1000)
+  const rel = (ms: number) => `${(ms / 1000 - t0).toFixed(1)} s`
+  const lines = [
+    `# Drill ${r.drill}: ${r.passed ? 'PASSED' : 'FAILED'}`,
+    '',
+    `${r.title}`,
+    '',
+    `- target: ${r.target}, ${r.form} form, started ${r.startedAt}, ${r.durationSec.toFixed(0)} s`,
+    `- load: ${r.load}`,
+    ...r.windows.map((w) => `- ${w.label}: ${rel(w.from)} to ${rel(w.to)} after the load started (${((w.to - w.from) / 1000).toFixed(1)} s)`),
+    '',
+    '## Criteria',
+    '',
+    '| | criterion | measured |',
+    '| --- | --- | --- |',
+    ...r.checks.map((c) => `| ${c.pass ? 'pass' : '**FAIL**'} | ${c.name} | ${c.detail.replace(/\|/g, '\\|')} |`),
+    '',
+    '![throughput, errors and latency](chart.svg)',
+    '',
+    '## Measured',
+    '',
+    '```json',
+    JSON.stringify(r.measured, null, 2),
+    '```',
+    '',
+  ]
+  if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '')
+  return lines.join('\n')
+}
+
+async function chart(r: Report): Promise<string> {
+  const t0 = r.seconds[0]?.t ?? 0
+  const rows = r.seconds.flatMap((s) => [
+    { x: s.t - t0, y: s.reqs - s.failed, series: 'ok req/s', panel: 'throughput' },
+    { x: s.t - t0, y: s.failed, series: 'failed req/s', panel: 'throughput' },
+    { x: s.t - t0, y: s.reqs ? (100 * s.failed) / s.reqs : 0, series: 'error %', panel: 'errors' },
+    { x: s.t - t0, y: s.p50, series: 'p50 ms', panel: 'latency' },
+    { x: s.t - t0, y: s.p99, series: 'p99 ms', panel: 'latency' },
+    { x: s.t - t0, y: s.max, series: 'max ms', panel: 'latency' },
+  ])
+  const windows = r.windows.map((w) => ({ from: w.from / 1000 - t0, to: w.to / 1000 - t0, label: w.label }))
+  const panel = (name: string, title: string, yTitle: string, logY = false): NonNullable<TopLevelSpec> => ({
+    width: 680,
+    height: 150,
+    title,
+    layer: [
+      { data: { values: windows }, mark: { type: 'rect', opacity: 0.15, color: '#d62728' }, encoding: { x: { field: 'from', type: 'quantitative' }, x2: { field: 'to' } } },
+      {
+        data: { values: windows },
+        mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, dy: 3, fontSize: 10, color: '#a00' },
+        encoding: { x: { field: 'from', type: 'quantitative' }, y: { value: 0 }, text: { field: 'label' } },
+      },
+      {
+        data: { values: rows.filter((x) => x.panel === name) },
+        mark: { type: 'line', strokeWidth: 1.5 },
+        encoding: {
+          x: { field: 'x', type: 'quantitative', title: 'seconds since the load started' },
+          y: { field: 'y', type: 'quantitative', title: yTitle, ...(logY ? { scale: { type: 'symlog' } } : {}) },
+          color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'top' } },
+        },
+      },
+    ],
+  } as unknown as TopLevelSpec)
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `${r.drill} (${r.form}): ${r.passed ? 'passed' : 'FAILED'}`,
+    background: 'white',
+    vconcat: [panel('throughput', 'Throughput', 'req/s'), panel('errors', 'Errors', '% failed'), panel('latency', 'Latency', 'ms', true)],
+    resolve: { scale: { color: 'independent' } },
+  } as unknown as TopLevelSpec
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' })
+  const svg = await view.toSVG()
+  view.finalize()
+  return svg
+}

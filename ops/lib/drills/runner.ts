@@ -1,0 +1,478 @@
+// What every drill shares: the stack brought to its starting shape, the drill's own links, the k6 load, progress
+// lines (phase, elapsed, live error rate), fault windows, criteria, and the report with its verdict.
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { randomUUID } from 'node:crypto'
+import { QUEUES, defaultJobOptions, type ClickJob } from '../../../common/queues.ts'
+import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from './client.ts'
+import { Load, type LoadResult, type Second } from './load.ts'
+import { NativePlatform, type Kind, type Platform } from './platform.ts'
+import { writeReport, type Check, type Report, type Window } from './report.ts'
+
+export const ROOT = resolve(import.meta.dirname, '../../..')
+
+/** The app's defaults that criteria are stated against (common/config.ts); the stack runs with them. */
+export const APP = {
+  PG_CONNECT_TIMEOUT_MS: 2000,
+  PG_QUERY_TIMEOUT_MS: 2500,
+  PG_POOL_MAX: 10,
+  REDIS_COMMAND_TIMEOUT_MS: 500,
+  API_SHUTDOWN_GRACE_MS: 10_000,
+  WORKER_SHUTDOWN_GRACE_MS: 25_000,
+  MAX_EVENT_LOOP_DELAY_MS: 500,
+}
+
+export interface Timing {
+  /** Offered load, requests per second. */
+  rate: number
+  baselineSec: number
+  faultSec: number
+  recoverSec: number
+}
+
+export interface Drill {
+  name: string
+  title: string
+  /** Pass criteria as the report states them. */
+  criteria: string[]
+  /** Alerts (prometheus/rules/alerts.yml) this fault should raise. */
+  alerts: string[]
+  /** Grafana dashboards (uids) to watch. */
+  dashboards: string[]
+  /** Starting shape of the stack. */
+  shape: { api: number; worker: number }
+  timing: { full: Timing; short: Timing }
+  /** Platforms the drill can run on; default all. */
+  targets?: Platform['target'][]
+  run(d: DrillRun): Promise<void>
+}
+
+export interface RunOptions {
+  short: boolean
+  platform: Platform
+  /** Reports go to <outDir>/<name>-<timestamp>/; default .run/drills. */
+  outDir?: string
+  log?: (line: string) => void
+}
+
+export interface Outcome {
+  passed: boolean
+  dir: string
+  report: Report
+}
+
+export class DrillRun {
+  readonly drill: Drill
+  readonly short: boolean
+  readonly platform: Platform
+  readonly timing: Timing
+  readonly dir: string
+  readonly checks: Check[] = []
+  readonly windows: Window[] = []
+  readonly measured: Record<string, unknown> = {}
+  readonly notes: string[] = []
+  data: DrillData = { token: '', links: [] }
+  loadResult: LoadResult | undefined
+  private load: Load | undefined
+  private loadDesc = 'none'
+  private phaseName = 'setup'
+  private readonly t0 = Date.now()
+  private readonly say: (line: string) => void
+  private openWindow: { label: string; from: number } | undefined
+  private lastLive = { at: 0, requests: 0, failed: 0 }
+
+  constructor(drill: Drill, opts: RunOptions) {
+    this.drill = drill
+    this.short = opts.short
+    this.platform = opts.platform
+    this.timing = opts.short ? drill.timing.short : drill.timing.full
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+    this.dir = join(opts.outDir ?? join(ROOT, '.run/drills'), `${drill.name}-${stamp}`)
+    mkdirSync(this.dir, { recursive: true })
+    this.say = opts.log ?? ((l) => process.stdout.write(`${l}\n`))
+  }
+
+  get native(): NativePlatform | undefined {
+    return this.platform instanceof NativePlatform ? this.platform : undefined
+  }
+
+  log(line: string): void {
+    this.say(`[${this.drill.name}] ${line}`)
+  }
+
+  phase(name: string): void {
+    this.phaseName = name
+    this.log(`phase ${name} at +${this.elapsed()}`)
+  }
+
+  elapsed(): string {
+    return `${((Date.now() - this.t0) / 1000).toFixed(1)}s`
+  }
+
+  check(name: string, pass: boolean, detail: string): boolean {
+    this.checks.push({ name, pass, detail })
+    this.log(`${pass ? 'PASS' : 'FAIL'} ${name}: ${detail}`)
+    return pass
+  }
+
+  /** Opens a fault window (shaded in the chart); returns its start (unix ms). */
+  faultStart(label: string): number {
+    const from = Date.now()
+    this.openWindow = { label, from }
+    this.log(`inject: ${label}`)
+    return from
+  }
+
+  faultEnd(): Window {
+    const w = { ...this.openWindow!, to: Date.now() }
+    this.windows.push(w)
+    this.openWindow = undefined
+    this.log(`restored: ${w.label} (${((w.to - w.from) / 1000).toFixed(1)} s)`)
+    return w
+  }
+
+  // ------------------------------------------------------------------------------------------ setup
+
+  /** The stack in the drill's starting shape: no toxics, stores up, replica counts. */
+  async prepare(): Promise<void> {
+    this.phase('prepare')
+    await this.platform.toxiproxy.reset()
+    const native = this.native
+    if (native) {
+      const down = native.stack.processes().filter((p) => (p.kind === 'postgres' || p.kind === 'redis') && !processAlive(p.pid))
+      if (down.length) await native.stack.up()
+    }
+    await this.platform.scale(this.drill.shape)
+  }
+
+  async makeLinks(n: number): Promise<Link[]> {
+    const data = await makeData(this.platform.baseUrl, n)
+    if (!this.data.token) this.data = data
+    return data.links
+  }
+
+  get databaseUrl(): string {
+    const url = this.native?.stack.databaseUrl ?? process.env.DATABASE_URL
+    if (!url) throw new Error('set DATABASE_URL (a direct Postgres URL) to run this drill on this target')
+    return url
+  }
+
+  get redis(): { url: string; prefix: string } {
+    const url = this.native?.stack.redisUrl ?? process.env.REDIS_URL
+    if (!url) throw new Error('set REDIS_URL (a direct Redis URL) to run this drill on this target')
+    return { url, prefix: this.native?.stack.redisPrefix ?? process.env.REDIS_PREFIX ?? 'opsdrill' }
+  }
+
+  async sql<T extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<T[]> {
+    const c = new pg.Client({ connectionString: this.databaseUrl })
+    await c.connect()
+    try {
+      return (await c.query<T>(text, params)).rows
+    } finally {
+      await c.end()
+    }
+  }
+
+  /** The clicks queue of the stack (direct Redis); the caller closes it. */
+  clicksQueue(): Queue<ClickJob> {
+    const { url, prefix } = this.redis
+    return new Queue<ClickJob>(QUEUES.clicks, { connection: new Redis(url, { maxRetriesPerRequest: null }), prefix })
+  }
+
+  /** Adds n click jobs for the links the way the API does (addBulk, jobId = clickId); returns how many per link. */
+  async enqueueClicks(links: Link[], n: number): Promise<number> {
+    const q = this.clicksQueue()
+    try {
+      const opts = defaultJobOptions(5, 1000)
+      for (let i = 0; i < n; i += 1000) {
+        const batch = Array.from({ length: Math.min(1000, n - i) }, (_, j) => {
+          const clickId = randomUUID()
+          const data: ClickJob = { clickId, linkId: links[(i + j) % links.length]!.id, at: new Date().toISOString(), referrer: null, uaFamily: 'Other', country: null }
+          return { name: 'click', data, opts: { ...opts, jobId: clickId } }
+        })
+        await q.addBulk(batch)
+      }
+    } finally {
+      await q.close()
+    }
+    return n
+  }
+
+  async queueCounts(): Promise<Record<string, number>> {
+    const q = this.clicksQueue()
+    try {
+      return await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')
+    } finally {
+      await q.close()
+    }
+  }
+
+  /** Waits until the clicks queue has nothing waiting, active or delayed; returns seconds taken. */
+  async drained(timeoutSec: number): Promise<number | undefined> {
+    const t = Date.now()
+    const q = this.clicksQueue()
+    try {
+      while (Date.now() - t < timeoutSec * 1000) {
+        const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized')
+        if ((c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) === 0) return (Date.now() - t) / 1000
+        await sleep(100)
+      }
+      return undefined
+    } finally {
+      await q.close()
+    }
+  }
+
+  /** Stored clicks and rollup sum for the links, straight from Postgres. */
+  async stored(links: Link[]): Promise<{ stored: number; rollup: number; perLink: Map<string, { stored: number; rollup: number }> }> {
+    const ids = links.map((l) => l.id)
+    const rows = await this.sql<{ link_id: string; stored: string; rollup: string }>(
+      `SELECT l.id AS link_id,
+              (SELECT count(*) FROM clicks c WHERE c.link_id = l.id) AS stored,
+              (SELECT coalesce(sum(r.clicks), 0) FROM click_rollups_daily r WHERE r.link_id = l.id) AS rollup
+         FROM links l WHERE l.id = ANY($1::uuid[])`,
+      [ids],
+    )
+    const perLink = new Map(rows.map((r) => [r.link_id, { stored: Number(r.stored), rollup: Number(r.rollup) }]))
+    const sum = (k: 'stored' | 'rollup') => [...perLink.values()].reduce((a, b) => a + b[k], 0)
+    return { stored: sum('stored'), rollup: sum('rollup'), perLink }
+  }
+
+  // ------------------------------------------------------------------------------------------ metrics
+
+  metricsPorts(kind: Kind): number[] {
+    return this.platform.replicas(kind).flatMap((r) => (r.metricsPort ? [r.metricsPort] : []))
+  }
+
+  /** A metric summed over every replica of a kind, read from their /metrics now (native: exact, no scrape lag). */
+  async metric(kind: Kind, name: string, labels: Record<string, string> = {}): Promise<number> {
+    const pages = await scrape(this.metricsPorts(kind))
+    return pages.reduce((a, page) => a + sumMetric(page, name, labels), 0)
+  }
+
+  async perReplica(kind: Kind, name: string, labels: Record<string, string> = {}): Promise<Record<string, number>> {
+    const reps = this.platform.replicas(kind)
+    const pages = await scrape(reps.map((r) => r.metricsPort ?? 0))
+    return Object.fromEntries(reps.map((r, i) => [r.name, sumMetric(pages[i]!, name, labels)]))
+  }
+
+  async readiness(): Promise<Record<string, number>> {
+    const reps = this.platform.replicas('api')
+    const codes = await Promise.all(reps.map((r) => readyz(r.port ?? 0)))
+    return Object.fromEntries(reps.map((r, i) => [r.name, codes[i]!]))
+  }
+
+  // ------------------------------------------------------------------------------------------ load
+
+  async startLoad(opts: { rate?: number; apiShare?: number; links?: Link[]; mode?: 'steady' | 'saturate'; vus?: number; duration?: string } = {}): Promise<void> {
+    const data: DrillData = { token: this.data.token, links: opts.links ?? this.data.links }
+    const file = join(this.dir, 'data.json')
+    writeFileSync(file, JSON.stringify(data))
+    const rate = opts.rate ?? this.timing.rate
+    const apiShare = opts.apiShare ?? 0.1
+    this.loadDesc =
+      opts.mode === 'saturate'
+        ? `k6 ramping-vus 1 -> ${opts.vus ?? 64} VUs (closed model, as fast as the stack answers), redirects only`
+        : `k6 constant-arrival-rate ${rate} req/s: ${Math.round((1 - apiShare) * 100)}% redirects over ${data.links.length} links` +
+          (apiShare > 0 ? `, ${Math.round((apiShare / 2) * 100)}% POST /api/v1/links, ${Math.round((apiShare / 2) * 100)}% GET stats` : '')
+    this.log(`load: ${this.loadDesc}`)
+    this.load = await Load.start({
+      baseUrl: this.platform.baseUrl,
+      dataFile: file,
+      dir: this.dir,
+      rate,
+      apiShare,
+      testid: `drill-${this.drill.name}`,
+      prometheusUrl: this.platform.prometheusUrl,
+      ...(opts.mode ? { mode: opts.mode } : {}),
+      ...(opts.vus ? { vus: opts.vus } : {}),
+      ...(opts.duration ? { duration: opts.duration } : {}),
+    })
+    this.lastLive = { at: Date.now(), requests: 0, failed: 0 }
+  }
+
+  async stopLoad(): Promise<LoadResult> {
+    this.phase('collect')
+    const r = await this.load!.stop()
+    this.load = undefined
+    this.loadResult = this.loadResult ? merge(this.loadResult, r) : r
+    return r
+  }
+
+  async live(): Promise<{ requests: number; failed: number }> {
+    return this.load ? this.load.live() : { requests: 0, failed: 0 }
+  }
+
+  /** Waits sec seconds, printing a progress line every 2 s: phase, elapsed, requests and error rate (total, last 2 s). */
+  async watch(sec: number, extra?: () => Promise<string>): Promise<void> {
+    const until = Date.now() + sec * 1000
+    while (Date.now() < until) {
+      await sleep(Math.min(2000, Math.max(0, until - Date.now())))
+      await this.progress(extra)
+    }
+  }
+
+  async progress(extra?: () => Promise<string>): Promise<void> {
+    const more = extra ? `  ${await extra()}` : ''
+    if (!this.load) {
+      this.log(`${this.phaseName.padEnd(9)} +${this.elapsed()}${more}`)
+      return
+    }
+    const live = await this.load.live()
+    const dReq = live.requests - this.lastLive.requests
+    const dFail = live.failed - this.lastLive.failed
+    const rate = (live.failed / Math.max(1, live.requests)) * 100
+    const recent = (dFail / Math.max(1, dReq)) * 100
+    this.lastLive = { at: Date.now(), ...live }
+    this.log(`${this.phaseName.padEnd(9)} +${this.elapsed()}  req ${live.requests}  errors ${rate.toFixed(2)}% (last 2 s: ${recent.toFixed(2)}%)${more}`)
+  }
+
+  /** Waits until cond holds (polled every 100 ms) or timeoutSec passes; returns the seconds it took. */
+  async until(cond: () => Promise<boolean> | boolean, timeoutSec: number): Promise<number | undefined> {
+    const t = Date.now()
+    let lastProgress = t
+    while (Date.now() - t < timeoutSec * 1000) {
+      if (await cond()) return (Date.now() - t) / 1000
+      if (Date.now() - lastProgress > 2000) {
+        lastProgress = Date.now()
+        await this.progress()
+      }
+      await sleep(100)
+    }
+    return undefined
+  }
+
+  /** Requests, failures and latency of the seconds inside [from, to] (unix ms) from the load's samples. */
+  window(from: number, to: number, slo?: 'redirect' | 'api'): { requests: number; failed: number; failedShare: number; p99: number; max: number } {
+    const r = this.loadResult!
+    const secs = r.seconds.filter((s) => s.t * 1000 >= from - 999 && s.t * 1000 <= to)
+    const fails = r.failures.filter((f) => f.at >= from && f.at <= to && (!slo || f.slo === slo))
+    const requests = secs.reduce((a, s) => a + s.reqs, 0)
+    const failed = slo ? fails.length : secs.reduce((a, s) => a + s.failed, 0)
+    return {
+      requests,
+      failed,
+      failedShare: failed / Math.max(1, requests),
+      p99: Math.max(0, ...secs.map((s) => s.p99)),
+      max: Math.max(0, ...secs.map((s) => s.max)),
+    }
+  }
+
+  /** Lines of a replica's log written after byte offset `from` (native). */
+  logSince(replica: string, from: number): string {
+    const part = this.native?.stack.processes().find((p) => p.name === replica)
+    if (!part || !existsSync(part.logFile)) return ''
+    return readFileSync(part.logFile, 'utf8').slice(from)
+  }
+
+  logSize(replica: string): number {
+    const part = this.native?.stack.processes().find((p) => p.name === replica)
+    return part && existsSync(part.logFile) ? statSync(part.logFile).size : 0
+  }
+
+  // ------------------------------------------------------------------------------------------ report
+
+  async finish(error?: unknown): Promise<Outcome> {
+    if (this.load) await this.stopLoad().catch(() => undefined)
+    if (error) this.check('the drill ran to its end', false, String((error as Error).stack ?? error).split('\n').slice(0, 3).join(' '))
+    if (this.checks.length === 0) this.check('the drill judged something', false, 'no criterion was evaluated')
+    const passed = this.checks.every((c) => c.pass)
+    const report: Report = {
+      drill: this.drill.name,
+      title: this.drill.title,
+      target: this.platform.target,
+      form: this.short ? 'short' : 'full',
+      startedAt: new Date(this.t0).toISOString(),
+      durationSec: (Date.now() - this.t0) / 1000,
+      load: this.loadDesc,
+      passed,
+      checks: this.checks,
+      windows: this.windows,
+      measured: {
+        ...this.measured,
+        ...(this.loadResult
+          ? {
+              k6: {
+                redirect: { ...this.loadResult.redirect, p99: round(this.loadResult.redirect.p99), max: round(this.loadResult.redirect.max) },
+                api: { ...this.loadResult.api, p99: round(this.loadResult.api.p99), max: round(this.loadResult.api.max) },
+                failedRequests: this.loadResult.failures.length,
+              },
+            }
+          : {}),
+      },
+      notes: this.notes,
+      seconds: this.loadResult?.seconds ?? ([] as Second[]),
+    }
+    await writeReport(this.dir, report)
+    this.log(`${passed ? 'PASSED' : 'FAILED'}: report in ${this.dir}/report.md`)
+    return { passed, dir: this.dir, report }
+  }
+}
+
+export async function runDrill(drill: Drill, opts: RunOptions): Promise<Outcome> {
+  if (drill.targets && !drill.targets.includes(opts.platform.target)) {
+    throw new Error(`drill ${drill.name} runs on ${drill.targets.join(', ')} only (asked for ${opts.platform.target})`)
+  }
+  const d = new DrillRun(drill, opts)
+  let error: unknown
+  try {
+    await d.prepare()
+    await drill.run(d)
+  } catch (err) {
+    error = err
+  }
+  // Whatever happened, leave the stack as the drill found it: no toxics, stores up, starting shape.
+  try {
+    if (d.windows.length === 0 && error === undefined) d.notes.push('no fault window was recorded')
+    await d.platform.toxiproxy.reset()
+    await d.prepare()
+  } catch (err) {
+    d.notes.push(`could not restore the stack after the drill: ${(err as Error).message}`)
+  }
+  return d.finish(error)
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function merge(a: LoadResult, b: LoadResult): LoadResult {
+  const sumStatus = (x: Record<string, number>, y: Record<string, number>) => {
+    const out = { ...x }
+    for (const [k, v] of Object.entries(y)) out[k] = (out[k] ?? 0) + v
+    return out
+  }
+  const cls = (x: LoadResult['redirect'], y: LoadResult['redirect']) => ({
+    requests: x.requests + y.requests,
+    failed: x.failed + y.failed,
+    p50: Math.max(x.p50, y.p50),
+    p95: Math.max(x.p95, y.p95),
+    p99: Math.max(x.p99, y.p99),
+    max: Math.max(x.max, y.max),
+    byStatus: sumStatus(x.byStatus, y.byStatus),
+  })
+  return {
+    exitCode: b.exitCode,
+    seconds: [...a.seconds, ...b.seconds],
+    redirect: cls(a.redirect, b.redirect),
+    api: cls(a.api, b.api),
+    failures: [...a.failures, ...b.failures],
+    servedPerLink: sumStatus(a.servedPerLink, b.servedPerLink),
+    shedWithRetryAfter: a.shedWithRetryAfter + b.shedWithRetryAfter,
+    shedWithoutRetryAfter: a.shedWithoutRetryAfter + b.shedWithoutRetryAfter,
+  }
+}
+
+export function round(x: number, digits = 1): number {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}

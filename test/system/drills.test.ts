@@ -1,0 +1,42 @@
+// Every drill's short form against one native stack on offset ports (started once for the file): the verdict
+// passes, and the report files exist. Budget: about 10 minutes on a 2-core box; the system suites run one at a time.
+import t from 'tap'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { stackAt } from '../../ops/lib/stack/index.ts'
+import { DRILLS } from '../../ops/lib/drills/catalogue.ts'
+import { NativePlatform } from '../../ops/lib/drills/platform.ts'
+import { runDrill } from '../../ops/lib/drills/runner.ts'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+// Its own ports, away from a stack a user has up (offset 0) and from the stack suite's.
+const OFFSET = Number(process.env.OPSDRILL_DRILLS_PORT_OFFSET ?? 1300)
+const lines: string[] = []
+const stack = stackAt({ offset: OFFSET, log: (l) => lines.push(l) })
+const platform = new NativePlatform(stack)
+const outDir = join(ROOT, '.run/drills-test')
+const only = process.env.OPSDRILL_DRILLS ? process.env.OPSDRILL_DRILLS.split(',') : undefined
+
+t.setTimeout(20 * 60_000)
+
+t.before(async () => {
+  await stack.down()
+  await stack.up({ api: 2, worker: 1 })
+})
+
+t.teardown(async () => {
+  await stack.down()
+})
+
+for (const drill of DRILLS.filter((d) => !only || only.includes(d.name))) {
+  t.test(`when the ${drill.name} drill runs (short form), then it passes and writes its report`, async (t) => {
+    const log: string[] = []
+    const out = await runDrill(drill, { short: true, platform, outDir, log: (l) => log.push(l) })
+    const failed = out.report.checks.filter((c) => !c.pass)
+    t.ok(out.passed, `${drill.name} passed`, { failed, notes: out.report.notes, logTail: log.slice(-15) })
+    for (const f of ['report.md', 'report.json', 'chart.svg']) t.ok(existsSync(join(out.dir, f)), `${f} written`)
+    t.match(readFileSync(join(out.dir, 'chart.svg'), 'utf8'), /^<svg/, 'chart.svg is an SVG')
+    t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), out.passed ? /: PASSED/ : /: FAILED/, 'report.md states the verdict')
+    t.ok(out.report.checks.length > 0, 'the drill judged at least one criterion')
+  })
+}
