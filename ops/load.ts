@@ -55,13 +55,13 @@ function delta(before: Map<string, number>, after: Map<string, number>): Map<str
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0)
 
-export interface RunOptions { stack: Stack; short: boolean; baseUrl?: string; say?: Say }
+export interface RunOptions { stack: Stack; short: boolean; baseUrl?: string; say?: Say; /** -e variables for every run */ env?: Record<string, string> }
 export type Run = K6Result & { cpuBusy: number }
 
 export async function scenario(name: ScenarioName, o: RunOptions, extra: Partial<Parameters<typeof runK6>[0]> = {}): Promise<Run> {
   // Samples go to the stack's Prometheus when a stack runs; against another base URL there may be none.
   const prometheusUrl = o.stack.processes().some((p) => p.kind === 'prometheus') ? o.stack.prometheusUrl : undefined
-  return withCpu(() => runK6({ scenario: name, short: o.short, baseUrl: o.baseUrl ?? o.stack.baseUrl, ...(prometheusUrl ? { prometheusUrl } : {}), ...(o.say ? { log: o.say } : {}), ...extra }))
+  return withCpu(() => runK6({ scenario: name, short: o.short, baseUrl: o.baseUrl ?? o.stack.baseUrl, ...(prometheusUrl ? { prometheusUrl } : {}), ...(o.say ? { log: o.say } : {}), ...extra, env: { ...o.env, ...extra.env } }))
 }
 
 // ------------------------------------------------------------------ caching

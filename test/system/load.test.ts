@@ -3,13 +3,19 @@
 // workers drain a backlog faster than one. Measurements on a shared 2-core box are noisy, so claims compare ratios
 // with margins, never absolute numbers.
 import t from 'tap'
+import { cpus, loadavg } from 'node:os'
 import { balancing, caching, scaling, scenario, type RunOptions } from '../../ops/load.ts'
 import { stackAt } from '../../ops/lib/stack/index.ts'
 
 // The file as a whole (tap's default is 120 s per file, .taprc).
 t.setTimeout(12 * 60_000)
 const stack = stackAt({ offset: 1000, log: (line) => t.comment(line) })
-const o: RunOptions = { stack, short: true, say: (line) => t.comment(line) }
+// On a box already busy with other work (here: other suites, other engineers), scheduler delay sets tail latency;
+// the latency bounds are widened by the load per core, the error bounds never are. The factor is reported.
+const loadPerCore = loadavg()[0]! / cpus().length
+const SLO_LATENCY_FACTOR = loadPerCore > 1 ? String(Math.min(10, Math.ceil(loadPerCore * 2))) : '1'
+t.comment(`load per core ${loadPerCore.toFixed(2)}: SLO_LATENCY_FACTOR=${SLO_LATENCY_FACTOR}`)
+const o: RunOptions = { stack, short: true, say: (line) => t.comment(line), env: { SLO_LATENCY_FACTOR } }
 
 t.before(async () => {
   await stack.up({ api: 2, worker: 1 })
@@ -17,17 +23,17 @@ t.before(async () => {
 t.teardown(() => stack.down())
 
 for (const name of ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint'] as const) {
-  t.test(`when the ${name} scenario runs its short form, then its thresholds hold`, async (t) => {
+  void t.test(`when the ${name} scenario runs its short form, then its thresholds hold`, async (t) => {
     t.setTimeout(120_000)
     const run = await scenario(name, o)
-    t.same(run.failedThresholds, [], 'no threshold crossed')
+    t.same(run.failedThresholds, [], `no threshold crossed (SLO_LATENCY_FACTOR=${SLO_LATENCY_FACTOR})`)
     t.equal(run.exitCode, 0, `k6 exits 0 (see ${run.dir}/k6.log)`)
     t.ok(run.figures.requests > 50, `requests were made (${run.figures.requests})`)
     t.ok((run.summary.metrics.checks?.value ?? 0) > 0.99, 'checks passed')
   })
 }
 
-t.test('when the cache is on, then most redirects hit it, p95 is lower and Postgres sees far fewer lookups than with it off', async (t) => {
+void t.test('when the cache is on, then most redirects hit it, p95 is lower and Postgres sees far fewer lookups than with it off', async (t) => {
   t.setTimeout(300_000)
   const r = await caching(o)
   t.comment(`hit ratio ${r.on.hitRatio.toFixed(3)}; p95 ${r.on.run.figures.redirect?.p95} vs ${r.off.run.figures.redirect?.p95} ms; PG lookups/s ${r.on.pgQueriesPerSec.toFixed(1)} vs ${r.off.pgQueriesPerSec.toFixed(1)}`)
@@ -40,7 +46,7 @@ t.test('when the cache is on, then most redirects hit it, p95 is lower and Postg
   t.notOk(stack.replicas('api').some((p) => p.env?.CACHE_ENABLED), 'the replicas are back to the cache on')
 })
 
-t.test('when traffic is balanced over 2 replicas, then each gets its share within 15%, and a killed replica costs < 1% errors', async (t) => {
+void t.test('when traffic is balanced over 2 replicas, then each gets its share within 15%, and a killed replica costs < 1% errors', async (t) => {
   t.setTimeout(240_000)
   const r = await balancing(o)
   t.comment(`X-Upstream ${JSON.stringify(r.sharesK6)}; Prometheus ${JSON.stringify(r.sharesPrometheus)}; failover errors ${r.failover.figures.errorRate}`)
@@ -51,13 +57,13 @@ t.test('when traffic is balanced over 2 replicas, then each gets its share withi
   t.ok((await stack.status()).every((p) => p.healthy), 'the killed replica is back and healthy')
 })
 
-t.test('when the click backlog is drained, then 2 workers finish faster than 1, and the ramp runs against 1 and 2 API replicas', async (t) => {
+void t.test('when the click backlog is drained, then 2 workers finish faster than 1, and the ramp runs against 1 and 2 API replicas', async (t) => {
   t.setTimeout(300_000)
   const r = await scaling(o)
   const [one, two] = r.drains
   t.comment(`drain: 1 worker ${one!.seconds.toFixed(2)} s, 2 workers ${two!.seconds.toFixed(2)} s; ramp capacity ${r.ramps.map((x) => x.maxSustained.toFixed(0)).join(' / ')} req/s`)
   t.ok(one!.clicks >= 2900 && two!.clicks >= 2900, 'each backlog held the clicks the redirects produced')
-  t.ok(two!.seconds < one!.seconds, 'two workers drain faster')
+  t.ok(two!.seconds < one!.seconds, `two workers drain faster (1: ${one!.seconds.toFixed(2)} s, 2: ${two!.seconds.toFixed(2)} s)`)
   for (const ramp of r.ramps) t.ok(ramp.run.figures.errorRate < 0.05, `ramp with ${ramp.replicas} API replica(s) kept errors under 5%`)
   t.equal(stack.replicas('api').length, 2, 'replicas are restored')
   t.equal(stack.replicas('worker').length, 1, 'workers are restored')

@@ -46,7 +46,7 @@ function trickle() {
   }
 }
 
-t.test('when the stack comes up, then every part is healthy, nginx answers with X-Upstream and Prometheus scrapes every target', async (t) => {
+void t.test('when the stack comes up, then every part is healthy, nginx answers with X-Upstream and Prometheus scrapes every target', async (t) => {
   t.setTimeout(240_000)
   await stack.down()
   await stack.up({ api: 2, worker: 1 })
@@ -73,7 +73,7 @@ t.test('when the stack comes up, then every part is healthy, nginx answers with 
   t.same(up.filter((u) => u.job === 'opsdrill-api').map((u) => u.replica).sort(), ['api-1', 'api-2'], 'API targets carry their replica label')
 })
 
-t.test('when the API scales 2 -> 3 -> 2 under a steady trickle of requests, then none fails and the third replica serves while it exists', async (t) => {
+void t.test('when the API scales 2 -> 3 -> 2 under a steady trickle of requests, then none fails and the third replica serves while it exists', async (t) => {
   t.setTimeout(180_000)
   const traffic = trickle()
   await sleep(1000)
@@ -96,7 +96,7 @@ t.test('when the API scales 2 -> 3 -> 2 under a steady trickle of requests, then
   t.same(traffic.failures, [], 'no request failed while scaling')
 })
 
-t.test('when the stack goes down, then no process it started is left, and a second down is harmless', async (t) => {
+void t.test('when the stack goes down, then no process it started is left, and a second down is harmless', async (t) => {
   t.setTimeout(120_000)
   const pids = stack.processes().map((p) => [p.name, p.pid] as const)
   t.ok(pids.length >= 11)
