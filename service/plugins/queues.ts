@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import { Queue } from 'bullmq'
 import { BullMQOtel } from 'bullmq-otel'
 import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
 import { metrics, observeGauge } from '../../common/metrics.ts'
 import { QUEUES, defaultJobOptions, type ClickJob, type ExportJob } from '../../common/queues.ts'
 
@@ -24,7 +25,7 @@ export interface ClickBuffer {
   readonly size: number
 }
 
-export function createClickBuffer(queue: Queue<ClickJob>, opts: { max: number; intervalMs: number }, log: FastifyBaseLogger): ClickBuffer {
+export function createClickBuffer(queue: Queue<ClickJob>, opts: { max: number; intervalMs: number; ready: () => boolean }, log: FastifyBaseLogger): ClickBuffer {
   let buf: ClickJob[] = []
   let flushing: Promise<void> | null = null
   let lastWarn = 0
@@ -34,6 +35,7 @@ export function createClickBuffer(queue: Queue<ClickJob>, opts: { max: number; i
     const batch = buf.splice(0, FLUSH_CHUNK)
     if (batch.length === 0) return
     try {
+      if (!opts.ready()) throw new Error('the redis producer connection is not ready')
       await queue.addBulk(batch.map((data) => ({ name: 'click', data, opts: { jobId: data.clickId } })))
       metrics.clicksEnqueued.inc(batch.length)
       metrics.jobsAdded.inc({ queue: QUEUES.clicks }, batch.length)
@@ -81,6 +83,11 @@ export function createClickBuffer(queue: Queue<ClickJob>, opts: { max: number; i
   }
 }
 
+// Producers fail fast while Redis is not ready instead of waiting for it: callers check this before add/addBulk.
+// BullMQ's own skipWaitingForReady is not used: with it, a Queue built before its connection is up fails its
+// one-time initialisation and every later add rejects for the life of the process, even once Redis is back.
+export const producerReady = (connection: Redis): boolean => connection.status === 'ready'
+
 export default fp(
   async (app) => {
     const c = app.config
@@ -88,14 +95,12 @@ export default fp(
       connection: app.redisProducer,
       prefix: c.REDIS_PREFIX,
       telemetry: new BullMQOtel({ tracerName: 'opsdrill', meterName: 'opsdrill' }),
-      // Fail fast instead of waiting for a Redis that is down: producers answer the request now.
-      skipWaitingForReady: true,
       defaultJobOptions: defaultJobOptions(c.JOB_ATTEMPTS, c.JOB_BACKOFF_MS),
     }
     const clicks = new Queue<ClickJob>(QUEUES.clicks, common)
     const exports = new Queue<ExportJob>(QUEUES.exports, common)
     for (const q of [clicks, exports]) q.on('error', (err) => app.log.debug({ err, queue: q.name }, 'queue error'))
-    const buffer = createClickBuffer(clicks, { max: c.CLICK_BUFFER_MAX, intervalMs: c.CLICK_FLUSH_INTERVAL_MS }, app.log)
+    const buffer = createClickBuffer(clicks, { max: c.CLICK_BUFFER_MAX, intervalMs: c.CLICK_FLUSH_INTERVAL_MS, ready: () => producerReady(app.redisProducer) }, app.log)
     app.decorate('queues', { clicks, exports })
     app.decorate('clickBuffer', buffer)
     app.addHook('onClose', async () => {

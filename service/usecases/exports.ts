@@ -25,9 +25,10 @@ export function view(row: ExportRow): ExportView {
 
 const scope = (user: AccessClaims) => (user.role === 'admin' ? null : user.sub)
 
-export async function requestExport(deps: { db: Db; queue: Queue<ExportJob> }, user: AccessClaims, linkId: string): Promise<ExportView> {
+export async function requestExport(deps: { db: Db; queue: Queue<ExportJob>; queueReady: () => boolean }, user: AccessClaims, linkId: string): Promise<ExportView> {
   const row = await insertExport(deps.db, linkId, user.sub)
   try {
+    if (!deps.queueReady()) throw new Error('the redis producer connection is not ready')
     const data = parseExportJob({ exportId: row.id, linkId })
     await deps.queue.add('export', data, { jobId: row.id })
     metrics.jobsAdded.inc({ queue: QUEUES.exports })

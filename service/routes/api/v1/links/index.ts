@@ -4,6 +4,7 @@ import { Type } from 'typebox'
 import * as links from '../../../../usecases/links.ts'
 import { linkStats } from '../../../../usecases/stats.ts'
 import { requestExport } from '../../../../usecases/exports.ts'
+import { producerReady } from '../../../../plugins/queues.ts'
 import { problemResponses } from '../../../../problems.ts'
 import { bearer, DateTime, IdParams, Uuid } from '../../../schemas.ts'
 
@@ -117,7 +118,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const link = await links.requireLink(app.db, req.user, req.params.id)
-      const exp = await requestExport({ db: app.db, queue: app.queues.exports }, req.user, link.id)
+      const exp = await requestExport({ db: app.db, queue: app.queues.exports, queueReady: () => producerReady(app.redisProducer) }, req.user, link.id)
       return reply.code(202).header('location', `/api/v1/exports/${exp.id}`).send({ exportId: exp.id, status: exp.status, statusUrl: `/api/v1/exports/${exp.id}` })
     },
   )
