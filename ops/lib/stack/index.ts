@@ -385,14 +385,15 @@ export class Stack {
   /**
    * Sets the number of API replicas and workers. New replicas join nginx only once ready; a removed API replica is
    * first taken out of nginx (graceful reload: in-flight requests finish), then sent SIGTERM, so no request fails.
+   * `env` applies to the replicas this call starts (see restartReplica).
    */
-  async scale(want: { api?: number; worker?: number }): Promise<void> {
+  async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
     const s = this.state()
     const cfg = this.configs()
     if (want.api !== undefined) {
       checkCount('api', want.api, 1)
       const now = this.replicasOf(s, 'api')
-      await this.startReplicas(s, 'api', range(1, want.api))
+      await this.startReplicas(s, 'api', range(1, want.api), env)
       const extra = now.filter((r) => replicaIndex(r.name) > want.api!)
       writeUpstreams(cfg.upstreamFile, this.replicasOf(s, 'api').filter((r) => !extra.includes(r)).map((r) => r.port))
       await this.reloadNginx(s)
@@ -400,7 +401,7 @@ export class Stack {
     }
     if (want.worker !== undefined) {
       checkCount('worker', want.worker, 0)
-      await this.startReplicas(s, 'worker', range(1, want.worker))
+      await this.startReplicas(s, 'worker', range(1, want.worker), env)
       for (const r of this.replicasOf(s, 'worker').filter((x) => replicaIndex(x.name) > want.worker!)) await this.stopReplica(s, r)
     }
     this.writeAllTargets(s, cfg)
