@@ -24,7 +24,7 @@ export const BaseEnv = {
   PG_STATEMENT_TIMEOUT_MS: Int(2000, 1),
   PG_QUERY_TIMEOUT_MS: Int(2500, 1),
   PG_IDLE_TIMEOUT_MS: Int(10000, 1),
-  REDIS_COMMAND_TIMEOUT_MS: Int(500, 1),
+  REDIS_COMMAND_TIMEOUT_MS: Int(500, 1, 'bound on a cache or rate-limit Redis command before failing open'),
   REDIS_CONNECT_TIMEOUT_MS: Int(2000, 1),
   JOB_ATTEMPTS: Int(5, 1),
   JOB_BACKOFF_MS: Int(1000, 1),
@@ -53,6 +53,8 @@ export const ApiEnv = Type.Object({
   RATE_LIMIT_AUTH_MAX: Int(20, 1),
   RATE_LIMIT_LINK_CREATE_MAX: Int(600, 1),
   BODY_LIMIT_BYTES: Int(16384, 1024),
+  // Enqueues are off the hot path (clicks are flushed in the background) and a bulk add is one large round trip.
+  REDIS_QUEUE_COMMAND_TIMEOUT_MS: Int(5000, 1, 'bound on a queue (producer) Redis command'),
   CLICK_BUFFER_MAX: Int(10000, 1),
   CLICK_FLUSH_INTERVAL_MS: Int(50, 1),
   METRICS_ENABLED: Bool(true, 'false turns off the per-request HTTP histogram (for the observability-cost benchmark)'),

@@ -5,8 +5,8 @@
 // 3. tap runs the fast suites in parallel, then the system suites (stack, load, drills) one at a time.
 // Ends with one line: `N passed, N failed`.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../common/migrate.ts'
 import { startPostgres, startRedis } from './lib/localdb.ts'
@@ -34,19 +34,54 @@ async function services(): Promise<{ pgAdmin: string; redis: string; stop: () =>
   return { pgAdmin: p.url, redis: r.url, stop: async () => undefined }
 }
 
-async function prepareTemplate(adminUrl: string): Promise<string> {
+// Each run owns a template and a database-name prefix keyed by its pid, so runs on one server (two developers, or a
+// developer and a helper script) never drop each other's databases. Leftovers of runs whose process is gone are
+// dropped; a live run's databases are left alone.
+const RUN = `r${process.pid}`
+const TEMPLATE = `opsdrill_tpl_${RUN}`
+
+function runAlive(name: string): boolean {
+  const pid = Number(/_r(\d+)(?:_|$)/.exec(name)?.[1])
+  if (!pid || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function dropDatabases(adminUrl: string, which: (name: string) => boolean): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()
-  // Leftover per-file databases from an interrupted run.
-  const old = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'opsdrill_t_%'")
-  for (const { datname } of old.rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`)
-  await admin.query('DROP DATABASE IF EXISTS opsdrill_template WITH (FORCE)')
-  await admin.query('CREATE DATABASE opsdrill_template')
+  const all = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'opsdrill\\_t\\_%' OR datname LIKE 'opsdrill\\_tpl\\_%'")
+  for (const { datname } of all.rows.filter((r) => which(r.datname))) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`)
+  await admin.end()
+}
+
+async function prepareTemplate(adminUrl: string): Promise<string> {
+  await dropDatabases(adminUrl, (name) => !runAlive(name))
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${TEMPLATE}`)
   await admin.end()
   const url = new URL(adminUrl)
-  url.pathname = '/opsdrill_template'
+  url.pathname = `/${TEMPLATE}`
   await migrate(url.toString())
   return url.toString()
+}
+
+/** tap is given files, not folders: with its TypeScript plugin off it does not look for .ts files in a folder. */
+function testFiles(paths: string[]): string[] {
+  return paths.flatMap((p) => {
+    const full = resolve(ROOT, p)
+    if (!existsSync(full)) return []
+    if (!statSync(full).isDirectory()) return [p]
+    return readdirSync(full, { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.test.ts'))
+      .sort()
+      .map((f) => join(p, f))
+  })
 }
 
 interface Tally { passed: number; failed: number }
@@ -124,15 +159,19 @@ function log(msg: string): void { process.stdout.write(`==> ${msg}\n`) }
 ensureTapBuilt()
 const { pgAdmin, redis, stop } = await services()
 const template = await prepareTemplate(pgAdmin)
-const env = { ...process.env, OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin, OPSDRILL_TEST_PG_TEMPLATE: 'opsdrill_template', OPSDRILL_TEST_REDIS_URL: redis, OPSDRILL_TEST_TEMPLATE_URL: template, K6_NO_USAGE_REPORT: 'true' }
+const env = { ...process.env, OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin, OPSDRILL_TEST_PG_TEMPLATE: TEMPLATE, OPSDRILL_TEST_DB_PREFIX: `opsdrill_t_${RUN}_`, OPSDRILL_TEST_REDIS_URL: redis, OPSDRILL_TEST_TEMPLATE_URL: template, K6_NO_USAGE_REPORT: 'true' }
 const total: Tally = { passed: 0, failed: 0 }
 const add = (t: Tally) => { total.passed += t.passed; total.failed += t.failed }
-if (args.length > 0) add(await runTap(args, 2, env, args.some((a) => a.includes('system')) ? 1200 : 120))
+if (args.length > 0) add(await runTap(testFiles(args), 2, env, args.some((a) => a.includes('system')) ? 1200 : 120))
 else {
   log('fast suites (parallel)')
-  add(await runTap(['test/common', 'test/service', 'test/worker', 'test/observability', 'test/static'].filter(exists), 2, env))
-  if (exists('test/system')) { log('system suites (one at a time)'); add(await runTap(['test/system'], 1, env, 1200)) }
+  add(await runTap(testFiles(['test/common', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2, env))
+  if (exists('test/system')) {
+    log('system suites (one at a time)')
+    add(await runTap(testFiles(['test/system']), 1, env, 1200))
+  }
 }
+await dropDatabases(pgAdmin, (name) => name.includes(`_${RUN}`))
 await stop()
 process.stdout.write(`${total.passed} passed, ${total.failed} failed\n`)
 process.exit(total.failed > 0 || total.passed === 0 ? 1 : 0)

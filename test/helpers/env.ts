@@ -17,7 +17,7 @@ export const redisUrl = (): string => required('OPSDRILL_TEST_REDIS_URL')
 /** A fresh database cloned from the migrated template, dropped when the test ends. */
 export async function testDatabase(t: Teardown): Promise<string> {
   const admin = required('OPSDRILL_TEST_PG_ADMIN_URL')
-  const name = `opsdrill_t_${randomBytes(6).toString('hex')}`
+  const name = `${process.env.OPSDRILL_TEST_DB_PREFIX ?? 'opsdrill_t_'}${randomBytes(6).toString('hex')}`
   const client = new pg.Client({ connectionString: admin })
   await client.connect()
   await client.query(`CREATE DATABASE ${name} TEMPLATE ${required('OPSDRILL_TEST_PG_TEMPLATE')}`)
