@@ -75,6 +75,9 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   app.addSchema(ExportSchema)
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id)
+    // While draining, end keep-alive connections after their in-flight response: server.close() closes only the
+    // connections idle at that moment, so one that finishes later would hold the shutdown until the grace timeout.
+    if (app.shuttingDown) reply.header('connection', 'close')
   })
 
   await app.register(errors)
