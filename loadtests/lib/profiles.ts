@@ -20,7 +20,7 @@ export const profiles = {
   /** A normal day: ramp to 200 req/s and hold. */
   average: (): Scenario => pick(ramping(10, [rate(200, '30s'), rate(200, '3m'), rate(0, '15s')]), constant(100, '8s')),
   /** Above normal: ramp to 400 req/s and hold; the SLO should still hold. */
-  stress: (): Scenario => pick(ramping(10, [rate(400, '1m'), rate(400, '3m'), rate(0, '15s')]), constant(200, '8s')),
+  stress: (): Scenario => pick(ramping(10, [rate(400, '1m'), rate(400, '3m'), rate(0, '15s')]), constant(150, '8s')),
   /** A sudden burst: 50 req/s, jump to 600 in 10 s, hold, drop back. */
   spike: (): Scenario => pick(
     ramping(50, [rate(50, '30s'), rate(600, '10s'), rate(600, '1m'), rate(50, '10s'), rate(50, '30s')], 400),
