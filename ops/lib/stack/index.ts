@@ -16,7 +16,7 @@ import { envPortOffset, MAX_REPLICAS, stackPorts, type StackPorts } from './port
 import { configPaths, removeTargets, requireFile, writeTargets, writeUpstreams, type ConfigPaths, type Target } from './targets.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
-/** The telemetry bootstrap (OpenTelemetry SDK) the app processes preload with --import when it exists. */
+/** The telemetry bootstrap (OpenTelemetry SDK) the app processes preload with --import, as `npm run start:api` does. */
 export const INSTRUMENTATION = 'common/telemetry/instrumentation.ts'
 const DB_NAME = 'opsdrill'
 const APP_STOP_GRACE_MS = 15_000
@@ -364,9 +364,8 @@ export class Stack {
       if (kind === 'api') await this.assertPortFree(metricsPort, `${name} /metrics`)
       const logFile = join(this.logsDir, `${name}.log`)
       const entry = kind === 'api' ? 'service/server.ts' : 'worker/main.ts'
-      const preload = existsSync(join(ROOT, INSTRUMENTATION)) ? ['--import', `./${INSTRUMENTATION}`] : []
       this.say(`==> ${name}: starting on port ${port}${kind === 'api' ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}`)
-      const pid = startDetached({ name, argv: [process.execPath, ...preload, entry], env: this.appEnv(s, kind, i, env), cwd: ROOT, logFile })
+      const pid = startDetached({ name, argv: [process.execPath, '--import', `./${INSTRUMENTATION}`, entry], env: this.appEnv(s, kind, i, env), cwd: ROOT, logFile })
       s.parts[name] = { name, kind, pid, port, metricsPort, logFile, ...(Object.keys(env).length ? { env } : {}) }
       this.save(s)
       const t0 = Date.now()
