@@ -55,13 +55,29 @@ function delta(before: Map<string, number>, after: Map<string, number>): Map<str
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0)
 
-export interface RunOptions { stack: Stack; short: boolean; baseUrl?: string; say?: Say; /** -e variables for every run */ env?: Record<string, string> }
+export interface RunOptions {
+  stack: Stack
+  short: boolean
+  baseUrl?: string
+  say?: Say
+  /** -e variables for every run */ env?: Record<string, string>
+}
 export type Run = K6Result & { cpuBusy: number }
 
 export async function scenario(name: ScenarioName, o: RunOptions, extra: Partial<Parameters<typeof runK6>[0]> = {}): Promise<Run> {
   // Samples go to the stack's Prometheus when a stack runs; against another base URL there may be none.
   const prometheusUrl = o.stack.processes().some((p) => p.kind === 'prometheus') ? o.stack.prometheusUrl : undefined
-  return withCpu(() => runK6({ scenario: name, short: o.short, baseUrl: o.baseUrl ?? o.stack.baseUrl, ...(prometheusUrl ? { prometheusUrl } : {}), ...(o.say ? { log: o.say } : {}), ...extra, env: { ...o.env, ...extra.env } }))
+  return withCpu(() =>
+    runK6({
+      scenario: name,
+      short: o.short,
+      baseUrl: o.baseUrl ?? o.stack.baseUrl,
+      ...(prometheusUrl ? { prometheusUrl } : {}),
+      ...(o.say ? { log: o.say } : {}),
+      ...extra,
+      env: { ...o.env, ...extra.env },
+    }),
+  )
 }
 
 // ------------------------------------------------------------------ caching
@@ -69,8 +85,16 @@ export async function scenario(name: ScenarioName, o: RunOptions, extra: Partial
 const CACHE_LOOKUPS = 'opsdrill_cache_lookups_total'
 const PG_BY_CODE = 'opsdrill_pg_query_duration_seconds_count{operation="link_by_code"}'
 
-export interface CacheSide { run: Run; hitRatio: number; pgQueriesPerSec: number; lookups: number }
-export interface CachingResult { on: CacheSide; off: CacheSide }
+export interface CacheSide {
+  run: Run
+  hitRatio: number
+  pgQueriesPerSec: number
+  lookups: number
+}
+export interface CachingResult {
+  on: CacheSide
+  off: CacheSide
+}
 
 async function cacheSide(o: RunOptions, label: string): Promise<CacheSide> {
   const lookups0 = await freshCounters(o.stack, CACHE_LOOKUPS, 'result')
@@ -147,7 +171,7 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
     during: {
       afterSec: o.short ? 3 : 20,
       action: async () => {
-        (o.say ?? stdout)(`==> SIGKILL ${victim.name} (pid ${victim.pid})`)
+        ;(o.say ?? stdout)(`==> SIGKILL ${victim.name} (pid ${victim.pid})`)
         o.stack.kill(victim.name, 'SIGKILL')
         killedAt = Date.now() / 1000
       },
@@ -163,8 +187,16 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
 
 // ------------------------------------------------------------------ scaling
 
-export interface DrainResult { workers: number; clicks: number; seconds: number; jobsPerSec: number }
-export interface ScalingResult { ramps: { replicas: number; run: Run; maxSustained: number }[]; drains: DrainResult[] }
+export interface DrainResult {
+  workers: number
+  clicks: number
+  seconds: number
+  jobsPerSec: number
+}
+export interface ScalingResult {
+  ramps: { replicas: number; run: Run; maxSustained: number }[]
+  drains: DrainResult[]
+}
 
 async function clicksQueue(stack: Stack): Promise<Queue> {
   const url = new URL(stack.redisUrl)
@@ -182,7 +214,7 @@ export async function drain(o: RunOptions, workers: number, clicks: number, work
     await scenario('scaling', o, { label: `backlog-${workers}w`, env: { PHASE: 'backlog', CLICKS: String(clicks) } })
     // The API flushes its click buffer every CLICK_FLUSH_INTERVAL_MS; wait until the waiting count settles.
     let waiting = -1
-    for (let same = 0; same < 5; ) {
+    for (let same = 0; same < 5;) {
       await sleep(100)
       const now = (await queue.getJobCounts('waiting')).waiting ?? 0
       same = now === waiting ? same + 1 : 0
@@ -272,14 +304,31 @@ export async function report(o: RunOptions): Promise<string> {
 
   const dir = join(ROOT, 'docs/load-results')
   mkdirSync(dir, { recursive: true })
-  await lineChart(join(dir, 'caching-throughput.svg'), { title: 'Caching: redirects served per second', xTitle: 'seconds', yTitle: 'req/s', rows: [
-    ...seriesRows(c.on.run.series, 'cache on', (x) => x.reqs), ...seriesRows(c.off.run.series, 'cache off', (x) => x.reqs)] })
-  await lineChart(join(dir, 'caching-latency.svg'), { title: 'Caching: redirect latency p95 per second', xTitle: 'seconds', yTitle: 'ms', rows: [
-    ...seriesRows(c.on.run.series, 'cache on', (x) => x.p95), ...seriesRows(c.off.run.series, 'cache off', (x) => x.p95)] })
-  await lineChart(join(dir, 'scaling-throughput.svg'), { title: 'Scaling: throughput under a rising arrival rate', xTitle: 'seconds', yTitle: 'req/s', rows:
-    s.ramps.flatMap((r) => seriesRows(r.run.series, `${r.replicas} API replica(s)`, (x) => x.reqs)) })
-  await lineChart(join(dir, 'scaling-latency.svg'), { title: 'Scaling: redirect latency p99 per second (log scale)', xTitle: 'seconds', yTitle: 'ms', logY: true, rows:
-    s.ramps.flatMap((r) => seriesRows(r.run.series, `${r.replicas} API replica(s)`, (x) => x.p99)) })
+  await lineChart(join(dir, 'caching-throughput.svg'), {
+    title: 'Caching: redirects served per second',
+    xTitle: 'seconds',
+    yTitle: 'req/s',
+    rows: [...seriesRows(c.on.run.series, 'cache on', (x) => x.reqs), ...seriesRows(c.off.run.series, 'cache off', (x) => x.reqs)],
+  })
+  await lineChart(join(dir, 'caching-latency.svg'), {
+    title: 'Caching: redirect latency p95 per second',
+    xTitle: 'seconds',
+    yTitle: 'ms',
+    rows: [...seriesRows(c.on.run.series, 'cache on', (x) => x.p95), ...seriesRows(c.off.run.series, 'cache off', (x) => x.p95)],
+  })
+  await lineChart(join(dir, 'scaling-throughput.svg'), {
+    title: 'Scaling: throughput under a rising arrival rate',
+    xTitle: 'seconds',
+    yTitle: 'req/s',
+    rows: s.ramps.flatMap((r) => seriesRows(r.run.series, `${r.replicas} API replica(s)`, (x) => x.reqs)),
+  })
+  await lineChart(join(dir, 'scaling-latency.svg'), {
+    title: 'Scaling: redirect latency p99 per second (log scale)',
+    xTitle: 'seconds',
+    yTitle: 'ms',
+    logY: true,
+    rows: s.ramps.flatMap((r) => seriesRows(r.run.series, `${r.replicas} API replica(s)`, (x) => x.p99)),
+  })
 
   const form = o.short ? 'short form (`npm run load -- report --short`: each run lasts seconds)' : 'full form (`npm run load -- report`)'
   const [r1, r2] = s.ramps
@@ -311,14 +360,22 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '| | hit ratio | redirect p50 | p95 | p99 | req/s | Postgres link lookups/s |',
     '|---|---|---|---|---|---|---|',
-    ...([['cache on', c.on], ['cache off', c.off]] as const).map(([n, x]) => `| ${n} | ${pct(x.hitRatio)} | ${ms(x.run.figures.redirect?.p50)} | ${ms(x.run.figures.redirect?.p95)} | ${ms(x.run.figures.redirect?.p99)} | ${x.run.figures.rps.toFixed(0)} | ${x.pgQueriesPerSec.toFixed(1)} |`),
+    ...(
+      [
+        ['cache on', c.on],
+        ['cache off', c.off],
+      ] as const
+    ).map(
+      ([n, x]) =>
+        `| ${n} | ${pct(x.hitRatio)} | ${ms(x.run.figures.redirect?.p50)} | ${ms(x.run.figures.redirect?.p95)} | ${ms(x.run.figures.redirect?.p99)} | ${x.run.figures.rps.toFixed(0)} | ${x.pgQueriesPerSec.toFixed(1)} |`,
+    ),
     '',
     '![caching throughput](load-results/caching-throughput.svg)',
     '![caching latency](load-results/caching-latency.svg)',
     '',
     '## Balancing',
     '',
-    'nginx `least_conn` over the API replicas. Each replica\'s share of the requests, counted two ways: by the `X-Upstream` header k6 saw, and by the replica\'s own request counter in Prometheus.',
+    "nginx `least_conn` over the API replicas. Each replica's share of the requests, counted two ways: by the `X-Upstream` header k6 saw, and by the replica's own request counter in Prometheus.",
     '',
     '| replica | share by X-Upstream | share by Prometheus |',
     '|---|---|---|',
@@ -374,21 +431,31 @@ async function main(): Promise<number> {
   const stack = stackAt()
   const o: RunOptions = { stack, short, ...(baseUrl ? { baseUrl } : {}) }
   const needsStack = ['caching', 'balancing', 'scaling', 'report'].includes(what)
-  if (needsStack && stack.processes().length === 0) throw new Error(`${what} drives the native stack between runs: start it with \`npm run stack -- up\``)
+  if (needsStack && stack.processes().length === 0)
+    throw new Error(`${what} drives the native stack between runs: start it with \`npm run stack -- up\``)
   switch (what) {
     case 'caching': {
       const r = await caching(o)
-      stdout(`cache on: hit ratio ${pct(r.on.hitRatio)}, p95 ${ms(r.on.run.figures.redirect?.p95)} ms, ${r.on.pgQueriesPerSec.toFixed(1)} PG lookups/s; cache off: p95 ${ms(r.off.run.figures.redirect?.p95)} ms, ${r.off.pgQueriesPerSec.toFixed(1)} PG lookups/s`)
+      stdout(
+        `cache on: hit ratio ${pct(r.on.hitRatio)}, p95 ${ms(r.on.run.figures.redirect?.p95)} ms, ${r.on.pgQueriesPerSec.toFixed(1)} PG lookups/s; cache off: p95 ${ms(r.off.run.figures.redirect?.p95)} ms, ${r.off.pgQueriesPerSec.toFixed(1)} PG lookups/s`,
+      )
       return 0
     }
     case 'balancing': {
       const r = await balancing(o)
-      stdout(`shares by X-Upstream ${JSON.stringify(r.sharesK6)}, by Prometheus ${JSON.stringify(r.sharesPrometheus)}; with ${r.killed} killed: errors ${pct(r.failover.figures.errorRate)}`)
+      stdout(
+        `shares by X-Upstream ${JSON.stringify(r.sharesK6)}, by Prometheus ${JSON.stringify(r.sharesPrometheus)}; with ${r.killed} killed: errors ${pct(r.failover.figures.errorRate)}`,
+      )
       return 0
     }
     case 'scaling': {
       const r = await scaling(o)
-      stdout(r.ramps.map((x) => `${x.replicas} API: ${x.maxSustained.toFixed(0)} req/s within SLO`).concat(r.drains.map((d) => `${d.workers} worker(s): ${d.seconds.toFixed(2)} s for ${d.clicks} clicks`)).join('; '))
+      stdout(
+        r.ramps
+          .map((x) => `${x.replicas} API: ${x.maxSustained.toFixed(0)} req/s within SLO`)
+          .concat(r.drains.map((d) => `${d.workers} worker(s): ${d.seconds.toFixed(2)} s for ${d.clicks} clicks`))
+          .join('; '),
+      )
       return 0
     }
     case 'report':

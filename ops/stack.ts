@@ -3,7 +3,8 @@
 // first, then runs this.
 import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
 
-const USAGE = 'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]'
+const USAGE =
+  'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]'
 
 function counts(args: string[]): { api?: number; worker?: number } {
   const out: { api?: number; worker?: number } = {}
@@ -17,9 +18,22 @@ function counts(args: string[]): { api?: number; worker?: number } {
 
 function table(rows: PartStatus[]): string {
   const head = ['PART', 'PID', 'PORT', 'STATE', 'LOG']
-  const body = rows.map((r) => [r.name, String(r.pid ?? '-'), String(r.port), !r.running ? 'stopped' : r.healthy ? 'healthy' : 'unhealthy', r.logFile])
+  const body = rows.map((r) => [
+    r.name,
+    String(r.pid ?? '-'),
+    String(r.port),
+    !r.running ? 'stopped' : r.healthy ? 'healthy' : 'unhealthy',
+    r.logFile,
+  ])
   const widths = head.map((_, i) => Math.max(...[head, ...body].map((row) => row[i]!.length)))
-  return [head, ...body].map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+  return [head, ...body]
+    .map((row) =>
+      row
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
 }
 
 async function main(): Promise<number> {

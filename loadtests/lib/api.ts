@@ -3,7 +3,10 @@ import http from 'k6/http'
 import { check } from 'k6'
 import { BASE_URL } from './config.ts'
 
-export interface Link { id: string; code: string }
+export interface Link {
+  id: string
+  code: string
+}
 
 const json = (token?: string) => ({
   'content-type': 'application/json',
@@ -46,9 +49,17 @@ export function registerAndLogin(): string {
   const email = `load-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`
   const password = 'correct-horse-battery-staple'
   const body = JSON.stringify({ email, password })
-  const reg = http.post(`${BASE_URL}/api/v1/auth/register`, body, { headers: json(), responseType: 'text', tags: { endpoint: 'register', slo: 'api', name: 'POST /api/v1/auth/register' } })
+  const reg = http.post(`${BASE_URL}/api/v1/auth/register`, body, {
+    headers: json(),
+    responseType: 'text',
+    tags: { endpoint: 'register', slo: 'api', name: 'POST /api/v1/auth/register' },
+  })
   if (reg.status !== 201) throw new Error(`register answered ${reg.status}: ${String(reg.body).slice(0, 200)}`)
-  const login = http.post(`${BASE_URL}/api/v1/auth/login`, body, { headers: json(), responseType: 'text', tags: { endpoint: 'login', slo: 'api', name: 'POST /api/v1/auth/login' } })
+  const login = http.post(`${BASE_URL}/api/v1/auth/login`, body, {
+    headers: json(),
+    responseType: 'text',
+    tags: { endpoint: 'login', slo: 'api', name: 'POST /api/v1/auth/login' },
+  })
   if (login.status !== 200) throw new Error(`login answered ${login.status}: ${String(login.body).slice(0, 200)}`)
   return (login.json() as { accessToken: string }).accessToken
 }

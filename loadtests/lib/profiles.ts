@@ -22,10 +22,11 @@ export const profiles = {
   /** Above normal: ramp to 400 req/s and hold; the SLO should still hold. */
   stress: (): Scenario => pick(ramping(10, [rate(400, '1m'), rate(400, '3m'), rate(0, '15s')]), constant(150, '8s')),
   /** A sudden burst: 50 req/s, jump to 600 in 10 s, hold, drop back. */
-  spike: (): Scenario => pick(
-    ramping(50, [rate(50, '30s'), rate(600, '10s'), rate(600, '1m'), rate(50, '10s'), rate(50, '30s')], 400),
-    ramping(50, [rate(50, '2s'), rate(300, '2s'), rate(300, '3s'), rate(50, '2s')]),
-  ),
+  spike: (): Scenario =>
+    pick(
+      ramping(50, [rate(50, '30s'), rate(600, '10s'), rate(600, '1m'), rate(50, '10s'), rate(50, '30s')], 400),
+      ramping(50, [rate(50, '2s'), rate(300, '2s'), rate(300, '3s'), rate(50, '2s')]),
+    ),
   /** Hours at a moderate rate find leaks and slow drifts; the full form is 30 minutes. */
   soak: (): Scenario => pick(constant(150, '30m'), constant(100, '8s')),
   /** Raise the rate until the SLO breaks (thresholds abort the run there). */

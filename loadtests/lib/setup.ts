@@ -4,7 +4,10 @@ import exec from 'k6/execution'
 import { BASE_URL } from './config.ts'
 import { registerAndLogin, targetUrl, type Link } from './api.ts'
 
-export interface Data { token: string; links: Link[] }
+export interface Data {
+  token: string
+  links: Link[]
+}
 
 export function assertReady(): void {
   const res = http.get(`${BASE_URL}/readyz`, { responseType: 'text', tags: { endpoint: 'readyz', name: 'GET /readyz' } })
@@ -33,7 +36,8 @@ export function setupData(n: number): Data {
       })
     }
     for (const res of http.batch(reqs)) {
-      if (res.status !== 201) exec.test.abort(`setup could not create links: POST /api/v1/links answered ${res.status}: ${String(res.body).slice(0, 200)}`)
+      if (res.status !== 201)
+        exec.test.abort(`setup could not create links: POST /api/v1/links answered ${res.status}: ${String(res.body).slice(0, 200)}`)
       const body = res.json() as { id: string; code: string }
       links.push({ id: body.id, code: body.code })
     }

@@ -3,10 +3,17 @@ import { writeFileSync } from 'node:fs'
 import * as vega from 'vega'
 import { compile, type TopLevelSpec } from 'vega-lite'
 
-export interface Row { x: number; y: number; series: string }
+export interface Row {
+  x: number
+  y: number
+  series: string
+}
 
 /** A multi-line chart of y over x (seconds since the start of each run), one line per series. */
-export async function lineChart(file: string, opts: { title: string; xTitle: string; yTitle: string; rows: Row[]; logY?: boolean }): Promise<void> {
+export async function lineChart(
+  file: string,
+  opts: { title: string; xTitle: string; yTitle: string; rows: Row[]; logY?: boolean },
+): Promise<void> {
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: opts.title,

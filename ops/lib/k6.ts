@@ -32,7 +32,14 @@ export interface K6Options {
   log?: (line: string) => void
 }
 
-export interface Bucket { t: number; reqs: number; failed: number; p50: number; p95: number; p99: number }
+export interface Bucket {
+  t: number
+  reqs: number
+  failed: number
+  p50: number
+  p95: number
+  p99: number
+}
 
 export interface Figures {
   requests: number
@@ -59,11 +66,16 @@ export interface K6Result {
 }
 
 type MetricSummary = Record<string, number> & { thresholds?: Record<string, boolean> }
-export interface Summary { metrics: Record<string, MetricSummary> }
+export interface Summary {
+  metrics: Record<string, MetricSummary>
+}
 
 export async function runK6(opts: K6Options): Promise<K6Result> {
   const say = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`))
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
   const name = `${opts.scenario}${opts.label ? `-${opts.label}` : ''}`
   const testid = `${name}-${stamp}`
   const dir = join(ROOT, '.run/load', testid)
@@ -87,11 +99,17 @@ export async function runK6(opts: K6Options): Promise<K6Result> {
   }
   const vars = { BASE_URL: opts.baseUrl, ...(opts.short ? { SHORT: '1' } : {}), ...opts.env }
   const args = [
-    'run', '--quiet', '--address', `127.0.0.1:${apiPort}`,
-    '--summary-export', join(dir, 'summary.json'),
-    '--out', `json=${join(dir, 'points.json.gz')}`,
+    'run',
+    '--quiet',
+    '--address',
+    `127.0.0.1:${apiPort}`,
+    '--summary-export',
+    join(dir, 'summary.json'),
+    '--out',
+    `json=${join(dir, 'points.json.gz')}`,
     ...(opts.prometheusUrl ? ['--out', 'experimental-prometheus-rw'] : []),
-    '--tag', `testid=${testid}`,
+    '--tag',
+    `testid=${testid}`,
     ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     join(ROOT, 'loadtests/scenarios', `${opts.scenario}.ts`),
   ]
@@ -115,21 +133,43 @@ export async function runK6(opts: K6Options): Promise<K6Result> {
   }
   const summary = JSON.parse(readFileSync(summaryFile, 'utf8')) as Summary
   const series = await bucketPoints(join(dir, 'points.json.gz'))
-  const failedThresholds = Object.entries(summary.metrics).flatMap(([m, s]) => Object.entries(s.thresholds ?? {}).filter(([, failed]) => failed).map(([t]) => `${m} ${t}`))
+  const failedThresholds = Object.entries(summary.metrics).flatMap(([m, s]) =>
+    Object.entries(s.thresholds ?? {})
+      .filter(([, failed]) => failed)
+      .map(([t]) => `${m} ${t}`),
+  )
   const figures = figuresOf(summary, series)
-  say(`    exit ${exitCode}; ${figures.requests} requests, ${figures.rps.toFixed(0)} req/s, errors ${(figures.errorRate * 100).toFixed(2)}%` +
-    (figures.redirect ? `, redirect p95 ${figures.redirect.p95.toFixed(1)} ms p99 ${figures.redirect.p99.toFixed(1)} ms` : '') +
-    (failedThresholds.length ? `; thresholds crossed: ${failedThresholds.join(', ')}` : ''))
+  say(
+    `    exit ${exitCode}; ${figures.requests} requests, ${figures.rps.toFixed(0)} req/s, errors ${(figures.errorRate * 100).toFixed(2)}%` +
+      (figures.redirect ? `, redirect p95 ${figures.redirect.p95.toFixed(1)} ms p99 ${figures.redirect.p99.toFixed(1)} ms` : '') +
+      (failedThresholds.length ? `; thresholds crossed: ${failedThresholds.join(', ')}` : ''),
+  )
   return {
-    name, dir, testid, exitCode, thresholdsHeld: exitCode === 0, failedThresholds, summary, series, figures,
-    start: series[0]?.t ?? 0, end: (series.at(-1)?.t ?? 0) + 1,
+    name,
+    dir,
+    testid,
+    exitCode,
+    thresholdsHeld: exitCode === 0,
+    failedThresholds,
+    summary,
+    series,
+    figures,
+    start: series[0]?.t ?? 0,
+    end: (series.at(-1)?.t ?? 0) + 1,
   }
 }
 
 /** Polls k6's REST API until the scenario's first iteration, waits afterSec, then runs the action. */
-async function runDuring(port: number, d: NonNullable<K6Options['during']>, exited: Promise<number>, say: (l: string) => void): Promise<void> {
+async function runDuring(
+  port: number,
+  d: NonNullable<K6Options['during']>,
+  exited: Promise<number>,
+  say: (l: string) => void,
+): Promise<void> {
   let done = false
-  void exited.then(() => { done = true })
+  void exited.then(() => {
+    done = true
+  })
   while (!done) {
     try {
       const res = await fetch(`http://127.0.0.1:${port}/v1/metrics/iterations`, { signal: AbortSignal.timeout(1000) })
@@ -137,7 +177,9 @@ async function runDuring(port: number, d: NonNullable<K6Options['during']>, exit
         const body = (await res.json()) as { data?: { attributes?: { sample?: { count?: number } } } }
         if ((body.data?.attributes?.sample?.count ?? 0) > 0) break
       }
-    } catch { /* k6 not listening yet */ }
+    } catch {
+      /* k6 not listening yet */
+    }
     await sleep(200)
   }
   if (done) return
@@ -147,7 +189,11 @@ async function runDuring(port: number, d: NonNullable<K6Options['during']>, exit
   await d.action()
 }
 
-interface Point { type: string; metric: string; data: { time: string; value: number; tags?: Record<string, string> } }
+interface Point {
+  type: string
+  metric: string
+  data: { time: string; value: number; tags?: Record<string, string> }
+}
 
 /** Per-second throughput, failures and latency percentiles of the scenario's requests (setup excluded). */
 export async function bucketPoints(file: string): Promise<Bucket[]> {
@@ -165,10 +211,19 @@ export async function bucketPoints(file: string): Promise<Bucket[]> {
     else if (p.metric === 'http_req_failed') b.failed += p.data.value
     else if (p.metric === 'http_req_duration') b.durations.push(p.data.value)
   }
-  return [...perSec.entries()].sort(([a], [b]) => a - b).map(([t, b]) => {
-    b.durations.sort((x, y) => x - y)
-    return { t, reqs: b.reqs, failed: b.failed, p50: quantile(b.durations, 0.5), p95: quantile(b.durations, 0.95), p99: quantile(b.durations, 0.99) }
-  })
+  return [...perSec.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([t, b]) => {
+      b.durations.sort((x, y) => x - y)
+      return {
+        t,
+        reqs: b.reqs,
+        failed: b.failed,
+        p50: quantile(b.durations, 0.5),
+        p95: quantile(b.durations, 0.95),
+        p99: quantile(b.durations, 0.99),
+      }
+    })
 }
 
 function quantile(sorted: number[], q: number): number {

@@ -33,38 +33,61 @@ for (const name of ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint']
   })
 }
 
-void t.test('when the cache is on, then most redirects hit it, p95 is lower and Postgres sees far fewer lookups than with it off', async (t) => {
-  t.setTimeout(300_000)
-  const r = await caching(o)
-  t.comment(`hit ratio ${r.on.hitRatio.toFixed(3)}; p95 ${r.on.run.figures.redirect?.p95} vs ${r.off.run.figures.redirect?.p95} ms; PG lookups/s ${r.on.pgQueriesPerSec.toFixed(1)} vs ${r.off.pgQueriesPerSec.toFixed(1)}`)
-  t.equal(r.on.run.figures.errorRate, 0, 'no errors with the cache on')
-  t.ok(r.on.hitRatio > 0.75, `hit ratio is high (${r.on.hitRatio.toFixed(3)})`)
-  t.equal(r.off.hitRatio, 0, 'with CACHE_ENABLED=false nothing is looked up in the cache')
-  t.ok(r.on.pgQueriesPerSec < r.off.pgQueriesPerSec * 0.35, 'Postgres link lookups fall by well over half')
-  t.ok(r.off.pgQueriesPerSec > 0.8 * r.off.run.figures.rps, 'with the cache off, each redirect costs a Postgres lookup')
-  t.ok(r.on.run.figures.redirect!.p95 < r.off.run.figures.redirect!.p95, 'redirect p95 is lower with the cache on')
-  t.notOk(stack.replicas('api').some((p) => p.env?.CACHE_ENABLED), 'the replicas are back to the cache on')
-})
+void t.test(
+  'when the cache is on, then most redirects hit it, p95 is lower and Postgres sees far fewer lookups than with it off',
+  async (t) => {
+    t.setTimeout(300_000)
+    const r = await caching(o)
+    t.comment(
+      `hit ratio ${r.on.hitRatio.toFixed(3)}; p95 ${r.on.run.figures.redirect?.p95} vs ${r.off.run.figures.redirect?.p95} ms; PG lookups/s ${r.on.pgQueriesPerSec.toFixed(1)} vs ${r.off.pgQueriesPerSec.toFixed(1)}`,
+    )
+    t.equal(r.on.run.figures.errorRate, 0, 'no errors with the cache on')
+    t.ok(r.on.hitRatio > 0.75, `hit ratio is high (${r.on.hitRatio.toFixed(3)})`)
+    t.equal(r.off.hitRatio, 0, 'with CACHE_ENABLED=false nothing is looked up in the cache')
+    t.ok(r.on.pgQueriesPerSec < r.off.pgQueriesPerSec * 0.35, 'Postgres link lookups fall by well over half')
+    t.ok(r.off.pgQueriesPerSec > 0.8 * r.off.run.figures.rps, 'with the cache off, each redirect costs a Postgres lookup')
+    t.ok(r.on.run.figures.redirect!.p95 < r.off.run.figures.redirect!.p95, 'redirect p95 is lower with the cache on')
+    t.notOk(
+      stack.replicas('api').some((p) => p.env?.CACHE_ENABLED),
+      'the replicas are back to the cache on',
+    )
+  },
+)
 
-void t.test('when traffic is balanced over 2 replicas, then each gets its share within 15%, and a killed replica costs < 1% errors', async (t) => {
-  t.setTimeout(240_000)
-  const r = await balancing(o)
-  t.comment(`X-Upstream ${JSON.stringify(r.sharesK6)}; Prometheus ${JSON.stringify(r.sharesPrometheus)}; failover errors ${r.failover.figures.errorRate}`)
-  for (const [replica, share] of Object.entries(r.sharesK6)) t.ok(Math.abs(share - 0.5) <= 0.5 * 0.15, `${replica} share by X-Upstream ${share.toFixed(3)}`)
-  for (const [replica, share] of Object.entries(r.sharesPrometheus)) t.ok(Math.abs(share - 0.5) <= 0.5 * 0.15, `${replica} share by Prometheus ${share.toFixed(3)}`)
-  t.ok(r.failover.figures.errorRate < 0.01, `errors while ${r.killed} was killed: ${(r.failover.figures.errorRate * 100).toFixed(2)}%`)
-  t.ok(r.failover.figures.requests > 500, 'the failover run carried traffic')
-  t.ok((await stack.status()).every((p) => p.healthy), 'the killed replica is back and healthy')
-})
+void t.test(
+  'when traffic is balanced over 2 replicas, then each gets its share within 15%, and a killed replica costs < 1% errors',
+  async (t) => {
+    t.setTimeout(240_000)
+    const r = await balancing(o)
+    t.comment(
+      `X-Upstream ${JSON.stringify(r.sharesK6)}; Prometheus ${JSON.stringify(r.sharesPrometheus)}; failover errors ${r.failover.figures.errorRate}`,
+    )
+    for (const [replica, share] of Object.entries(r.sharesK6))
+      t.ok(Math.abs(share - 0.5) <= 0.5 * 0.15, `${replica} share by X-Upstream ${share.toFixed(3)}`)
+    for (const [replica, share] of Object.entries(r.sharesPrometheus))
+      t.ok(Math.abs(share - 0.5) <= 0.5 * 0.15, `${replica} share by Prometheus ${share.toFixed(3)}`)
+    t.ok(r.failover.figures.errorRate < 0.01, `errors while ${r.killed} was killed: ${(r.failover.figures.errorRate * 100).toFixed(2)}%`)
+    t.ok(r.failover.figures.requests > 500, 'the failover run carried traffic')
+    t.ok(
+      (await stack.status()).every((p) => p.healthy),
+      'the killed replica is back and healthy',
+    )
+  },
+)
 
-void t.test('when the click backlog is drained, then 2 workers finish faster than 1, and the ramp runs against 1 and 2 API replicas', async (t) => {
-  t.setTimeout(300_000)
-  const r = await scaling(o)
-  const [one, two] = r.drains
-  t.comment(`drain: 1 worker ${one!.seconds.toFixed(2)} s, 2 workers ${two!.seconds.toFixed(2)} s; ramp capacity ${r.ramps.map((x) => x.maxSustained.toFixed(0)).join(' / ')} req/s`)
-  t.ok(one!.clicks >= 2900 && two!.clicks >= 2900, 'each backlog held the clicks the redirects produced')
-  t.ok(two!.seconds < one!.seconds, `two workers drain faster (1: ${one!.seconds.toFixed(2)} s, 2: ${two!.seconds.toFixed(2)} s)`)
-  for (const ramp of r.ramps) t.ok(ramp.run.figures.errorRate < 0.05, `ramp with ${ramp.replicas} API replica(s) kept errors under 5%`)
-  t.equal(stack.replicas('api').length, 2, 'replicas are restored')
-  t.equal(stack.replicas('worker').length, 1, 'workers are restored')
-})
+void t.test(
+  'when the click backlog is drained, then 2 workers finish faster than 1, and the ramp runs against 1 and 2 API replicas',
+  async (t) => {
+    t.setTimeout(300_000)
+    const r = await scaling(o)
+    const [one, two] = r.drains
+    t.comment(
+      `drain: 1 worker ${one!.seconds.toFixed(2)} s, 2 workers ${two!.seconds.toFixed(2)} s; ramp capacity ${r.ramps.map((x) => x.maxSustained.toFixed(0)).join(' / ')} req/s`,
+    )
+    t.ok(one!.clicks >= 2900 && two!.clicks >= 2900, 'each backlog held the clicks the redirects produced')
+    t.ok(two!.seconds < one!.seconds, `two workers drain faster (1: ${one!.seconds.toFixed(2)} s, 2: ${two!.seconds.toFixed(2)} s)`)
+    for (const ramp of r.ramps) t.ok(ramp.run.figures.errorRate < 0.05, `ramp with ${ramp.replicas} API replica(s) kept errors under 5%`)
+    t.equal(stack.replicas('api').length, 2, 'replicas are restored')
+    t.equal(stack.replicas('worker').length, 1, 'workers are restored')
+  },
+)

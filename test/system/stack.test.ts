@@ -39,62 +39,99 @@ function trickle() {
     }
   })()
   return {
-    seen, failures,
+    seen,
+    failures,
     sent: () => sent,
-    stop: async () => { running = false; await loop },
+    stop: async () => {
+      running = false
+      await loop
+    },
     reset: () => seen.clear(),
   }
 }
 
-void t.test('when the stack comes up, then every part is healthy, nginx answers with X-Upstream and Prometheus scrapes every target', async (t) => {
-  t.setTimeout(240_000)
-  await stack.down()
-  await stack.up({ api: 2, worker: 1 })
+void t.test(
+  'when the stack comes up, then every part is healthy, nginx answers with X-Upstream and Prometheus scrapes every target',
+  async (t) => {
+    t.setTimeout(240_000)
+    await stack.down()
+    await stack.up({ api: 2, worker: 1 })
 
-  const parts = await stack.status()
-  t.same(parts.map((p) => p.name).sort(), ['alertmanager', 'api-1', 'api-2', 'nginx', 'postgres', 'postgres-exporter', 'prometheus', 'redis', 'redis-exporter', 'toxiproxy', 'worker-1'])
-  t.same(parts.filter((p) => !p.healthy).map((p) => p.name), [], 'every part answers its health check')
+    const parts = await stack.status()
+    t.same(parts.map((p) => p.name).sort(), [
+      'alertmanager',
+      'api-1',
+      'api-2',
+      'nginx',
+      'postgres',
+      'postgres-exporter',
+      'prometheus',
+      'redis',
+      'redis-exporter',
+      'toxiproxy',
+      'worker-1',
+    ])
+    t.same(
+      parts.filter((p) => !p.healthy).map((p) => p.name),
+      [],
+      'every part answers its health check',
+    )
 
-  const res = await fetch(`${stack.baseUrl}/readyz`)
-  t.equal(res.status, 200, 'the API is ready through nginx')
-  t.match(res.headers.get('x-upstream'), /^127\.0\.0\.1:400[12]$/, 'nginx names the replica that answered')
-  t.equal(readFileSync(upstreamFile, 'utf8').match(/^server 127\.0\.0\.1:\d+ max_fails=2 fail_timeout=5s;$/gm)?.length, 2)
+    const res = await fetch(`${stack.baseUrl}/readyz`)
+    t.equal(res.status, 200, 'the API is ready through nginx')
+    t.match(res.headers.get('x-upstream'), /^127\.0\.0\.1:400[12]$/, 'nginx names the replica that answered')
+    t.equal(readFileSync(upstreamFile, 'utf8').match(/^server 127\.0\.0\.1:\d+ max_fails=2 fail_timeout=5s;$/gm)?.length, 2)
 
-  // Exporters and Prometheus itself are scraped every 15 s: wait for one round of every job.
-  const jobs = ['alertmanager', 'opsdrill-api', 'opsdrill-worker', 'postgres', 'prometheus', 'redis']
-  let up: { job: string; replica: string; value: number }[] = []
-  for (let i = 0; i < 60; i++) {
-    up = (await queryVector(stack.prometheusUrl, 'up')).map((s) => ({ job: s.metric.job!, replica: s.metric.replica!, value: s.value }))
-    if (jobs.every((j) => up.some((u) => u.job === j)) && up.length >= 7 && up.every((u) => u.value === 1)) break
+    // Exporters and Prometheus itself are scraped every 15 s: wait for one round of every job.
+    const jobs = ['alertmanager', 'opsdrill-api', 'opsdrill-worker', 'postgres', 'prometheus', 'redis']
+    let up: { job: string; replica: string; value: number }[] = []
+    for (let i = 0; i < 60; i++) {
+      up = (await queryVector(stack.prometheusUrl, 'up')).map((s) => ({ job: s.metric.job!, replica: s.metric.replica!, value: s.value }))
+      if (jobs.every((j) => up.some((u) => u.job === j)) && up.length >= 7 && up.every((u) => u.value === 1)) break
+      await sleep(1000)
+    }
+    t.same([...new Set(up.map((u) => u.job))].sort(), jobs, 'every job has a target')
+    t.same(
+      up.filter((u) => u.value !== 1),
+      [],
+      'every target is up',
+    )
+    t.same(
+      up
+        .filter((u) => u.job === 'opsdrill-api')
+        .map((u) => u.replica)
+        .sort(),
+      ['api-1', 'api-2'],
+      'API targets carry their replica label',
+    )
+  },
+)
+
+void t.test(
+  'when the API scales 2 -> 3 -> 2 under a steady trickle of requests, then none fails and the third replica serves while it exists',
+  async (t) => {
+    t.setTimeout(180_000)
+    const traffic = trickle()
     await sleep(1000)
-  }
-  t.same([...new Set(up.map((u) => u.job))].sort(), jobs, 'every job has a target')
-  t.same(up.filter((u) => u.value !== 1), [], 'every target is up')
-  t.same(up.filter((u) => u.job === 'opsdrill-api').map((u) => u.replica).sort(), ['api-1', 'api-2'], 'API targets carry their replica label')
-})
+    await stack.scale({ api: 3 })
+    t.equal(JSON.parse(readFileSync(targetsFile('opsdrill-api'), 'utf8')).length, 3, 'Prometheus targets list 3 API replicas')
+    traffic.reset()
+    await sleep(3000)
+    t.ok(traffic.seen.get('127.0.0.1:4003'), `api-3 answered requests (${JSON.stringify(Object.fromEntries(traffic.seen))})`)
 
-void t.test('when the API scales 2 -> 3 -> 2 under a steady trickle of requests, then none fails and the third replica serves while it exists', async (t) => {
-  t.setTimeout(180_000)
-  const traffic = trickle()
-  await sleep(1000)
-  await stack.scale({ api: 3 })
-  t.equal(JSON.parse(readFileSync(targetsFile('opsdrill-api'), 'utf8')).length, 3, 'Prometheus targets list 3 API replicas')
-  traffic.reset()
-  await sleep(3000)
-  t.ok(traffic.seen.get('127.0.0.1:4003'), `api-3 answered requests (${JSON.stringify(Object.fromEntries(traffic.seen))})`)
-
-  const api3 = stack.processes().find((p) => p.name === 'api-3')!
-  await stack.scale({ api: 2 })
-  traffic.reset()
-  await sleep(2000)
-  await traffic.stop()
-  t.notOk(alive(api3.pid), 'api-3 was stopped')
-  t.notOk(traffic.seen.has('127.0.0.1:4003'), 'nginx no longer sends to api-3')
-  t.equal(readFileSync(upstreamFile, 'utf8').match(/^server /gm)?.length, 2, 'the upstream list is back to 2')
-  t.equal(JSON.parse(readFileSync(targetsFile('opsdrill-api'), 'utf8')).length, 2)
-  t.ok(traffic.sent() > 100, `traffic kept flowing (${traffic.sent()} requests)`)
-  t.same(traffic.failures, [], 'no request failed while scaling')
-})
+    const api3 = stack.processes().find((p) => p.name === 'api-3')!
+    await stack.scale({ api: 2 })
+    traffic.reset()
+    await sleep(2000)
+    await traffic.stop()
+    t.notOk(alive(api3.pid), 'api-3 was stopped')
+    t.notOk(traffic.seen.has('127.0.0.1:4003'), 'nginx no longer sends to api-3')
+    t.equal(readFileSync(upstreamFile, 'utf8').match(/^server /gm)?.length, 2, 'the upstream list is back to 2')
+    t.equal(JSON.parse(readFileSync(targetsFile('opsdrill-api'), 'utf8')).length, 2)
+    t.ok(traffic.sent() > 100, `traffic kept flowing (${traffic.sent()} requests)`)
+    t.same(traffic.failures, [], 'no request failed while scaling')
+  },
+)
 
 void t.test('when the stack goes down, then no process it started is left, and a second down is harmless', async (t) => {
   t.setTimeout(120_000)
@@ -102,7 +139,11 @@ void t.test('when the stack goes down, then no process it started is left, and a
   t.ok(pids.length >= 11)
   const stopped = await stack.down()
   t.same(stopped.sort(), pids.map(([n]) => n).sort())
-  t.same(pids.filter(([, pid]) => alive(pid)).map(([n]) => n), [], 'no pid is left running')
+  t.same(
+    pids.filter(([, pid]) => alive(pid)).map(([n]) => n),
+    [],
+    'no pid is left running',
+  )
   t.notOk(existsSync(join(stack.dir, 'state.json')), 'the state file is gone')
   t.same(await stack.down(), [], 'a second down stops nothing and does not throw')
 })

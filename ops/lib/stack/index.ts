@@ -33,7 +33,8 @@ export const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
   RATE_LIMIT_LINK_CREATE_MAX: '10000000',
 }
 
-export type PartKind = 'postgres' | 'redis' | 'toxiproxy' | 'postgres-exporter' | 'redis-exporter' | 'api' | 'worker' | 'nginx' | 'prometheus' | 'alertmanager'
+export type PartKind =
+  'postgres' | 'redis' | 'toxiproxy' | 'postgres-exporter' | 'redis-exporter' | 'api' | 'worker' | 'nginx' | 'prometheus' | 'alertmanager'
 
 export interface Part {
   name: string
@@ -70,7 +71,15 @@ export interface UpOptions {
   apiEnv?: Record<string, string>
 }
 
-export interface PartStatus { name: string; kind: PartKind; pid: number | undefined; port: number; running: boolean; healthy: boolean; logFile: string }
+export interface PartStatus {
+  name: string
+  kind: PartKind
+  pid: number | undefined
+  port: number
+  running: boolean
+  healthy: boolean
+  logFile: string
+}
 
 export class StackError extends Error {}
 
@@ -91,17 +100,33 @@ export class Stack {
     this.say = loc.log ?? ((line) => process.stdout.write(`${line}\n`))
   }
 
-  get baseUrl(): string { return `http://127.0.0.1:${this.ports.nginx}` }
-  get prometheusUrl(): string { return `http://127.0.0.1:${this.ports.prometheus}` }
-  get alertmanagerUrl(): string { return `http://127.0.0.1:${this.ports.alertmanager}` }
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.ports.nginx}`
+  }
+  get prometheusUrl(): string {
+    return `http://127.0.0.1:${this.ports.prometheus}`
+  }
+  get alertmanagerUrl(): string {
+    return `http://127.0.0.1:${this.ports.alertmanager}`
+  }
   /** toxiproxy's HTTP API; proxies `postgres` and `redis` sit between the app and the stores. */
-  get toxiproxyUrl(): string { return `http://127.0.0.1:${this.ports.toxiproxy}` }
+  get toxiproxyUrl(): string {
+    return `http://127.0.0.1:${this.ports.toxiproxy}`
+  }
   /** Direct (not proxied) superuser URL of the stack's database, for tests and reports. */
-  get databaseUrl(): string { return `postgres://postgres@127.0.0.1:${this.ports.postgres}/${DB_NAME}` }
-  get redisUrl(): string { return `redis://127.0.0.1:${this.ports.redis}` }
+  get databaseUrl(): string {
+    return `postgres://postgres@127.0.0.1:${this.ports.postgres}/${DB_NAME}`
+  }
+  get redisUrl(): string {
+    return `redis://127.0.0.1:${this.ports.redis}`
+  }
   readonly redisPrefix = 'opsdrill'
-  private get logsDir(): string { return join(this.dir, 'logs') }
-  private get stateFile(): string { return join(this.dir, 'state.json') }
+  private get logsDir(): string {
+    return join(this.dir, 'logs')
+  }
+  private get stateFile(): string {
+    return join(this.dir, 'state.json')
+  }
 
   // ------------------------------------------------------------------ state
 
@@ -127,7 +152,9 @@ export class Stack {
   }
 
   replicas(kind: 'api' | 'worker'): Part[] {
-    return this.processes().filter((p) => p.kind === kind).sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
+    return this.processes()
+      .filter((p) => p.kind === kind)
+      .sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
   }
 
   private configs(): ConfigPaths {
@@ -143,8 +170,17 @@ export class Stack {
     const workerCount = opts.worker ?? (previous ? this.replicas('worker').length : 1)
     checkCount('api', apiCount, 1)
     checkCount('worker', workerCount, 0)
-    for (const tool of ['nginx', 'prometheus', 'prometheus-alertmanager', 'prometheus-postgres-exporter', 'prometheus-redis-exporter', 'toxiproxy-server', 'redis-server']) {
-      if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new StackError(`${tool} is not installed: run \`ops/stack up\` (it installs what is missing)`)
+    for (const tool of [
+      'nginx',
+      'prometheus',
+      'prometheus-alertmanager',
+      'prometheus-postgres-exporter',
+      'prometheus-redis-exporter',
+      'toxiproxy-server',
+      'redis-server',
+    ]) {
+      if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+        throw new StackError(`${tool} is not installed: run \`ops/stack up\` (it installs what is missing)`)
     }
     const cfg = this.configs()
     requireFile(cfg.nginxConf, 'nginx/nginx.conf')
@@ -156,56 +192,112 @@ export class Stack {
     this.save(s)
     const p = this.ports
 
-    await this.part(s, 'postgres', 'postgres', p.postgres, { port: p.postgres }, async () => {
-      const dir = join(this.dir, 'postgres')
-      // Enough connections for 20 replicas' pools plus the exporters; statements logged when slow, for the drills.
-      await startPostgres(dir, p.postgres, ['max_connections=400', 'log_min_duration_statement=500'])
-      const url = `postgres://postgres@127.0.0.1:${p.postgres}/postgres`
-      const admin = new pg.Client({ connectionString: url })
-      await admin.connect()
-      const has = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME])
-      if (has.rowCount === 0) await admin.query(`CREATE DATABASE ${DB_NAME}`)
-      await admin.end()
-      return Number(readFileSync(join(dir, 'data/postmaster.pid'), 'utf8').split('\n')[0])
-    }, join(this.dir, 'postgres/postgres.log'))
+    await this.part(
+      s,
+      'postgres',
+      'postgres',
+      p.postgres,
+      { port: p.postgres },
+      async () => {
+        const dir = join(this.dir, 'postgres')
+        // Enough connections for 20 replicas' pools plus the exporters; statements logged when slow, for the drills.
+        await startPostgres(dir, p.postgres, ['max_connections=400', 'log_min_duration_statement=500'])
+        const url = `postgres://postgres@127.0.0.1:${p.postgres}/postgres`
+        const admin = new pg.Client({ connectionString: url })
+        await admin.connect()
+        const has = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME])
+        if (has.rowCount === 0) await admin.query(`CREATE DATABASE ${DB_NAME}`)
+        await admin.end()
+        return Number(readFileSync(join(dir, 'data/postmaster.pid'), 'utf8').split('\n')[0])
+      },
+      join(this.dir, 'postgres/postgres.log'),
+    )
 
-    await this.part(s, 'redis', 'redis', p.redis, { port: p.redis }, async () => {
-      const dir = join(this.dir, 'redis')
-      await startRedis(dir, p.redis)
-      // redis-server writes its pid file after it starts listening.
-      return Number((await waitForFile(join(dir, 'redis.pid'), 5000)).trim())
-    }, join(this.dir, 'redis/redis.log'))
+    await this.part(
+      s,
+      'redis',
+      'redis',
+      p.redis,
+      { port: p.redis },
+      async () => {
+        const dir = join(this.dir, 'redis')
+        await startRedis(dir, p.redis)
+        // redis-server writes its pid file after it starts listening.
+        return Number((await waitForFile(join(dir, 'redis.pid'), 5000)).trim())
+      },
+      join(this.dir, 'redis/redis.log'),
+    )
 
     await this.part(s, 'toxiproxy', 'toxiproxy', p.toxiproxy, { http: `${this.toxiproxyUrl}/version` }, async (logFile) => {
-      const pid = startDetached({ name: 'toxiproxy', argv: ['toxiproxy-server', '-host', '127.0.0.1', '-port', String(p.toxiproxy)], cwd: ROOT, logFile })
+      const pid = startDetached({
+        name: 'toxiproxy',
+        argv: ['toxiproxy-server', '-host', '127.0.0.1', '-port', String(p.toxiproxy)],
+        cwd: ROOT,
+        logFile,
+      })
       await waitHealthy('toxiproxy', { http: `${this.toxiproxyUrl}/version` }, { pid, timeoutMs: 10_000, logFile })
       return pid
     })
     await this.ensureProxies()
 
     this.say('==> migrations')
-    const mig = spawnSync(process.execPath, ['ops/migrate.ts'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: this.databaseUrl }, encoding: 'utf8' })
+    const mig = spawnSync(process.execPath, ['ops/migrate.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: this.databaseUrl },
+      encoding: 'utf8',
+    })
     if (mig.status !== 0) throw new StackError(`migrations failed: ${(mig.stderr || mig.stdout).trim().split('\n').pop()}`)
     this.say(`    ${mig.stdout.trim()}`)
 
-    await this.part(s, 'postgres-exporter', 'postgres-exporter', p.postgresExporter, { http: `http://127.0.0.1:${p.postgresExporter}/metrics` }, async (logFile) => {
-      const env = { ...process.env, DATA_SOURCE_NAME: `postgresql://postgres@127.0.0.1:${p.postgres}/${DB_NAME}?sslmode=disable` }
-      const pid = startDetached({ name: 'postgres-exporter', argv: ['prometheus-postgres-exporter', `--web.listen-address=127.0.0.1:${p.postgresExporter}`], env, cwd: ROOT, logFile })
-      await waitHealthy('postgres-exporter', { http: `http://127.0.0.1:${p.postgresExporter}/metrics` }, { pid, timeoutMs: 15_000, logFile })
-      return pid
-    })
-    await this.part(s, 'redis-exporter', 'redis-exporter', p.redisExporter, { http: `http://127.0.0.1:${p.redisExporter}/metrics` }, async (logFile) => {
-      const argv = ['prometheus-redis-exporter', `-redis.addr=redis://127.0.0.1:${p.redis}`, `-web.listen-address=127.0.0.1:${p.redisExporter}`]
-      const pid = startDetached({ name: 'redis-exporter', argv, cwd: ROOT, logFile })
-      await waitHealthy('redis-exporter', { http: `http://127.0.0.1:${p.redisExporter}/metrics` }, { pid, timeoutMs: 15_000, logFile })
-      return pid
-    })
+    await this.part(
+      s,
+      'postgres-exporter',
+      'postgres-exporter',
+      p.postgresExporter,
+      { http: `http://127.0.0.1:${p.postgresExporter}/metrics` },
+      async (logFile) => {
+        const env = { ...process.env, DATA_SOURCE_NAME: `postgresql://postgres@127.0.0.1:${p.postgres}/${DB_NAME}?sslmode=disable` }
+        const pid = startDetached({
+          name: 'postgres-exporter',
+          argv: ['prometheus-postgres-exporter', `--web.listen-address=127.0.0.1:${p.postgresExporter}`],
+          env,
+          cwd: ROOT,
+          logFile,
+        })
+        await waitHealthy(
+          'postgres-exporter',
+          { http: `http://127.0.0.1:${p.postgresExporter}/metrics` },
+          { pid, timeoutMs: 15_000, logFile },
+        )
+        return pid
+      },
+    )
+    await this.part(
+      s,
+      'redis-exporter',
+      'redis-exporter',
+      p.redisExporter,
+      { http: `http://127.0.0.1:${p.redisExporter}/metrics` },
+      async (logFile) => {
+        const argv = [
+          'prometheus-redis-exporter',
+          `-redis.addr=redis://127.0.0.1:${p.redis}`,
+          `-web.listen-address=127.0.0.1:${p.redisExporter}`,
+        ]
+        const pid = startDetached({ name: 'redis-exporter', argv, cwd: ROOT, logFile })
+        await waitHealthy('redis-exporter', { http: `http://127.0.0.1:${p.redisExporter}/metrics` }, { pid, timeoutMs: 15_000, logFile })
+        return pid
+      },
+    )
 
     await this.startReplicas(s, 'api', range(1, apiCount))
     await this.startReplicas(s, 'worker', range(1, workerCount))
     for (const extra of this.replicas('api').filter((r) => replicaIndex(r.name) > apiCount)) await this.stopReplica(s, extra)
     for (const extra of this.replicas('worker').filter((r) => replicaIndex(r.name) > workerCount)) await this.stopReplica(s, extra)
-    writeUpstreams(cfg.upstreamFile, this.replicasOf(s, 'api').map((r) => r.port))
+    writeUpstreams(
+      cfg.upstreamFile,
+      this.replicasOf(s, 'api').map((r) => r.port),
+    )
 
     const nginxPrefix = join(this.dir, 'nginx')
     const nginxProbe = { http: `http://127.0.0.1:${p.nginxStatus}/nginx_status` }
@@ -222,8 +314,12 @@ export class Stack {
     this.writeAllTargets(s, cfg)
     await this.part(s, 'prometheus', 'prometheus', p.prometheus, { http: `${this.prometheusUrl}/-/ready` }, async (logFile) => {
       const argv = [
-        'prometheus', `--config.file=${cfg.prometheusConf}`, `--storage.tsdb.path=${join(this.dir, 'prometheus')}`,
-        `--web.listen-address=127.0.0.1:${p.prometheus}`, '--web.enable-remote-write-receiver', '--enable-feature=exemplar-storage',
+        'prometheus',
+        `--config.file=${cfg.prometheusConf}`,
+        `--storage.tsdb.path=${join(this.dir, 'prometheus')}`,
+        `--web.listen-address=127.0.0.1:${p.prometheus}`,
+        '--web.enable-remote-write-receiver',
+        '--enable-feature=exemplar-storage',
         '--web.enable-lifecycle',
       ]
       const pid = startDetached({ name: 'prometheus', argv, cwd: ROOT, logFile })
@@ -232,7 +328,9 @@ export class Stack {
     })
     await this.part(s, 'alertmanager', 'alertmanager', p.alertmanager, { http: `${this.alertmanagerUrl}/-/ready` }, async (logFile) => {
       const argv = [
-        'prometheus-alertmanager', `--config.file=${cfg.alertmanagerConf}`, `--storage.path=${join(this.dir, 'alertmanager')}`,
+        'prometheus-alertmanager',
+        `--config.file=${cfg.alertmanagerConf}`,
+        `--storage.path=${join(this.dir, 'alertmanager')}`,
         `--web.listen-address=127.0.0.1:${p.alertmanager}`,
         // No gossip port: one instance, and a second stack (tests) must not join the first one's cluster.
         '--cluster.listen-address=',
@@ -259,7 +357,15 @@ export class Stack {
   }
 
   /** Starts one part unless its recorded pid still runs; refuses a port some other process holds. */
-  private async part(s: State, name: string, kind: PartKind, port: number, probe: Probe, start: (logFile: string) => Promise<number>, logFile = join(this.logsDir, `${name}.log`)): Promise<void> {
+  private async part(
+    s: State,
+    name: string,
+    kind: PartKind,
+    port: number,
+    probe: Probe,
+    start: (logFile: string) => Promise<number>,
+    logFile = join(this.logsDir, `${name}.log`),
+  ): Promise<void> {
     const known = s.parts[name]
     if (known && alive(known.pid)) {
       this.say(`==> ${name}: already running (pid ${known.pid})`)
@@ -293,7 +399,11 @@ export class Stack {
     const missing = proxies.filter((x) => !(x.name in existing))
     if (missing.length === 0) return
     for (const x of missing) await this.assertPortFree(Number(x.listen.split(':')[1]), `toxiproxy proxy ${x.name}`)
-    const res = await fetch(`${this.toxiproxyUrl}/populate`, { method: 'POST', body: JSON.stringify(missing), headers: { 'content-type': 'application/json' } })
+    const res = await fetch(`${this.toxiproxyUrl}/populate`, {
+      method: 'POST',
+      body: JSON.stringify(missing),
+      headers: { 'content-type': 'application/json' },
+    })
     if (!res.ok) throw new StackError(`toxiproxy refused the proxies: ${res.status} ${await res.text()}`)
     this.say(`    toxiproxy: proxies ${missing.map((x) => `${x.name} ${x.listen} -> ${x.upstream}`).join(', ')}`)
   }
@@ -315,17 +425,18 @@ export class Stack {
       OTEL_TRACES_EXPORTER: process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? 'otlp' : 'none',
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('OTEL_')) as [string, string][]),
     }
-    const own: Record<string, string> = kind === 'api'
-      ? {
-          HOST: '127.0.0.1',
-          PORT: String(p.apiBase + index),
-          METRICS_PORT: String(p.apiMetricsBase + index),
-          JWT_SECRET: this.jwtSecret(),
-          PUBLIC_BASE_URL: this.baseUrl,
-          ...LOAD_FRIENDLY_API_ENV,
-          ...s.apiEnv,
-        }
-      : { METRICS_PORT: String(p.workerMetricsBase + index) }
+    const own: Record<string, string> =
+      kind === 'api'
+        ? {
+            HOST: '127.0.0.1',
+            PORT: String(p.apiBase + index),
+            METRICS_PORT: String(p.apiMetricsBase + index),
+            JWT_SECRET: this.jwtSecret(),
+            PUBLIC_BASE_URL: this.baseUrl,
+            ...LOAD_FRIENDLY_API_ENV,
+            ...s.apiEnv,
+          }
+        : { METRICS_PORT: String(p.workerMetricsBase + index) }
     return { PATH: process.env.PATH, HOME: process.env.HOME, ...common, ...own, ...overrides }
   }
 
@@ -340,7 +451,9 @@ export class Stack {
   }
 
   private replicasOf(s: State, kind: 'api' | 'worker'): Part[] {
-    return Object.values(s.parts).filter((p) => p.kind === kind).sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
+    return Object.values(s.parts)
+      .filter((p) => p.kind === kind)
+      .sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
   }
 
   private probeFor(kind: 'api' | 'worker', port: number, metricsPort: number): Probe {
@@ -364,12 +477,24 @@ export class Stack {
       if (kind === 'api') await this.assertPortFree(metricsPort, `${name} /metrics`)
       const logFile = join(this.logsDir, `${name}.log`)
       const entry = kind === 'api' ? 'service/server.ts' : 'worker/main.ts'
-      this.say(`==> ${name}: starting on port ${port}${kind === 'api' ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}`)
-      const pid = startDetached({ name, argv: [process.execPath, '--import', `./${INSTRUMENTATION}`, entry], env: this.appEnv(s, kind, i, env), cwd: ROOT, logFile })
+      this.say(
+        `==> ${name}: starting on port ${port}${kind === 'api' ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}`,
+      )
+      const pid = startDetached({
+        name,
+        argv: [process.execPath, '--import', `./${INSTRUMENTATION}`, entry],
+        env: this.appEnv(s, kind, i, env),
+        cwd: ROOT,
+        logFile,
+      })
       s.parts[name] = { name, kind, pid, port, metricsPort, logFile, ...(Object.keys(env).length ? { env } : {}) }
       this.save(s)
       const t0 = Date.now()
-      starting.push(waitHealthy(name, this.probeFor(kind, port, metricsPort), { pid, timeoutMs: 60_000, logFile }).then(() => this.say(`    ${name}: ready (pid ${pid}, ${Date.now() - t0} ms)`)))
+      starting.push(
+        waitHealthy(name, this.probeFor(kind, port, metricsPort), { pid, timeoutMs: 60_000, logFile }).then(() =>
+          this.say(`    ${name}: ready (pid ${pid}, ${Date.now() - t0} ms)`),
+        ),
+      )
     }
     await Promise.all(starting)
   }
@@ -394,7 +519,12 @@ export class Stack {
       const now = this.replicasOf(s, 'api')
       await this.startReplicas(s, 'api', range(1, want.api), env)
       const extra = now.filter((r) => replicaIndex(r.name) > want.api!)
-      writeUpstreams(cfg.upstreamFile, this.replicasOf(s, 'api').filter((r) => !extra.includes(r)).map((r) => r.port))
+      writeUpstreams(
+        cfg.upstreamFile,
+        this.replicasOf(s, 'api')
+          .filter((r) => !extra.includes(r))
+          .map((r) => r.port),
+      )
       await this.reloadNginx(s)
       for (const r of extra) await this.stopReplica(s, r)
     }
@@ -421,14 +551,20 @@ export class Stack {
     if (kind === 'api') {
       const others = this.replicasOf(s, 'api').filter((r) => r.name !== name)
       if (others.length > 0) {
-        writeUpstreams(cfg.upstreamFile, others.map((r) => r.port))
+        writeUpstreams(
+          cfg.upstreamFile,
+          others.map((r) => r.port),
+        )
         await this.reloadNginx(s)
       }
     }
     if (part) await this.stopReplica(s, part)
     await this.startReplicas(s, kind, [index], env ?? part?.env ?? {})
     if (kind === 'api') {
-      writeUpstreams(cfg.upstreamFile, this.replicasOf(s, 'api').map((r) => r.port))
+      writeUpstreams(
+        cfg.upstreamFile,
+        this.replicasOf(s, 'api').map((r) => r.port),
+      )
       await this.reloadNginx(s)
     }
     this.writeAllTargets(s, cfg)
@@ -446,7 +582,12 @@ export class Stack {
     for (const p of parts) delete s.parts[p.name]
     this.save(s)
     this.say(`==> ${parts.map((p) => p.name).join(', ')}: stopped`)
-    await this.startReplicas(s, kind, parts.map((p) => replicaIndex(p.name)), env)
+    await this.startReplicas(
+      s,
+      kind,
+      parts.map((p) => replicaIndex(p.name)),
+      env,
+    )
     if (kind === 'api') await this.reloadNginx(s)
     this.writeAllTargets(s, this.configs())
   }
@@ -482,8 +623,16 @@ export class Stack {
     const p = this.ports
     const at = (port: number, replica: string): Target => ({ address: `127.0.0.1:${port}`, replica })
     mkdirSync(cfg.targetsDir, { recursive: true })
-    writeTargets(cfg.targetsDir, 'opsdrill-api', this.replicasOf(s, 'api').map((r) => at(r.metricsPort!, r.name)))
-    writeTargets(cfg.targetsDir, 'opsdrill-worker', this.replicasOf(s, 'worker').map((r) => at(r.metricsPort!, r.name)))
+    writeTargets(
+      cfg.targetsDir,
+      'opsdrill-api',
+      this.replicasOf(s, 'api').map((r) => at(r.metricsPort!, r.name)),
+    )
+    writeTargets(
+      cfg.targetsDir,
+      'opsdrill-worker',
+      this.replicasOf(s, 'worker').map((r) => at(r.metricsPort!, r.name)),
+    )
     writeTargets(cfg.targetsDir, 'postgres', [at(p.postgresExporter, 'postgres-exporter')])
     writeTargets(cfg.targetsDir, 'redis', [at(p.redisExporter, 'redis-exporter')])
     writeTargets(cfg.targetsDir, 'prometheus', [at(p.prometheus, 'prometheus')])
@@ -495,22 +644,42 @@ export class Stack {
   async status(): Promise<PartStatus[]> {
     const s = this.readState()
     if (!s) return []
-    return Promise.all(Object.values(s.parts).map(async (part) => {
-      const running = alive(part.pid)
-      return { name: part.name, kind: part.kind, pid: part.pid, port: part.port, running, healthy: running && (await probeOk(this.healthProbe(part))), logFile: part.logFile }
-    }))
+    return Promise.all(
+      Object.values(s.parts).map(async (part) => {
+        const running = alive(part.pid)
+        return {
+          name: part.name,
+          kind: part.kind,
+          pid: part.pid,
+          port: part.port,
+          running,
+          healthy: running && (await probeOk(this.healthProbe(part))),
+          logFile: part.logFile,
+        }
+      }),
+    )
   }
 
   private healthProbe(part: Part): Probe {
     const p = this.ports
     switch (part.kind) {
-      case 'api': case 'worker': return this.probeFor(part.kind, part.port, part.metricsPort!)
-      case 'nginx': return { http: `http://127.0.0.1:${p.nginxStatus}/nginx_status` }
-      case 'prometheus': return { http: `${this.prometheusUrl}/-/ready` }
-      case 'alertmanager': return { http: `${this.alertmanagerUrl}/-/ready` }
-      case 'toxiproxy': return { http: `${this.toxiproxyUrl}/version` }
-      case 'postgres-exporter': case 'redis-exporter': return { http: `http://127.0.0.1:${part.port}/metrics` }
-      case 'postgres': case 'redis': return { port: part.port }
+      case 'api':
+      case 'worker':
+        return this.probeFor(part.kind, part.port, part.metricsPort!)
+      case 'nginx':
+        return { http: `http://127.0.0.1:${p.nginxStatus}/nginx_status` }
+      case 'prometheus':
+        return { http: `${this.prometheusUrl}/-/ready` }
+      case 'alertmanager':
+        return { http: `${this.alertmanagerUrl}/-/ready` }
+      case 'toxiproxy':
+        return { http: `${this.toxiproxyUrl}/version` }
+      case 'postgres-exporter':
+      case 'redis-exporter':
+        return { http: `http://127.0.0.1:${part.port}/metrics` }
+      case 'postgres':
+      case 'redis':
+        return { port: part.port }
     }
   }
 
@@ -522,17 +691,30 @@ export class Stack {
       return []
     }
     const stopped: string[] = []
-    const order: PartKind[] = ['nginx', 'api', 'worker', 'alertmanager', 'prometheus', 'postgres-exporter', 'redis-exporter', 'toxiproxy', 'redis', 'postgres']
+    const order: PartKind[] = [
+      'nginx',
+      'api',
+      'worker',
+      'alertmanager',
+      'prometheus',
+      'postgres-exporter',
+      'redis-exporter',
+      'toxiproxy',
+      'redis',
+      'postgres',
+    ]
     for (const kind of order) {
       const parts = Object.values(s.parts).filter((p) => p.kind === kind)
-      await Promise.all(parts.map(async (part) => {
-        if (kind === 'postgres' && alive(part.pid)) stopPostgres(join(this.dir, 'postgres'))
-        const how = await stopPid(part.pid, kind === 'api' || kind === 'worker' ? APP_STOP_GRACE_MS : TOOL_STOP_GRACE_MS)
-        this.say(`==> ${part.name}: ${how === 'gone' ? 'was not running' : `stopped (pid ${part.pid}, ${how})`}`)
-        stopped.push(part.name)
-        delete s.parts[part.name]
-        this.save(s)
-      }))
+      await Promise.all(
+        parts.map(async (part) => {
+          if (kind === 'postgres' && alive(part.pid)) stopPostgres(join(this.dir, 'postgres'))
+          const how = await stopPid(part.pid, kind === 'api' || kind === 'worker' ? APP_STOP_GRACE_MS : TOOL_STOP_GRACE_MS)
+          this.say(`==> ${part.name}: ${how === 'gone' ? 'was not running' : `stopped (pid ${part.pid}, ${how})`}`)
+          stopped.push(part.name)
+          delete s.parts[part.name]
+          this.save(s)
+        }),
+      )
     }
     const cfg = this.configs()
     removeTargets(cfg.targetsDir)
@@ -574,9 +756,12 @@ function range(from: number, to: number): number[] {
 }
 
 function checkCount(kind: string, n: number, min: number): void {
-  if (!Number.isInteger(n) || n < min || n > MAX_REPLICAS) throw new StackError(`${kind} replicas must be a whole number from ${min} to ${MAX_REPLICAS} (got ${n})`)
+  if (!Number.isInteger(n) || n < min || n > MAX_REPLICAS)
+    throw new StackError(`${kind} replicas must be a whole number from ${min} to ${MAX_REPLICAS} (got ${n})`)
 }
 
 function fmtEnv(env: Record<string, string>): string {
-  return Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')
+  return Object.entries(env)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ')
 }

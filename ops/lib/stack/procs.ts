@@ -25,7 +25,8 @@ export function startDetached(spec: StartSpec): number {
       detached: true,
       stdio: ['ignore', fd, fd],
     })
-    if (child.pid === undefined) throw new Error(`${spec.name}: could not start ${spec.argv[0]} (is it installed? run ops/stack up, which installs it)`)
+    if (child.pid === undefined)
+      throw new Error(`${spec.name}: could not start ${spec.argv[0]} (is it installed? run ops/stack up, which installs it)`)
     child.unref()
     return child.pid
   } finally {

@@ -1,19 +1,29 @@
 // Reading the stack's Prometheus: instant and range queries, and waiting until a fresh scrape has happened.
 import { setTimeout as sleep } from 'node:timers/promises'
 
-export interface Sample { metric: Record<string, string>; value: number }
-export interface Series { metric: Record<string, string>; values: [number, number][] }
+export interface Sample {
+  metric: Record<string, string>
+  value: number
+}
+export interface Series {
+  metric: Record<string, string>
+  values: [number, number][]
+}
 
 async function api<T>(base: string, path: string, params: Record<string, string>): Promise<T> {
   const url = `${base}/api/v1/${path}?${new URLSearchParams(params)}`
   const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
   const body = (await res.json()) as { status: string; data: { result: T }; error?: string }
-  if (body.status !== 'success') throw new Error(`Prometheus query failed (${res.status}): ${body.error ?? 'unknown error'}: ${params.query}`)
+  if (body.status !== 'success')
+    throw new Error(`Prometheus query failed (${res.status}): ${body.error ?? 'unknown error'}: ${params.query}`)
   return body.data.result
 }
 
 export async function queryVector(base: string, query: string, time?: number): Promise<Sample[]> {
-  const result = await api<{ metric: Record<string, string>; value: [number, string] }[]>(base, 'query', { query, ...(time ? { time: String(time) } : {}) })
+  const result = await api<{ metric: Record<string, string>; value: [number, string] }[]>(base, 'query', {
+    query,
+    ...(time ? { time: String(time) } : {}),
+  })
   return result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }))
 }
 
@@ -25,7 +35,10 @@ export async function queryScalar(base: string, query: string, time?: number): P
 
 export async function queryRange(base: string, query: string, start: number, end: number, stepSec: number): Promise<Series[]> {
   const result = await api<{ metric: Record<string, string>; values: [number, string][] }[]>(base, 'query_range', {
-    query, start: String(start), end: String(end), step: String(stepSec),
+    query,
+    start: String(start),
+    end: String(end),
+    step: String(stepSec),
   })
   return result.map((r) => ({ metric: r.metric, values: r.values.map(([t, v]) => [t, Number(v)] as [number, number]) }))
 }

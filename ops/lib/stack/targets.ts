@@ -16,7 +16,10 @@ export interface ConfigPaths {
 
 export const PROMETHEUS_JOBS = ['opsdrill-api', 'opsdrill-worker', 'postgres', 'redis', 'prometheus', 'alertmanager'] as const
 export type PrometheusJob = (typeof PROMETHEUS_JOBS)[number]
-export interface Target { address: string; replica: string }
+export interface Target {
+  address: string
+  replica: string
+}
 
 export function configPaths(root: string, stateDir: string, ports: StackPorts, offset: number): ConfigPaths {
   const alertmanagerConf = join(root, 'alertmanager/alertmanager.yml')
@@ -35,7 +38,9 @@ export function configPaths(root: string, stateDir: string, ports: StackPorts, o
   mkdirSync(join(nginxDir, 'upstreams'), { recursive: true })
   mkdirSync(join(promDir, 'targets'), { recursive: true })
   const nginx = readFileSync(join(root, 'nginx/nginx.conf'), 'utf8')
-  const moved = nginx.replace(/listen 8080;/, `listen ${ports.nginx};`).replace(/listen 127\.0\.0\.1:8081;/, `listen 127.0.0.1:${ports.nginxStatus};`)
+  const moved = nginx
+    .replace(/listen 8080;/, `listen ${ports.nginx};`)
+    .replace(/listen 127\.0\.0\.1:8081;/, `listen 127.0.0.1:${ports.nginxStatus};`)
   if (!moved.includes(`listen ${ports.nginx};`) || !moved.includes(`127.0.0.1:${ports.nginxStatus};`)) {
     throw new Error('nginx/nginx.conf no longer has `listen 8080;` and `listen 127.0.0.1:8081;`: update ops/lib/stack/targets.ts to match')
   }
