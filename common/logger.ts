@@ -2,7 +2,7 @@
 // The ECS formatter adds trace.id/span.id from the active OpenTelemetry span. Secrets are redacted by path.
 import { pino, type Logger, type DestinationStream } from 'pino'
 import { ecsFormat } from '@elastic/ecs-pino-format'
-import { trace } from '@opentelemetry/api'
+import { isSpanContextValid, trace } from '@opentelemetry/api'
 
 export const REDACT_PATHS = [
   'password',
@@ -39,7 +39,8 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
       // ECS trace fields from the active OpenTelemetry span, so Kibana and Grafana join logs to traces by trace.id.
       mixin() {
         const ctx = trace.getActiveSpan()?.spanContext()
-        return ctx ? { trace: { id: ctx.traceId }, span: { id: ctx.spanId } } : {}
+        // An unsampled request has a non-recording span with an all-zero (invalid) context: nothing to join on.
+        return ctx && isSpanContextValid(ctx) ? { trace: { id: ctx.traceId }, span: { id: ctx.spanId } } : {}
       },
     },
     destination,

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { stackAt } from '../../ops/lib/stack/index.ts'
-import { queryVector, waitForScrape } from '../../ops/lib/stack/prometheus.ts'
+import { queryRange, queryVector, waitForScrape } from '../../ops/lib/stack/prometheus.ts'
 import { allExpressions, metricNames, recordedNames } from '../../ops/lib/promql.ts'
 import { runK6 } from '../../ops/lib/k6.ts'
 import { QUEUES } from '../../common/queues.ts'
@@ -66,16 +66,6 @@ async function driveTraffic(t: Test) {
   await Promise.all([exportsQ.close(), clicksQ.close()])
   await connection.quit()
 
-  // Redis unreachable for a few seconds: cache errors (codes not in any replica's L1, so lookups reach Redis),
-  // fail-open redirects, dropped clicks, client reconnects.
-  await toxiproxy('redis', false)
-  for (let i = 0; i < 3; i++) {
-    await Promise.all(Array.from({ length: 20 }, (_, j) => call('GET', `/redis-down-${i}-${j}`)))
-    await Promise.all(links.slice(2).map((l) => call('GET', `/${l.code}`)))
-    await sleep(1000)
-  }
-  await toxiproxy('redis', true)
-  await sleep(3000)
   // Postgres unreachable: Postgres-backed routes answer 503; cached redirects still succeed and their clicks fail to
   // store in the worker, whose jobs are retried once Postgres is back.
   await toxiproxy('postgres', false)
@@ -88,6 +78,16 @@ async function driveTraffic(t: Test) {
   await toxiproxy('postgres', true)
   await sleep(3000)
 
+  // Redis unreachable for a few seconds: cache errors (codes not in any replica's L1, so lookups reach Redis),
+  // fail-open redirects, dropped clicks, client reconnects.
+  await toxiproxy('redis', false)
+  for (let i = 0; i < 3; i++) {
+    await Promise.all(Array.from({ length: 20 }, (_, j) => call('GET', `/redis-down-${i}-${j}`)))
+    await Promise.all(links.slice(2).map((l) => call('GET', `/${l.code}`)))
+    await sleep(1000)
+  }
+  await toxiproxy('redis', true)
+  await sleep(3000)
   // k6, remote-written into Prometheus, for the k6 dashboard.
   const k6 = await runK6({ scenario: 'smoke', short: true, baseUrl: stack.baseUrl, prometheusUrl: stack.prometheusUrl, label: 'observability-proof' })
   t.equal(k6.exitCode, 0, `k6 smoke thresholds held (${k6.failedThresholds.join(', ')})`)
@@ -102,6 +102,7 @@ t.test('when the stack has served real traffic and faults, then every panel, rec
   await stack.down().catch(() => undefined)
   t.teardown(() => stack.down())
   await stack.up({ api: 2, worker: 1 })
+  const trafficStart = Math.floor(Date.now() / 1000)
   await driveTraffic(t)
 
   // Two scrapes and two rule evaluations after the last request, so rates, recorded series and ALERTS exist.
@@ -114,9 +115,12 @@ t.test('when the stack has served real traffic and faults, then every panel, rec
   t.ok(expressions.length > 100, `found ${expressions.length} expressions`)
   const problems: string[] = []
   for (const e of expressions) {
+    // A panel is drawn by a range query over the dashboard's time window (here: the test's traffic); an alert is
+    // evaluated now.
     let series = -1
     try {
-      series = (await queryVector(stack.prometheusUrl, e.expr)).length
+      const now = Math.floor(Date.now() / 1000)
+      series = e.kind === 'alert' ? (await queryVector(stack.prometheusUrl, e.expr)).length : (await queryRange(stack.prometheusUrl, e.expr, trafficStart, now, 15)).length
     } catch (err) {
       problems.push(`${e.where}: query failed: ${(err as Error).message}`)
       continue
