@@ -16,7 +16,7 @@ function errorOf(env: Record<string, string>): string {
   throw new Error('loadConfig accepted a bad environment')
 }
 
-t.test('when the environment is valid, then loadConfig applies defaults and converts types', async (t) => {
+void t.test('when the environment is valid, then loadConfig applies defaults and converts types', async (t) => {
   const c = loadConfig(ApiEnv, { ...good, PORT: '8081', CACHE_ENABLED: 'false', MAX_EVENT_LOOP_UTILIZATION: '0.5' })
   t.equal(c.PORT, 8081)
   t.equal(c.CACHE_ENABLED, false)
@@ -25,7 +25,7 @@ t.test('when the environment is valid, then loadConfig applies defaults and conv
   t.equal(loadConfig(WorkerEnv, good).METRICS_PORT, 9465)
 })
 
-t.test('when a variable is missing or invalid, then the error is one line naming it', async (t) => {
+void t.test('when a variable is missing or invalid, then the error is one line naming it', async (t) => {
   const cases: [string, Record<string, string>, string][] = [
     ['missing DATABASE_URL', { REDIS_URL: good.REDIS_URL, JWT_SECRET: good.JWT_SECRET }, 'DATABASE_URL'],
     ['JWT_SECRET shorter than 32 bytes', { ...good, JWT_SECRET: 'short-secret' }, 'JWT_SECRET'],
@@ -43,9 +43,17 @@ t.test('when a variable is missing or invalid, then the error is one line naming
   t.notMatch(errorOf({ ...good, JWT_SECRET: 'short-secret' }), 'short-secret', 'a secret value is never echoed')
 })
 
-t.test('when the API starts with a bad environment, then it exits 2 printing exactly one line naming the variable', async (t) => {
-  for (const [env, variable] of [[{ ...good, PORT: 'abc' }, 'PORT'], [{ REDIS_URL: good.REDIS_URL, JWT_SECRET: good.JWT_SECRET }, 'DATABASE_URL']] as const) {
-    const res = spawnSync(process.execPath, ['service/server.ts'], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', timeout: 20000 })
+void t.test('when the API starts with a bad environment, then it exits 2 printing exactly one line naming the variable', async (t) => {
+  for (const [env, variable] of [
+    [{ ...good, PORT: 'abc' }, 'PORT'],
+    [{ REDIS_URL: good.REDIS_URL, JWT_SECRET: good.JWT_SECRET }, 'DATABASE_URL'],
+  ] as const) {
+    const res = spawnSync(process.execPath, ['service/server.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, ...env },
+      encoding: 'utf8',
+      timeout: 20000,
+    })
     t.equal(res.status, 2, `exit code 2 for a bad ${variable}`)
     const lines = res.stderr.split('\n').filter(Boolean)
     t.equal(lines.length, 1, `one line on stderr: ${JSON.stringify(res.stderr)}`)

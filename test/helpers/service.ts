@@ -25,7 +25,10 @@ export function assertProblem(t: T, res: LightMyRequestResponse, status: number,
   t.equal(body.status, status, 'body.status matches')
   t.equal(body.code, code, `code is ${code}`)
   if (field !== undefined) {
-    t.ok(body.errors?.some((e) => e.field === field), `errors[] names ${field}: ${JSON.stringify(body.errors)}`)
+    t.ok(
+      body.errors?.some((e) => e.field === field),
+      `errors[] names ${field}: ${JSON.stringify(body.errors)}`,
+    )
     t.match(body.detail, field, `detail names ${field}`)
   }
 }
@@ -75,7 +78,12 @@ export function freePort(): Promise<number> {
   })
 }
 
-export interface OwnRedis { url: string; port: number; stop(): Promise<void>; start(): Promise<void> }
+export interface OwnRedis {
+  url: string
+  port: number
+  stop(): Promise<void>
+  start(): Promise<void>
+}
 
 /** A Redis server this test owns (own port and folder), so it can be stopped and started again. */
 export async function ownRedis(t: T): Promise<OwnRedis> {

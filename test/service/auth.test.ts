@@ -7,7 +7,7 @@ const register = (app: Awaited<ReturnType<typeof testApp>>['app'], payload: unkn
 const me = (app: Awaited<ReturnType<typeof testApp>>['app'], token?: string) =>
   app.inject({ method: 'GET', url: '/api/v1/links', headers: token === undefined ? {} : { authorization: `Bearer ${token}` } })
 
-t.test('when a user registers, then 201 and an argon2id hash (m=19456,t=2,p=1) is stored, never the password', async (t) => {
+void t.test('when a user registers, then 201 and an argon2id hash (m=19456,t=2,p=1) is stored, never the password', async (t) => {
   const { app, databaseUrl } = await testApp(t)
   const email = uniqueEmail()
   const res = await register(app, { email, password: PASSWORD })
@@ -16,14 +16,17 @@ t.test('when a user registers, then 201 and an argon2id hash (m=19456,t=2,p=1) i
   t.match(body, { email, role: 'user' })
   t.notOk('password' in body || 'passwordHash' in body, 'no password material in the response')
   const db = await sql(t, databaseUrl)
-  const { rows } = await db.query<{ id: string; password_hash: string; role: string }>('SELECT id, password_hash, role FROM users WHERE email = $1', [email])
+  const { rows } = await db.query<{ id: string; password_hash: string; role: string }>(
+    'SELECT id, password_hash, role FROM users WHERE email = $1',
+    [email],
+  )
   t.equal(rows.length, 1)
   t.equal(rows[0]!.id, body.id)
   t.match(rows[0]!.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/)
   t.notMatch(rows[0]!.password_hash, PASSWORD)
 })
 
-t.test('when an email is registered again in another case, then 409 EMAIL_TAKEN and one row', async (t) => {
+void t.test('when an email is registered again in another case, then 409 EMAIL_TAKEN and one row', async (t) => {
   const { app, databaseUrl } = await testApp(t)
   const email = uniqueEmail()
   t.equal((await register(app, { email, password: PASSWORD })).statusCode, 201)
@@ -33,7 +36,7 @@ t.test('when an email is registered again in another case, then 409 EMAIL_TAKEN 
   t.equal(rows.length, 1)
 })
 
-t.test('when registration input is invalid, then 400 VALIDATION_FAILED naming the field and nothing is stored', async (t) => {
+void t.test('when registration input is invalid, then 400 VALIDATION_FAILED naming the field and nothing is stored', async (t) => {
   const { app, databaseUrl } = await testApp(t)
   const cases: [string, unknown, string][] = [
     ['invalid email', { email: 'not-an-email', password: PASSWORD }, 'body.email'],
@@ -49,7 +52,7 @@ t.test('when registration input is invalid, then 400 VALIDATION_FAILED naming th
   t.equal((await db.query('SELECT 1 FROM users')).rows.length, 0)
 })
 
-t.test('when a user logs in with the right password, then 200 with a bearer token that works', async (t) => {
+void t.test('when a user logs in with the right password, then 200 with a bearer token that works', async (t) => {
   const { app, config } = await testApp(t)
   const email = uniqueEmail()
   await register(app, { email, password: PASSWORD })
@@ -58,14 +61,17 @@ t.test('when a user logs in with the right password, then 200 with a bearer toke
   const body = res.json() as { accessToken: string; tokenType: string; expiresIn: number }
   t.equal(body.tokenType, 'Bearer')
   t.equal(body.expiresIn, config.JWT_TTL_SECONDS)
-  const [header, payload] = body.accessToken.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>)
+  const [header, payload] = body.accessToken
+    .split('.')
+    .slice(0, 2)
+    .map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>)
   t.equal(header!.alg, 'HS256')
   t.match(payload, { iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE, role: 'user' })
   t.ok(Math.abs((payload!.exp as number) - Date.now() / 1000 - config.JWT_TTL_SECONDS) < 5, 'exp = now + JWT_TTL_SECONDS')
   t.equal((await me(app, body.accessToken)).statusCode, 200)
 })
 
-t.test('when the password is wrong or the email unknown, then 401 INVALID_CREDENTIALS alike', async (t) => {
+void t.test('when the password is wrong or the email unknown, then 401 INVALID_CREDENTIALS alike', async (t) => {
   const { app } = await testApp(t)
   const { email } = await login(app)
   const wrong = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: 'not the password at all' } })
@@ -75,7 +81,7 @@ t.test('when the password is wrong or the email unknown, then 401 INVALID_CREDEN
   t.equal(wrong.json().detail, unknown.json().detail, 'same detail: no user enumeration')
 })
 
-t.test('when a token is missing, forged or out of policy, then 401 UNAUTHORIZED', async (t) => {
+void t.test('when a token is missing, forged or out of policy, then 401 UNAUTHORIZED', async (t) => {
   const { app, config, databaseUrl } = await testApp(t)
   await login(app)
   const db = await sql(t, databaseUrl)
@@ -106,7 +112,7 @@ t.test('when a token is missing, forged or out of policy, then 401 UNAUTHORIZED'
   }
 })
 
-t.test('when an email is listed in ADMIN_EMAILS, then it registers as an admin', async (t) => {
+void t.test('when an email is listed in ADMIN_EMAILS, then it registers as an admin', async (t) => {
   const admin = uniqueEmail()
   const { app, databaseUrl } = await testApp(t, { ADMIN_EMAILS: `someone@example.test, ${admin.toUpperCase()}` })
   const res = await register(app, { email: admin, password: PASSWORD })
@@ -114,11 +120,12 @@ t.test('when an email is listed in ADMIN_EMAILS, then it registers as an admin',
   t.equal((await register(app, { email: uniqueEmail(), password: PASSWORD })).json().role, 'user')
   const db = await sql(t, databaseUrl)
   t.equal((await db.query<{ role: string }>('SELECT role FROM users WHERE email = $1', [admin])).rows[0]!.role, 'admin')
-  const token = (await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: admin, password: PASSWORD } })).json().accessToken as string
+  const token = (await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: admin, password: PASSWORD } })).json()
+    .accessToken as string
   t.equal(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).role, 'admin')
 })
 
-t.test('when requests carry passwords and tokens, then ECS log lines never contain them', async (t) => {
+void t.test('when requests carry passwords and tokens, then ECS log lines never contain them', async (t) => {
   const { app, logs } = await testApp(t, { LOG_LEVEL: 'trace' })
   const secretPassword = 'pw-that-must-never-be-logged-7f3a'
   const { token } = await login(app, uniqueEmail(), secretPassword)

@@ -5,7 +5,7 @@ import { apiConfig, testDatabase } from '../helpers/env.ts'
 import { assertProblem, counterValue, freePort, unreadyApp } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
 
-t.test('when a handler throws unexpectedly, then 500 INTERNAL with no message or stack, and the error is logged', async (t) => {
+void t.test('when a handler throws unexpectedly, then 500 INTERNAL with no message or stack, and the error is logged', async (t) => {
   const config = apiConfig(await testDatabase(t), { LOG_LEVEL: 'info' })
   const { app, logs } = await unreadyApp(t, config)
   app.get('/boom', async () => {
@@ -32,32 +32,42 @@ async function silentServer(t: { teardown(fn: () => unknown): void }): Promise<n
   return (server.address() as { port: number }).port
 }
 
-for (const [what, port] of [['refuses connections', () => freePort()], ['accepts and never answers', silentServer]] as const) {
-  t.test(`when Postgres ${what}, then a Postgres route answers 503 SERVICE_UNAVAILABLE with Retry-After within the connect timeout, and readyz is 503`, async (t) => {
-    const p = await port(t)
-    const { app } = await testApp(t, { PG_CONNECT_TIMEOUT_MS: '300' }, `postgres://postgres@127.0.0.1:${p}/none`)
-    const started = Date.now()
-    const res = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: 'a@example.test', password: 'whatever-password' } })
-    const took = Date.now() - started
-    assertProblem(t, res, 503, 'SERVICE_UNAVAILABLE')
-    t.equal(res.headers['retry-after'], '1')
-    t.ok(took < 800, `answered in ${took} ms (connect timeout 300 ms + 0.5 s)`)
-    t.notMatch(res.body, /ECONNREFUSED|timeout|127\.0\.0\.1/, 'no internals in the body')
-    const ready = await app.inject('/readyz')
-    t.equal(ready.statusCode, 503)
-    t.match(ready.json(), { checks: { postgres: 'down', redis: 'ok' } })
-    t.equal((await app.inject('/healthz')).statusCode, 200, 'liveness does not depend on Postgres')
-  })
+for (const [what, port] of [
+  ['refuses connections', () => freePort()],
+  ['accepts and never answers', silentServer],
+] as const) {
+  void t.test(
+    `when Postgres ${what}, then a Postgres route answers 503 SERVICE_UNAVAILABLE with Retry-After within the connect timeout, and readyz is 503`,
+    async (t) => {
+      const p = await port(t)
+      const { app } = await testApp(t, { PG_CONNECT_TIMEOUT_MS: '300' }, `postgres://postgres@127.0.0.1:${p}/none`)
+      const started = Date.now()
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { email: 'a@example.test', password: 'whatever-password' },
+      })
+      const took = Date.now() - started
+      assertProblem(t, res, 503, 'SERVICE_UNAVAILABLE')
+      t.equal(res.headers['retry-after'], '1')
+      t.ok(took < 800, `answered in ${took} ms (connect timeout 300 ms + 0.5 s)`)
+      t.notMatch(res.body, /ECONNREFUSED|timeout|127\.0\.0\.1/, 'no internals in the body')
+      const ready = await app.inject('/readyz')
+      t.equal(ready.statusCode, 503)
+      t.match(ready.json(), { checks: { postgres: 'down', redis: 'ok' } })
+      t.equal((await app.inject('/healthz')).statusCode, 200, 'liveness does not depend on Postgres')
+    },
+  )
 }
 
-t.test('when a route does not exist, then 404 problem+json naming the path', async (t) => {
+void t.test('when a route does not exist, then 404 problem+json naming the path', async (t) => {
   const { app } = await testApp(t)
   const res = await app.inject({ method: 'POST', url: '/api/v1/nothing-here?x=1' })
   assertProblem(t, res, 404, 'NOT_FOUND')
   t.match(res.json(), { instance: '/api/v1/nothing-here', detail: /POST \/api\/v1\/nothing-here/ })
 })
 
-t.test('when any response is sent (success or error), then it carries the helmet headers and an x-request-id', async (t) => {
+void t.test('when any response is sent (success or error), then it carries the helmet headers and an x-request-id', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
   const responses = {
@@ -82,13 +92,24 @@ t.test('when any response is sent (success or error), then it carries the helmet
   t.not(a.headers['x-request-id'], b.headers['x-request-id'], 'generated ids are unique')
 })
 
-t.test('when /docs/json is read, then it is OpenAPI 3.1 listing every /api/v1 route with schemas and bearerAuth', async (t) => {
+void t.test('when /docs/json is read, then it is OpenAPI 3.1 listing every /api/v1 route with schemas and bearerAuth', async (t) => {
   const { app } = await testApp(t)
   const res = await app.inject('/docs/json')
   t.equal(res.statusCode, 200)
   const spec = res.json() as {
     openapi: string
-    paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: unknown }> }; parameters?: { in: string; name: string }[]; responses: Record<string, { content?: Record<string, { schema: unknown }> }>; security?: unknown[] }>>
+    paths: Record<
+      string,
+      Record<
+        string,
+        {
+          requestBody?: { content: Record<string, { schema: unknown }> }
+          parameters?: { in: string; name: string }[]
+          responses: Record<string, { content?: Record<string, { schema: unknown }> }>
+          security?: unknown[]
+        }
+      >
+    >
     components: { securitySchemes: Record<string, { type: string; scheme: string }> }
   }
   t.equal(spec.openapi, '3.1.0')
@@ -108,15 +129,22 @@ t.test('when /docs/json is read, then it is OpenAPI 3.1 listing every /api/v1 ro
   ]
   for (const [method, path] of expected) t.ok(spec.paths[path]?.[method], `${method.toUpperCase()} ${path} is documented`)
   // Every /api/v1 operation the app has (including any added later) is fully described.
-  const ops = Object.entries(spec.paths).filter(([p]) => p.startsWith('/api/v1/')).flatMap(([p, m]) => Object.entries(m).map(([verb, op]) => ({ name: `${verb.toUpperCase()} ${p}`, path: p, verb, op })))
+  const ops = Object.entries(spec.paths)
+    .filter(([p]) => p.startsWith('/api/v1/'))
+    .flatMap(([p, m]) => Object.entries(m).map(([verb, op]) => ({ name: `${verb.toUpperCase()} ${p}`, path: p, verb, op })))
   t.ok(ops.length >= expected.length)
   for (const { name, path, verb, op } of ops) {
     const success = Object.entries(op.responses).find(([s]) => s.startsWith('2'))
     t.ok(success, `${name}: documents its success response`)
     const errorCodes = Object.keys(op.responses).filter((s) => s.startsWith('4'))
     t.ok(errorCodes.length > 0, `${name}: documents its problems`)
-    if (['post', 'patch', 'put'].includes(verb) && !path.endsWith('/exports') && !path.includes('/admin/')) t.ok(op.requestBody?.content['application/json']?.schema, `${name}: request body schema`)
-    if (path.includes('{id}')) t.ok(op.parameters?.some((p) => p.in === 'path' && p.name === 'id'), `${name}: id path parameter`)
+    if (['post', 'patch', 'put'].includes(verb) && !path.endsWith('/exports') && !path.includes('/admin/'))
+      t.ok(op.requestBody?.content['application/json']?.schema, `${name}: request body schema`)
+    if (path.includes('{id}'))
+      t.ok(
+        op.parameters?.some((p) => p.in === 'path' && p.name === 'id'),
+        `${name}: id path parameter`,
+      )
     if (!path.startsWith('/api/v1/auth/')) t.same(op.security, [{ bearerAuth: [] }], `${name}: bearerAuth`)
   }
   const ui = await app.inject('/docs')
@@ -126,26 +154,29 @@ t.test('when /docs/json is read, then it is OpenAPI 3.1 listing every /api/v1 ro
   t.match(page.body, /swagger-ui/i)
 })
 
-t.test('when the event loop is over MAX_EVENT_LOOP_UTILIZATION, then requests get 503 OVERLOADED with Retry-After and are counted, but /healthz answers', async (t) => {
-  const { app } = await testApp(t, { MAX_EVENT_LOOP_UTILIZATION: '0.01' })
-  const shed0 = await counterValue(metrics.httpShed)
-  // Keep the loop busy across under-pressure's 1 s sampling interval so the sampled utilisation is high.
-  const until = Date.now() + 1300
-  while (Date.now() < until) {
-    const spin = Date.now() + 40
-    while (Date.now() < spin);
-    await new Promise((r) => setImmediate(r))
-  }
-  const res = await app.inject('/api/v1/links')
-  assertProblem(t, res, 503, 'OVERLOADED')
-  t.equal(res.headers['retry-after'], '1')
-  t.ok((await counterValue(metrics.httpShed)) > shed0, 'opsdrill_http_requests_shed_total grew')
-  t.ok((await counterValue(metrics.httpShed, { reason: 'eventLoopUtilization' })) > 0, 'with reason eventLoopUtilization')
-  t.equal((await app.inject('/healthz')).statusCode, 200, 'liveness is never shed')
-  t.not((await app.inject('/readyz')).json().code, 'OVERLOADED', 'readiness is not shed either')
-})
+void t.test(
+  'when the event loop is over MAX_EVENT_LOOP_UTILIZATION, then requests get 503 OVERLOADED with Retry-After and are counted, but /healthz answers',
+  async (t) => {
+    const { app } = await testApp(t, { MAX_EVENT_LOOP_UTILIZATION: '0.01' })
+    const shed0 = await counterValue(metrics.httpShed)
+    // Keep the loop busy across under-pressure's 1 s sampling interval so the sampled utilisation is high.
+    const until = Date.now() + 1300
+    while (Date.now() < until) {
+      const spin = Date.now() + 40
+      while (Date.now() < spin);
+      await new Promise((r) => setImmediate(r))
+    }
+    const res = await app.inject('/api/v1/links')
+    assertProblem(t, res, 503, 'OVERLOADED')
+    t.equal(res.headers['retry-after'], '1')
+    t.ok((await counterValue(metrics.httpShed)) > shed0, 'opsdrill_http_requests_shed_total grew')
+    t.ok((await counterValue(metrics.httpShed, { reason: 'eventLoopUtilization' })) > 0, 'with reason eventLoopUtilization')
+    t.equal((await app.inject('/healthz')).statusCode, 200, 'liveness is never shed')
+    t.not((await app.inject('/readyz')).json().code, 'OVERLOADED', 'readiness is not shed either')
+  },
+)
 
-t.test('when the event loop was blocked past MAX_EVENT_LOOP_DELAY_MS, then requests get 503 OVERLOADED', async (t) => {
+void t.test('when the event loop was blocked past MAX_EVENT_LOOP_DELAY_MS, then requests get 503 OVERLOADED', async (t) => {
   const { app } = await testApp(t, { MAX_EVENT_LOOP_DELAY_MS: '1', MAX_EVENT_LOOP_UTILIZATION: '1' })
   const shed0 = await counterValue(metrics.httpShed, { reason: 'eventLoopDelay' })
   const until = Date.now() + 1300

@@ -19,17 +19,29 @@ function assertLimited(t: Test, res: Awaited<ReturnType<App['inject']>>): void {
   t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After is a number of seconds within the window (${res.headers['retry-after']})`)
 }
 
-t.test('when a user creates links past RATE_LIMIT_LINK_CREATE_MAX, then 429 RATE_LIMITED with Retry-After and no extra rows', async (t) => {
-  const { app, databaseUrl } = await testApp(t, { RATE_LIMIT_LINK_CREATE_MAX: '3' })
-  const { auth } = await login(app)
-  for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: `https://example.com/${i}` } })).statusCode, 201)
-  assertLimited(t, await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/4' } }))
-  t.equal((await app.inject({ method: 'GET', url: '/api/v1/links', headers: auth })).statusCode, 200, 'other routes keep their own budget')
-  const db = await sql(t, databaseUrl)
-  t.equal((await db.query('SELECT 1 FROM links')).rows.length, 3)
-})
+void t.test(
+  'when a user creates links past RATE_LIMIT_LINK_CREATE_MAX, then 429 RATE_LIMITED with Retry-After and no extra rows',
+  async (t) => {
+    const { app, databaseUrl } = await testApp(t, { RATE_LIMIT_LINK_CREATE_MAX: '3' })
+    const { auth } = await login(app)
+    for (let i = 0; i < 3; i++)
+      t.equal(
+        (await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: `https://example.com/${i}` } }))
+          .statusCode,
+        201,
+      )
+    assertLimited(t, await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/4' } }))
+    t.equal(
+      (await app.inject({ method: 'GET', url: '/api/v1/links', headers: auth })).statusCode,
+      200,
+      'other routes keep their own budget',
+    )
+    const db = await sql(t, databaseUrl)
+    t.equal((await db.query('SELECT 1 FROM links')).rows.length, 3)
+  },
+)
 
-t.test('when a client logs in past RATE_LIMIT_AUTH_MAX, then 429 even with the right password', async (t) => {
+void t.test('when a client logs in past RATE_LIMIT_AUTH_MAX, then 429 even with the right password', async (t) => {
   const { app } = await testApp(t, { RATE_LIMIT_AUTH_MAX: '3' })
   const email = uniqueEmail()
   // login() registers (1) and logs in (1): the auth routes each have their own budget of 3.
@@ -37,10 +49,13 @@ t.test('when a client logs in past RATE_LIMIT_AUTH_MAX, then 429 even with the r
   t.ok(auth.authorization)
   for (let i = 0; i < 2; i++) t.equal((await loginAttempt(app)).statusCode, 401)
   assertLimited(t, await loginAttempt(app))
-  assertLimited(t, await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: 'correct horse battery staple' } }))
+  assertLimited(
+    t,
+    await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: 'correct horse battery staple' } }),
+  )
 })
 
-t.test('when two instances share REDIS_PREFIX, then they share one rate-limit budget', async (t) => {
+void t.test('when two instances share REDIS_PREFIX, then they share one rate-limit budget', async (t) => {
   const shared = { RATE_LIMIT_AUTH_MAX: '4', REDIS_PREFIX: redisPrefix() }
   const a = await testApp(t, shared)
   const b = await testApp(t, shared, a.databaseUrl)
@@ -54,14 +69,14 @@ t.test('when two instances share REDIS_PREFIX, then they share one rate-limit bu
   t.equal((await loginAttempt(c.app)).statusCode, 401, 'an instance with another prefix has its own budget (the control)')
 })
 
-t.test('when an untrusted peer sends a new X-Forwarded-For each time, then it is still limited by its own address', async (t) => {
+void t.test('when an untrusted peer sends a new X-Forwarded-For each time, then it is still limited by its own address', async (t) => {
   const { app } = await testApp(t, { RATE_LIMIT_AUTH_MAX: '3', TRUSTED_PROXIES: '10.0.0.1' })
   for (let i = 0; i < 3; i++) t.equal((await loginAttempt(app, '198.51.100.7', `203.0.113.${i}`)).statusCode, 401)
   assertLimited(t, await loginAttempt(app, '198.51.100.7', '203.0.113.99'))
   t.equal((await loginAttempt(app, '198.51.100.8')).statusCode, 401, 'another peer has its own budget')
 })
 
-t.test("when a trusted proxy forwards two clients, then each client is limited separately", async (t) => {
+void t.test('when a trusted proxy forwards two clients, then each client is limited separately', async (t) => {
   const { app } = await testApp(t, { RATE_LIMIT_AUTH_MAX: '2', TRUSTED_PROXIES: '10.0.0.1' })
   for (let i = 0; i < 2; i++) t.equal((await loginAttempt(app, '10.0.0.1', '203.0.113.1')).statusCode, 401)
   assertLimited(t, await loginAttempt(app, '10.0.0.1', '203.0.113.1'))

@@ -16,14 +16,17 @@ function redis(t: { teardown(fn: () => unknown): void }): Redis {
   return r
 }
 
-t.test('when a link is followed, then 302 and the click reaches the clicks queue with referrer, UA family and country', async (t) => {
+void t.test('when a link is followed, then 302 and the click reaches the clicks queue with referrer, UA family and country', async (t) => {
   const { app, config } = await testApp(t)
   const owner = await createUser(app.db)
   const link = await createLink(app.db, owner.id, { url: 'https://example.com/target' })
   const chrome = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
   const enqueuedBefore = await counterValue(metrics.clicksEnqueued)
   for (let i = 0; i < 3; i++) {
-    const res = await app.inject({ url: `/${link.code}`, headers: { referer: `https://news.example/${i}`, 'user-agent': chrome, 'cf-ipcountry': 'de' } })
+    const res = await app.inject({
+      url: `/${link.code}`,
+      headers: { referer: `https://news.example/${i}`, 'user-agent': chrome, 'cf-ipcountry': 'de' },
+    })
     t.equal(res.statusCode, 302)
     t.equal(res.headers.location, 'https://example.com/target')
   }
@@ -40,7 +43,7 @@ t.test('when a link is followed, then 302 and the click reaches the clicks queue
   t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedBefore, 3, 'opsdrill_clicks_enqueued_total grew by 3')
 })
 
-t.test('when a code is followed twice, then Postgres is queried once and another instance hits Redis', async (t) => {
+void t.test('when a code is followed twice, then Postgres is queried once and another instance hits Redis', async (t) => {
   const prefix = redisPrefix()
   const a = await testApp(t, { REDIS_PREFIX: prefix })
   const owner = await createUser(a.app.db)
@@ -59,7 +62,7 @@ t.test('when a code is followed twice, then Postgres is queried once and another
   t.equal((await counterValue(metrics.cacheLookups, { result: 'redis_hit' })) - hits, 1, 'counted as a redis hit')
 })
 
-t.test('when an unknown code is asked twice, then Postgres is queried once (negative caching)', async (t) => {
+void t.test('when an unknown code is asked twice, then Postgres is queried once (negative caching)', async (t) => {
   const prefix = redisPrefix()
   const a = await testApp(t, { REDIS_PREFIX: prefix })
   const q0 = await linkQueries()
@@ -73,16 +76,21 @@ t.test('when an unknown code is asked twice, then Postgres is queried once (nega
   t.equal((await linkQueries()) - q0, 1, 'another instance uses the negative entry too')
 })
 
-t.test('when a link is created for a code that was cached as missing, then it redirects at once', async (t) => {
+void t.test('when a link is created for a code that was cached as missing, then it redirects at once', async (t) => {
   const { app } = await testApp(t, { L1_CACHE_TTL_MS: '60000' })
   const { auth } = await login(app)
   assertProblem(t, await app.inject('/later-alias'), 404, 'NOT_FOUND')
-  const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/now', alias: 'later-alias' } })
+  const res = await app.inject({
+    method: 'POST',
+    url: '/api/v1/links',
+    headers: auth,
+    payload: { url: 'https://example.com/now', alias: 'later-alias' },
+  })
   t.equal(res.statusCode, 201)
   t.equal((await app.inject('/later-alias')).headers.location, 'https://example.com/now')
 })
 
-t.test('when 50 redirects for one cold code arrive at once, then Postgres is queried exactly once (single flight)', async (t) => {
+void t.test('when 50 redirects for one cold code arrive at once, then Postgres is queried exactly once (single flight)', async (t) => {
   const { app } = await testApp(t)
   const owner = await createUser(app.db)
   const link = await createLink(app.db, owner.id, { url: 'https://example.com/burst' })
@@ -94,7 +102,7 @@ t.test('when 50 redirects for one cold code arrive at once, then Postgres is que
   t.ok((await counterValue(metrics.cacheSingleFlightWaits)) - waits > 0, 'some lookups joined the in-flight load')
 })
 
-t.test('when CACHE_ENABLED=false, then every redirect queries Postgres', async (t) => {
+void t.test('when CACHE_ENABLED=false, then every redirect queries Postgres', async (t) => {
   const { app } = await testApp(t, { CACHE_ENABLED: 'false' })
   const owner = await createUser(app.db)
   const link = await createLink(app.db, owner.id)
@@ -103,13 +111,15 @@ t.test('when CACHE_ENABLED=false, then every redirect queries Postgres', async (
   t.equal((await linkQueries()) - q0, 5)
 })
 
-t.test('when instance A changes or deletes a link, then instance B (warm L1) follows within a moment via pub/sub', async (t) => {
+void t.test('when instance A changes or deletes a link, then instance B (warm L1) follows within a moment via pub/sub', async (t) => {
   // L1 lives 60 s here: only the invalidation message can make B see the change quickly.
   const shared = { REDIS_PREFIX: redisPrefix(), L1_CACHE_TTL_MS: '60000' }
   const a = await testApp(t, shared)
   const b = await testApp(t, shared, a.databaseUrl)
   const { auth } = await login(a.app)
-  const link = (await a.app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/v1' } })).json() as { id: string; code: string }
+  const link = (
+    await a.app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/v1' } })
+  ).json() as { id: string; code: string }
   t.equal((await a.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
   t.equal((await b.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
   const q0 = await linkQueries()
@@ -117,9 +127,16 @@ t.test('when instance A changes or deletes a link, then instance B (warm L1) fol
   t.equal((await linkQueries()) - q0, 0, 'B serves from its warm L1')
 
   const remote = await counterValue(metrics.cacheInvalidations, { origin: 'remote' })
-  t.equal((await a.app.inject({ method: 'PATCH', url: `/api/v1/links/${link.id}`, headers: auth, payload: { url: 'https://example.com/v2' } })).statusCode, 200)
+  t.equal(
+    (await a.app.inject({ method: 'PATCH', url: `/api/v1/links/${link.id}`, headers: auth, payload: { url: 'https://example.com/v2' } }))
+      .statusCode,
+    200,
+  )
   const start = Date.now()
-  t.ok(await eventually(async () => (await b.app.inject(`/${link.code}`)).headers.location === 'https://example.com/v2', 1000, 20), 'B redirects to the new URL')
+  t.ok(
+    await eventually(async () => (await b.app.inject(`/${link.code}`)).headers.location === 'https://example.com/v2', 1000, 20),
+    'B redirects to the new URL',
+  )
   t.ok(Date.now() - start < 1000, `within ${Date.now() - start} ms`)
   t.ok((await counterValue(metrics.cacheInvalidations, { origin: 'remote' })) > remote, 'a remote invalidation was counted')
 
@@ -128,7 +145,7 @@ t.test('when instance A changes or deletes a link, then instance B (warm L1) fol
   assertProblem(t, await b.app.inject(`/${link.code}`), 410, 'GONE')
 })
 
-t.test('when links are cached, then their Redis TTLs are CACHE_TTL_SECONDS within +-10% and not all equal (jitter)', async (t) => {
+void t.test('when links are cached, then their Redis TTLs are CACHE_TTL_SECONDS within +-10% and not all equal (jitter)', async (t) => {
   const { app, config } = await testApp(t, { CACHE_TTL_SECONDS: '1000', CACHE_NEGATIVE_TTL_SECONDS: '100' })
   const owner = await createUser(app.db)
   const codes: string[] = []

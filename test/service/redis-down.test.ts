@@ -6,100 +6,116 @@ import { createLink, createUser } from '../helpers/factories.ts'
 import { counterValue, eventually, ownRedis, sleep } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
 
-t.test('when Redis goes down and comes back, then redirects keep working, clicks are dropped and counted, readiness fails, and the cache and queue recover', async (t) => {
-  const server = await ownRedis(t)
-  const { app, config, logs } = await testApp(t, {
-    REDIS_URL: server.url,
-    L1_CACHE_TTL_MS: '300',
-    REDIS_CONNECT_TIMEOUT_MS: '500',
-  })
-  const owner = await createUser(app.db)
-  const link = await createLink(app.db, owner.id, { url: 'https://example.com/resilient' })
-  const enqueuedWarm = await counterValue(metrics.clicksEnqueued)
-  t.equal((await app.inject(`/${link.code}`)).statusCode, 302, 'warm: L1 and Redis')
-  await app.clickBuffer.flush()
-  t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedWarm, 1, 'the click is enqueued while Redis is up')
-  t.equal((await app.inject('/readyz')).statusCode, 200, 'ready while Redis is up')
+void t.test(
+  'when Redis goes down and comes back, then redirects keep working, clicks are dropped and counted, readiness fails, and the cache and queue recover',
+  async (t) => {
+    const server = await ownRedis(t)
+    const { app, config, logs } = await testApp(t, {
+      REDIS_URL: server.url,
+      L1_CACHE_TTL_MS: '300',
+      REDIS_CONNECT_TIMEOUT_MS: '500',
+    })
+    const owner = await createUser(app.db)
+    const link = await createLink(app.db, owner.id, { url: 'https://example.com/resilient' })
+    const enqueuedWarm = await counterValue(metrics.clicksEnqueued)
+    t.equal((await app.inject(`/${link.code}`)).statusCode, 302, 'warm: L1 and Redis')
+    await app.clickBuffer.flush()
+    t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedWarm, 1, 'the click is enqueued while Redis is up')
+    t.equal((await app.inject('/readyz')).statusCode, 200, 'ready while Redis is up')
 
-  await server.stop()
-  const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
-  const fallbacks0 = await counterValue(metrics.cacheFallbacks)
-  const started = Date.now()
-  const statuses: number[] = []
-  for (let i = 0; i < 10; i++) {
-    const res = await app.inject(`/${link.code}`)
-    statuses.push(res.statusCode)
-    if (res.statusCode === 302) t.equal(res.headers.location, 'https://example.com/resilient')
-    await sleep(60)
-  }
-  await app.clickBuffer.flush()
-  t.same([...new Set(statuses)], [302], 'every redirect answered 302 (from L1, then Postgres)')
-  t.ok(Date.now() - started < 3000, `10 redirects took ${Date.now() - started} ms: Redis is not waited on`)
-  t.ok((await counterValue(metrics.cacheFallbacks)) - fallbacks0 > 0, 'some were served from Postgres after L1 expired (fail-open counted)')
-  t.equal((await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })) - dropped0, 10, 'all 10 clicks dropped and counted')
-  const warnings = logs.filter((l) => l.message === 'click enqueue failed; clicks dropped')
-  t.equal(warnings.length, 1, 'one warning for the burst of drops, not one per click')
-  t.equal(warnings[0]?.['log.level'], 'warn')
+    await server.stop()
+    const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
+    const fallbacks0 = await counterValue(metrics.cacheFallbacks)
+    const started = Date.now()
+    const statuses: number[] = []
+    for (let i = 0; i < 10; i++) {
+      const res = await app.inject(`/${link.code}`)
+      statuses.push(res.statusCode)
+      if (res.statusCode === 302) t.equal(res.headers.location, 'https://example.com/resilient')
+      await sleep(60)
+    }
+    await app.clickBuffer.flush()
+    t.same([...new Set(statuses)], [302], 'every redirect answered 302 (from L1, then Postgres)')
+    t.ok(Date.now() - started < 3000, `10 redirects took ${Date.now() - started} ms: Redis is not waited on`)
+    t.ok(
+      (await counterValue(metrics.cacheFallbacks)) - fallbacks0 > 0,
+      'some were served from Postgres after L1 expired (fail-open counted)',
+    )
+    t.equal(
+      (await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })) - dropped0,
+      10,
+      'all 10 clicks dropped and counted',
+    )
+    const warnings = logs.filter((l) => l.message === 'click enqueue failed; clicks dropped')
+    t.equal(warnings.length, 1, 'one warning for the burst of drops, not one per click')
+    t.equal(warnings[0]?.['log.level'], 'warn')
 
-  const ready = await app.inject('/readyz')
-  t.equal(ready.statusCode, 503)
-  t.match(ready.json(), { status: 'not ready', checks: { redis: 'down', postgres: 'ok' } })
+    const ready = await app.inject('/readyz')
+    t.equal(ready.statusCode, 503)
+    t.match(ready.json(), { status: 'not ready', checks: { redis: 'down', postgres: 'ok' } })
 
-  await server.start()
-  const hits0 = await counterValue(metrics.cacheLookups, { result: 'redis_hit' })
-  const recovered = await eventually(
-    async () => {
-      await sleep(320) // past the L1 TTL, so the lookup asks Redis
-      t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
-      return (await counterValue(metrics.cacheLookups, { result: 'redis_hit' })) > hits0
-    },
-    8000,
-    0,
-  )
-  t.ok(recovered, 'the Redis cache serves hits again within a few seconds')
-  const enqueued0 = await counterValue(metrics.clicksEnqueued)
-  const since = Date.now()
-  const enqueuedAgain = await eventually(
-    async () => {
-      t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: 'https://after.example/' } })).statusCode, 302)
-      await app.clickBuffer.flush()
-      return (await counterValue(metrics.clicksEnqueued)) > enqueued0
-    },
-    5000,
-    200,
-  )
-  t.ok(enqueuedAgain, `clicks are enqueued again (after ${Date.now() - since} ms)`)
-  const connection = new Redis(server.url)
-  const queue = new Queue('clicks', { connection, prefix: config.REDIS_PREFIX })
-  t.teardown(async () => {
-    await queue.close()
-    await connection.quit()
-  })
-  const jobs = await queue.getJobs(['waiting'])
-  t.ok(jobs.some((j) => (j.data as { referrer: string | null }).referrer === 'https://after.example/'), 'the new click is in the queue')
-  t.ok(await eventually(async () => (await app.inject('/readyz')).statusCode === 200, 3000), 'ready again')
-})
+    await server.start()
+    const hits0 = await counterValue(metrics.cacheLookups, { result: 'redis_hit' })
+    const recovered = await eventually(
+      async () => {
+        await sleep(320) // past the L1 TTL, so the lookup asks Redis
+        t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
+        return (await counterValue(metrics.cacheLookups, { result: 'redis_hit' })) > hits0
+      },
+      8000,
+      0,
+    )
+    t.ok(recovered, 'the Redis cache serves hits again within a few seconds')
+    const enqueued0 = await counterValue(metrics.clicksEnqueued)
+    const since = Date.now()
+    const enqueuedAgain = await eventually(
+      async () => {
+        t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: 'https://after.example/' } })).statusCode, 302)
+        await app.clickBuffer.flush()
+        return (await counterValue(metrics.clicksEnqueued)) > enqueued0
+      },
+      5000,
+      200,
+    )
+    t.ok(enqueuedAgain, `clicks are enqueued again (after ${Date.now() - since} ms)`)
+    const connection = new Redis(server.url)
+    const queue = new Queue('clicks', { connection, prefix: config.REDIS_PREFIX })
+    t.teardown(async () => {
+      await queue.close()
+      await connection.quit()
+    })
+    const jobs = await queue.getJobs(['waiting'])
+    t.ok(
+      jobs.some((j) => (j.data as { referrer: string | null }).referrer === 'https://after.example/'),
+      'the new click is in the queue',
+    )
+    t.ok(await eventually(async () => (await app.inject('/readyz')).statusCode === 200, 3000), 'ready again')
+  },
+)
 
-t.test('when Redis is down at startup and comes up later, then the app starts, and clicks are enqueued once Redis is up', async (t) => {
-  const server = await ownRedis(t)
-  await server.stop()
-  const { app } = await testApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '300' })
-  const owner = await createUser(app.db)
-  const link = await createLink(app.db, owner.id)
-  const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
-  t.equal((await app.inject(`/${link.code}`)).statusCode, 302, 'redirects work without Redis')
-  await app.clickBuffer.flush()
-  t.equal((await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })) - dropped0, 1, 'the click is dropped and counted')
-  await server.start()
-  const enqueued0 = await counterValue(metrics.clicksEnqueued)
-  const ok = await eventually(
-    async () => {
-      await app.inject(`/${link.code}`)
-      await app.clickBuffer.flush()
-      return (await counterValue(metrics.clicksEnqueued)) > enqueued0
-    },
-    6000,
-    200,
-  )
-  t.ok(ok, 'clicks reach the queue once Redis is up (the producer queue was not left broken by its failed start)')
-})
+void t.test(
+  'when Redis is down at startup and comes up later, then the app starts, and clicks are enqueued once Redis is up',
+  async (t) => {
+    const server = await ownRedis(t)
+    await server.stop()
+    const { app } = await testApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '300' })
+    const owner = await createUser(app.db)
+    const link = await createLink(app.db, owner.id)
+    const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
+    t.equal((await app.inject(`/${link.code}`)).statusCode, 302, 'redirects work without Redis')
+    await app.clickBuffer.flush()
+    t.equal((await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })) - dropped0, 1, 'the click is dropped and counted')
+    await server.start()
+    const enqueued0 = await counterValue(metrics.clicksEnqueued)
+    const ok = await eventually(
+      async () => {
+        await app.inject(`/${link.code}`)
+        await app.clickBuffer.flush()
+        return (await counterValue(metrics.clicksEnqueued)) > enqueued0
+      },
+      6000,
+      200,
+    )
+    t.ok(ok, 'clicks reach the queue once Redis is up (the producer queue was not left broken by its failed start)')
+  },
+)

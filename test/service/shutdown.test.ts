@@ -8,90 +8,103 @@ import { eventually, freePort, sql } from '../helpers/service.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 
-t.test('when SIGTERM arrives with a request in flight, then readiness turns 503, the request completes in full, and the process exits 0 within SHUTDOWN_GRACE_MS', async (t) => {
-  const databaseUrl = await testDatabase(t)
-  const port = await freePort()
-  const grace = 8000
-  const child = spawn(process.execPath, ['service/server.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl(),
-      REDIS_PREFIX: redisPrefix(),
-      JWT_SECRET: TEST_JWT_SECRET,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      METRICS_HOST: '127.0.0.1',
-      METRICS_PORT: '0',
-      SHUTDOWN_READINESS_DELAY_MS: '1500',
-      SHUTDOWN_GRACE_MS: String(grace),
-      LOG_LEVEL: 'info',
-      // The held INSERT must outlive the drain: statement timeouts above the test's hold time.
-      PG_STATEMENT_TIMEOUT_MS: '20000',
-      PG_QUERY_TIMEOUT_MS: '20000',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  t.ok(await eventually(async () => out.includes('opsdrill-api listening'), 15000), `the server started: ${out.slice(-300)}`)
-  const base = `http://127.0.0.1:${port}`
-  // The first under-pressure sample covers the start itself (busy loop): wait until real routes are served.
-  t.ok(await eventually(async () => (await fetch(`${base}/api/v1/links`)).status === 401, 5000, 100), 'the API serves requests')
+void t.test(
+  'when SIGTERM arrives with a request in flight, then readiness turns 503, the request completes in full, and the process exits 0 within SHUTDOWN_GRACE_MS',
+  async (t) => {
+    const databaseUrl = await testDatabase(t)
+    const port = await freePort()
+    const grace = 8000
+    const child = spawn(process.execPath, ['service/server.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisUrl(),
+        REDIS_PREFIX: redisPrefix(),
+        JWT_SECRET: TEST_JWT_SECRET,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        METRICS_HOST: '127.0.0.1',
+        METRICS_PORT: '0',
+        SHUTDOWN_READINESS_DELAY_MS: '1500',
+        SHUTDOWN_GRACE_MS: String(grace),
+        LOG_LEVEL: 'info',
+        // The held INSERT must outlive the drain: statement timeouts above the test's hold time.
+        PG_STATEMENT_TIMEOUT_MS: '20000',
+        PG_QUERY_TIMEOUT_MS: '20000',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+    t.teardown(() => {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    })
+    t.ok(await eventually(async () => out.includes('opsdrill-api listening'), 15000), `the server started: ${out.slice(-300)}`)
+    const base = `http://127.0.0.1:${port}`
+    // The first under-pressure sample covers the start itself (busy loop): wait until real routes are served.
+    t.ok(await eventually(async () => (await fetch(`${base}/api/v1/links`)).status === 401, 5000, 100), 'the API serves requests')
 
-  // Hold the API's INSERT on the unique email index with an uncommitted row of the same email.
-  const email = uniqueEmail()
-  const db = await sql(t, databaseUrl)
-  await db.query('BEGIN')
-  await db.query("INSERT INTO users (email, password_hash) VALUES ($1, 'held')", [email])
-  let settled = false
-  const inflight = fetch(`${base}/api/v1/auth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password: PASSWORD }) }).then(async (r) => {
-    settled = true
-    return { status: r.status, body: await r.text() }
-  })
-  // Another session: inside our transaction pg_stat_activity would be a frozen snapshot.
-  const observer = await sql(t, databaseUrl)
-  const blocked = await eventually(async () => {
-    const { rows } = await observer.query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'opsdrill-api%' AND wait_event_type = 'Lock'")
-    return rows.length === 1
-  }, 5000)
-  t.ok(blocked, "the API's INSERT waits on our row lock")
+    // Hold the API's INSERT on the unique email index with an uncommitted row of the same email.
+    const email = uniqueEmail()
+    const db = await sql(t, databaseUrl)
+    await db.query('BEGIN')
+    await db.query("INSERT INTO users (email, password_hash) VALUES ($1, 'held')", [email])
+    let settled = false
+    const inflight = fetch(`${base}/api/v1/auth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password: PASSWORD }),
+    }).then(async (r) => {
+      settled = true
+      return { status: r.status, body: await r.text() }
+    })
+    // Another session: inside our transaction pg_stat_activity would be a frozen snapshot.
+    const observer = await sql(t, databaseUrl)
+    const blocked = await eventually(async () => {
+      const { rows } = await observer.query(
+        "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'opsdrill-api%' AND wait_event_type = 'Lock'",
+      )
+      return rows.length === 1
+    }, 5000)
+    t.ok(blocked, "the API's INSERT waits on our row lock")
 
-  const killedAt = Date.now()
-  child.kill('SIGTERM')
-  t.ok(await eventually(async () => out.includes('shutting down: draining'), 2000), 'the server logs that it drains')
-  const ready = await fetch(`${base}/readyz`)
-  t.equal(ready.status, 503, 'a new request to /readyz gets 503 while draining')
-  t.match(await ready.json(), { status: 'shutting down' })
-  t.equal(settled, false, 'the in-flight request is still pending')
+    const killedAt = Date.now()
+    child.kill('SIGTERM')
+    t.ok(await eventually(async () => out.includes('shutting down: draining'), 2000), 'the server logs that it drains')
+    const ready = await fetch(`${base}/readyz`)
+    t.equal(ready.status, 503, 'a new request to /readyz gets 503 while draining')
+    t.match(await ready.json(), { status: 'shutting down' })
+    t.equal(settled, false, 'the in-flight request is still pending')
 
-  // After the readiness delay the listener closes: new connections are refused, the held request stays open.
-  t.ok(
-    await eventually(async () => {
-      try {
-        const r = await fetch(`${base}/healthz`, { headers: { connection: 'close' } })
-        return r.status === 503
-      } catch {
-        return true
-      }
-    }, 4000, 100),
-    'new requests are refused (or 503) once the listener closes',
-  )
-  t.equal(settled, false, 'the in-flight request is still pending after the listener closed')
+    // After the readiness delay the listener closes: new connections are refused, the held request stays open.
+    t.ok(
+      await eventually(
+        async () => {
+          try {
+            const r = await fetch(`${base}/healthz`, { headers: { connection: 'close' } })
+            return r.status === 503
+          } catch {
+            return true
+          }
+        },
+        4000,
+        100,
+      ),
+      'new requests are refused (or 503) once the listener closes',
+    )
+    t.equal(settled, false, 'the in-flight request is still pending after the listener closed')
 
-  await db.query('ROLLBACK')
-  const res = await inflight
-  t.equal(res.status, 201, `the in-flight request completed in full: ${res.body}`)
-  t.match(JSON.parse(res.body), { email, role: 'user' })
-  const [code, signal] = await exited
-  t.equal(signal, null)
-  t.equal(code, 0, 'exit code 0')
-  t.ok(Date.now() - killedAt < grace, `exited ${Date.now() - killedAt} ms after SIGTERM (grace ${grace} ms)`)
-  t.match(out, 'shutdown complete')
-})
+    await db.query('ROLLBACK')
+    const res = await inflight
+    t.equal(res.status, 201, `the in-flight request completed in full: ${res.body}`)
+    t.match(JSON.parse(res.body), { email, role: 'user' })
+    const [code, signal] = await exited
+    t.equal(signal, null)
+    t.equal(code, 0, 'exit code 0')
+    t.ok(Date.now() - killedAt < grace, `exited ${Date.now() - killedAt} ms after SIGTERM (grace ${grace} ms)`)
+    t.match(out, 'shutdown complete')
+  },
+)

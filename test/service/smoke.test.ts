@@ -1,7 +1,7 @@
 import t from 'tap'
 import { testApp, login } from '../helpers/app.ts'
 
-t.test('when a user shortens a URL, then its code redirects to it', async (t) => {
+void t.test('when a user shortens a URL, then its code redirects to it', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
   const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/a' } })
