@@ -6,7 +6,7 @@
 // The functions are exported for the test suite (test/system/load.test.ts).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+import { cpus, loadavg, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue } from 'bullmq'
@@ -291,6 +291,7 @@ function seriesRows(series: Bucket[], label: string, pick: (b: Bucket) => number
 
 export async function report(o: RunOptions): Promise<string> {
   const started = Date.now()
+  const loadAtStart = loadavg()[0]!
   const runs: [string, Run, string][] = []
   for (const name of ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint'] as const) {
     const r = await scenario(name, o)
@@ -339,7 +340,7 @@ export async function report(o: RunOptions): Promise<string> {
     `One run of every k6 scenario against the native stack (\`npm run stack -- up\`: nginx, ${o.stack.replicas('api').length} API replicas, ${o.stack.replicas('worker').length} worker, Postgres and Redis behind toxiproxy), ${form}, ${new Date().toISOString().slice(0, 16)}Z, ${minutes} minutes in all.`,
     `Regenerate with \`npm run load -- report${o.short ? ' --short' : ''}\`; each run's k6 HTML report, summary and samples are in \`.run/load/\`.`,
     '',
-    `**Machine:** ${machine()}. k6, nginx, both API replicas, the worker, Postgres, Redis, toxiproxy and Prometheus share these cores.`,
+    `**Machine:** ${machine()}. k6, nginx, both API replicas, the worker, Postgres, Redis, toxiproxy and Prometheus share these cores. Load average (1 min) when the report started: ${loadAtStart.toFixed(1)}, at the end: ${loadavg()[0]!.toFixed(1)}${loadAtStart > cpus().length ? ' — the box was busy with other work as well, so latencies are higher and noisier than on an idle machine' : ''}.`,
     '',
     '## Every scenario',
     '',
@@ -356,7 +357,7 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '## Caching',
     '',
-    'Zipf-popular links (s = 1) over 1000 links, redirects only, the same arrival rate twice: cache on (per-replica LRU + Redis), then every API replica restarted with `CACHE_ENABLED=false`. Hit ratio from `opsdrill_cache_lookups_total`, Postgres lookups from `opsdrill_pg_query_duration_seconds_count{operation="link_by_code"}` (Prometheus, counter deltas over the run).',
+    `Zipf-popular links (s = 1) over ${o.short ? 200 : 1000} links, redirects only, the same arrival rate twice: cache on (per-replica LRU + Redis), then every API replica restarted with \`CACHE_ENABLED=false\`. Hit ratio from \`opsdrill_cache_lookups_total\`, Postgres lookups from \`opsdrill_pg_query_duration_seconds_count{operation="link_by_code"}\` (Prometheus, counter deltas over the run).`,
     '',
     '| | hit ratio | redirect p50 | p95 | p99 | req/s | Postgres link lookups/s |',
     '|---|---|---|---|---|---|---|',
@@ -385,7 +386,7 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '## Scaling',
     '',
-    'The same arrival-rate ramp against 1 and then 2 API replicas. "Max sustained" is the highest 5-second average throughput with redirect p99 < 100 ms, errors < 1% and no second falling behind.',
+    'The same arrival-rate ramp against 1 and then 2 API replicas. "Max sustained" is the highest 5-second average throughput with redirect p99 < 100 ms, and errors < 1% (the load is open-model, so falling behind shows as latency).',
     '',
     `| API replicas | max sustained req/s within SLO | box CPU busy |`,
     '|---|---|---|',
