@@ -707,8 +707,12 @@ export class Stack {
       const parts = Object.values(s.parts).filter((p) => p.kind === kind)
       await Promise.all(
         parts.map(async (part) => {
-          if (kind === 'postgres' && alive(part.pid)) stopPostgres(join(this.dir, 'postgres'))
-          const how = await stopPid(part.pid, kind === 'api' || kind === 'worker' ? APP_STOP_GRACE_MS : TOOL_STOP_GRACE_MS)
+          // Postgres is stopped by pg_ctl (clean shutdown, waits until the postmaster exits), the rest by pid.
+          const pgRunning = kind === 'postgres' && alive(part.pid)
+          if (pgRunning) stopPostgres(join(this.dir, 'postgres'))
+          const how = pgRunning
+            ? 'pg_ctl -m fast'
+            : await stopPid(part.pid, kind === 'api' || kind === 'worker' ? APP_STOP_GRACE_MS : TOOL_STOP_GRACE_MS)
           this.say(`==> ${part.name}: ${how === 'gone' ? 'was not running' : `stopped (pid ${part.pid}, ${how})`}`)
           stopped.push(part.name)
           delete s.parts[part.name]
