@@ -21,7 +21,7 @@ export function createRedis(role: RedisRole, opts: RedisClientOptions, log: Log)
     connectTimeout: opts.connectTimeoutMs,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
     ...(failFast
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs }
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs, enableAutoPipelining: true }
       : { maxRetriesPerRequest: null, enableReadyCheck: true }),
   }
   const client = new Redis(opts.url, options)

@@ -82,7 +82,10 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
 
   await app.register(errors)
   if (config.METRICS_ENABLED) await app.register(httpMetrics)
-  await app.register(helmet, { global: true })
+  // An API that answers JSON and redirects needs only the minimal CSP OWASP gives for REST services
+  // (https://cheatsheetseries.owasp.org/cheatsheets/REST_Security_Cheat_Sheet.html#security-headers); the Swagger UI
+  // sets its own (staticCSP) and bull-board's pages relax it. Helmet's other headers stay at their defaults.
+  await app.register(helmet, { global: true, contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } })
   await app.register(underPressure, {
     maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: config.MAX_EVENT_LOOP_UTILIZATION,
