@@ -1,10 +1,13 @@
 // npm run stack -- up [api=N] [worker=M] | down | status | scale api=N worker=M | restart <name> | logs <name> [lines]
+//                  | deploy <git-ref> [--repo <path>] | deploy --rollback
 // The native stack (no Docker): see ops/README.md for the parts and their ports. ops/stack installs what is missing
 // first, then runs this.
+import { deploy, DeployUsageError, describe } from './lib/stack/deploy.ts'
 import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
 
 const USAGE =
-  'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]'
+  'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]\n' +
+  '                        | deploy <git-ref> [--repo <path>] | deploy --rollback'
 
 function counts(args: string[]): { api?: number; worker?: number } {
   const out: { api?: number; worker?: number } = {}
@@ -17,12 +20,13 @@ function counts(args: string[]): { api?: number; worker?: number } {
 }
 
 function table(rows: PartStatus[]): string {
-  const head = ['PART', 'PID', 'PORT', 'STATE', 'LOG']
+  const head = ['PART', 'PID', 'PORT', 'STATE', 'VERSION', 'LOG']
   const body = rows.map((r) => [
     r.name,
     String(r.pid ?? '-'),
     String(r.port),
     !r.running ? 'stopped' : r.healthy ? 'healthy' : 'unhealthy',
+    r.release ? describe(r.release) : r.kind === 'api' || r.kind === 'worker' ? 'checkout' : '-',
     r.logFile,
   ])
   const widths = head.map((_, i) => Math.max(...[head, ...body].map((row) => row[i]!.length)))
@@ -65,6 +69,19 @@ async function main(): Promise<number> {
       if (!rest[0]) throw new StackError('restart needs a replica name, e.g. `restart api-1`')
       await stack.restartReplica(rest[0])
       return 0
+    case 'deploy': {
+      const repoAt = rest.indexOf('--repo')
+      const repo = repoAt >= 0 ? rest[repoAt + 1] : undefined
+      if (repoAt >= 0 && !repo) throw new DeployUsageError('--repo needs a path to a git repository')
+      const plain = rest.filter((_, i) => repoAt < 0 || (i !== repoAt && i !== repoAt + 1))
+      const rollback = plain.includes('--rollback')
+      const refs = plain.filter((a) => a !== '--rollback')
+      if (rollback ? refs.length > 0 : refs.length !== 1) throw new DeployUsageError('deploy takes one git ref, or --rollback')
+      const res = await deploy(stack, { ref: refs[0], rollback, repo })
+      if (res.outcome !== 'rolled back') return 0
+      process.stderr.write(`stack: deploy of ${describe(res.to)} failed: ${res.reason}; rolled back to ${describe(res.from)}\n`)
+      return 1
+    }
     case 'logs':
       if (!rest[0]) throw new StackError('logs needs a part name, e.g. `logs api-1` (names: npm run stack -- status)')
       process.stdout.write(stack.logTail(rest[0], Number(rest[1] ?? 100)))
@@ -79,5 +96,5 @@ try {
   process.exitCode = await main()
 } catch (err) {
   process.stderr.write(`stack: ${(err as Error).message}\n`)
-  process.exitCode = 1
+  process.exitCode = err instanceof DeployUsageError ? 2 : 1
 }

@@ -36,6 +36,15 @@ export const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
 export type PartKind =
   'postgres' | 'redis' | 'toxiproxy' | 'postgres-exporter' | 'redis-exporter' | 'api' | 'worker' | 'nginx' | 'prometheus' | 'alertmanager'
 
+/**
+ * A build of the app that replicas run from (`npm run stack -- deploy`, ops/lib/stack/deploy.ts): the commit and the
+ * folder holding it. Replicas without one run the checkout itself (ROOT).
+ */
+export interface Release {
+  sha: string
+  dir: string
+}
+
 export interface Part {
   name: string
   kind: PartKind
@@ -46,6 +55,8 @@ export interface Part {
   logFile: string
   /** Env overrides this replica was started with (restartReplica). */
   env?: Record<string, string>
+  /** The release this replica runs (api and worker only); absent: the checkout. */
+  release?: Release
 }
 
 interface State {
@@ -53,6 +64,8 @@ interface State {
   ports: StackPorts
   apiEnv: Record<string, string>
   parts: Record<string, Part>
+  /** The release replicas start from unless they already run one (set by deploy; absent: the checkout). */
+  release?: Release
 }
 
 export interface StackLocation {
@@ -79,6 +92,7 @@ export interface PartStatus {
   running: boolean
   healthy: boolean
   logFile: string
+  release?: Release
 }
 
 export class StackError extends Error {}
@@ -460,8 +474,18 @@ export class Stack {
     return { http: `http://127.0.0.1:${kind === 'api' ? port : metricsPort}/readyz` }
   }
 
-  /** Starts the named replicas that are not running (in parallel) and waits until each one is ready. */
-  private async startReplicas(s: State, kind: 'api' | 'worker', indexes: number[], overrides?: Record<string, string>): Promise<void> {
+  /**
+   * Starts the named replicas that are not running (in parallel) and waits until each one is ready. A replica runs
+   * `release` if given, else the release it ran before, else the stack's; from its folder, with OPSDRILL_VERSION set
+   * to its commit (opsdrill_build_info).
+   */
+  private async startReplicas(
+    s: State,
+    kind: 'api' | 'worker',
+    indexes: number[],
+    overrides?: Record<string, string>,
+    release?: Release,
+  ): Promise<void> {
     const starting: Promise<void>[] = []
     for (const i of indexes) {
       const name = `${kind}-${i}`
@@ -471,6 +495,7 @@ export class Stack {
         continue
       }
       const env = overrides ?? known?.env ?? {}
+      const rel = release ?? known?.release ?? s.release
       const port = kind === 'api' ? this.ports.apiBase + i : this.ports.workerMetricsBase + i
       const metricsPort = kind === 'api' ? this.ports.apiMetricsBase + i : port
       await this.assertPortFree(port, name)
@@ -478,16 +503,25 @@ export class Stack {
       const logFile = join(this.logsDir, `${name}.log`)
       const entry = kind === 'api' ? 'service/server.ts' : 'worker/main.ts'
       this.say(
-        `==> ${name}: starting on port ${port}${kind === 'api' ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}`,
+        `==> ${name}: starting on port ${port}${kind === 'api' ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}${rel ? ` from ${rel.sha.slice(0, 12)}` : ''}`,
       )
       const pid = startDetached({
         name,
         argv: [process.execPath, '--import', `./${INSTRUMENTATION}`, entry],
-        env: this.appEnv(s, kind, i, env),
-        cwd: ROOT,
+        env: { ...this.appEnv(s, kind, i, env), ...(rel ? { OPSDRILL_VERSION: rel.sha } : {}) },
+        cwd: rel?.dir ?? ROOT,
         logFile,
       })
-      s.parts[name] = { name, kind, pid, port, metricsPort, logFile, ...(Object.keys(env).length ? { env } : {}) }
+      s.parts[name] = {
+        name,
+        kind,
+        pid,
+        port,
+        metricsPort,
+        logFile,
+        ...(Object.keys(env).length ? { env } : {}),
+        ...(rel ? { release: rel } : {}),
+      }
       this.save(s)
       const t0 = Date.now()
       starting.push(
@@ -538,9 +572,10 @@ export class Stack {
 
   /**
    * Restarts one replica (drained first when it is an API replica), optionally with env overrides that it keeps
-   * until the next restart ({} clears them). Brings back a replica that was killed.
+   * until the next restart ({} clears them), and optionally on another release (deploy). Brings back a replica that
+   * was killed. Throws when the new process is not ready within 60 s; an API replica is then left out of nginx.
    */
-  async restartReplica(name: string, env?: Record<string, string>): Promise<Part> {
+  async restartReplica(name: string, env?: Record<string, string>, release?: Release): Promise<Part> {
     const s = this.state()
     const part = s.parts[name]
     const m = name.match(/^(api|worker)-(\d+)$/)
@@ -559,7 +594,7 @@ export class Stack {
       }
     }
     if (part) await this.stopReplica(s, part)
-    await this.startReplicas(s, kind, [index], env ?? part?.env ?? {})
+    await this.startReplicas(s, kind, [index], env ?? part?.env ?? {}, release)
     if (kind === 'api') {
       writeUpstreams(
         cfg.upstreamFile,
@@ -590,6 +625,14 @@ export class Stack {
     )
     if (kind === 'api') await this.reloadNginx(s)
     this.writeAllTargets(s, this.configs())
+  }
+
+  /** Sets the release that replicas started from now on run (scale, up after a crash); undefined: the checkout. */
+  setRelease(release: Release | undefined): void {
+    const s = this.state()
+    if (release) s.release = release
+    else delete s.release
+    this.save(s)
   }
 
   /** Sends a signal to a recorded process (drills: SIGKILL a replica mid-run, SIGSTOP to freeze one). */
@@ -655,6 +698,7 @@ export class Stack {
           running,
           healthy: running && (await probeOk(this.healthProbe(part))),
           logFile: part.logFile,
+          ...(part.release ? { release: part.release } : {}),
         }
       }),
     )
