@@ -28,6 +28,14 @@ export const ClickJob = Type.Object(
 )
 export type ClickJob = Static<typeof ClickJob>
 
+/** What the API enqueues: one job per flush of its click buffer (one Redis round trip for many clicks). */
+export const MAX_CLICKS_PER_JOB = 500
+export const ClickBatchJob = Type.Object(
+  { clicks: Type.Array(ClickJob, { minItems: 1, maxItems: MAX_CLICKS_PER_JOB }) },
+  { additionalProperties: false },
+)
+export type ClickBatchJob = Static<typeof ClickBatchJob>
+
 export const ExportJob = Type.Object({ exportId: Uuid, linkId: Uuid }, { additionalProperties: false })
 export type ExportJob = Static<typeof ExportJob>
 
@@ -63,6 +71,7 @@ function validator<T extends TSchema>(name: string, schema: T) {
 }
 
 export const parseClickJob = validator('click', ClickJob)
+export const parseClickBatchJob = validator('click batch', ClickBatchJob)
 export const parseExportJob = validator('export', ExportJob)
 export const parseMaintenanceJob = validator('maintenance', MaintenanceJob)
 export const parseDeadLetterJob = validator('dead-letter', DeadLetterJob)

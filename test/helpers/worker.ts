@@ -11,7 +11,7 @@ import { pino } from 'pino'
 import type { WorkerConfig } from '../../common/config.ts'
 import { createLogger } from '../../common/logger.ts'
 import { createQueue } from '../../common/queue-factory.ts'
-import { QUEUES, defaultJobOptions, type ClickJob } from '../../common/queues.ts'
+import { QUEUES, defaultJobOptions, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
 import { startWorker, type RunningWorker } from '../../worker/app.ts'
 import { workerConfig } from './env.ts'
 
@@ -31,7 +31,8 @@ export function pgPool(t: T, databaseUrl: string): pg.Pool {
 
 export interface Producer {
   connection: Redis
-  clicks: Queue<ClickJob>
+  /** Both shapes the worker takes: single clicks (a previous release) and batches (what the API adds). */
+  clicks: Queue<ClickJob | ClickBatchJob>
   exports: Queue
   maintenance: Queue
   deadLetters: Queue
@@ -48,7 +49,7 @@ export function producer(t: T, config: WorkerConfig): Producer {
   }
   const p: Producer = {
     connection,
-    clicks: createQueue<ClickJob>(QUEUES.clicks, opts),
+    clicks: createQueue<ClickJob | ClickBatchJob>(QUEUES.clicks, opts),
     exports: createQueue(QUEUES.exports, opts),
     maintenance: createQueue(QUEUES.maintenance, opts),
     deadLetters: createQueue(QUEUES.deadLetters, opts),

@@ -86,7 +86,7 @@ void t.test(
     })
     const jobs = await queue.getJobs(['waiting'])
     t.ok(
-      jobs.some((j) => (j.data as { referrer: string | null }).referrer === 'https://after.example/'),
+      jobs.some((j) => (j.data as { clicks: { referrer: string | null }[] }).clicks.some((c) => c.referrer === 'https://after.example/')),
       'the new click is in the queue',
     )
     t.ok(await eventually(async () => (await app.inject('/readyz')).statusCode === 200, 3000), 'ready again')

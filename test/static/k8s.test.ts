@@ -233,7 +233,7 @@ void t.test('when production scales the worker, then KEDA follows the BullMQ wai
   t.equal(so?.spec.scaleTargetRef.name, 'opsdrill-worker')
   t.equal(trigger?.type, 'redis')
   t.equal(trigger?.metadata.listName, `${prefix}:${QUEUES.clicks}:wait`, 'listName is the wait list BullMQ keeps for the clicks queue')
-  t.equal(trigger?.metadata.listLength, '1000')
+  t.equal(trigger?.metadata.listLength, '20', 'one replica per 20 waiting batch jobs (up to 10,000 clicks)')
   t.notOk(find('local', 'ScaledObject', 'opsdrill-worker'), 'kind runs no KEDA: the local overlay drops the ScaledObject')
 })
 

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { ClickBatchJob } from '../../../common/queues.ts'
 import { metrics } from '../../../common/metrics.ts'
 import { testDatabase } from '../../helpers/env.ts'
 import { createLink, createUser } from '../../helpers/factories.ts'
@@ -124,4 +125,31 @@ void t.test('when a click payload is invalid, then it goes to the dead letters a
   t.equal(await job?.getState(), 'failed')
   t.equal(job?.attemptsMade, 1, 'not retried although 5 attempts were allowed')
   t.equal((await metricValue(metrics.jobsDeadLettered, { queue: 'clicks' })) - deadBefore, 1)
+})
+
+void t.test('when the API enqueues a batch job, then every click in it is stored once, and a replayed batch adds nothing', async (t) => {
+  const url = await testDatabase(t)
+  const pool = pgPool(t, url)
+  const link = await createLink(pool, (await createUser(pool)).id)
+  const { config } = await startTestWorker(t, url)
+  const p = producer(t, config)
+  const clicks = Array.from({ length: 40 }, () => clickJob(link.id))
+  await p.clicks.add('clicks', { clicks }, { jobId: `b-${clicks[0]!.clickId}` })
+  await waitFor(async () => (await p.clicks.getJobCounts('completed')).completed === 1, { what: 'the batch job completed' })
+  t.equal(await count(pool, 'SELECT count(*) AS n FROM clicks'), 40)
+  // The same clicks again under another job id: a delivery after a crash between the write and the ack.
+  await p.clicks.add('clicks', { clicks }, { jobId: `b-replay-${clicks[0]!.clickId}` })
+  await waitFor(async () => (await p.clicks.getJobCounts('completed')).completed === 2, { what: 'the replayed batch completed' })
+  t.equal(await count(pool, 'SELECT count(*) AS n FROM clicks'), 40, 'nothing stored twice')
+  t.equal(await count(pool, 'SELECT COALESCE(sum(clicks), 0) AS n FROM click_rollups_daily'), 40, 'nothing counted twice')
+})
+
+void t.test('when a batch job carries an invalid click, then it fails for good without retries', async (t) => {
+  const url = await testDatabase(t)
+  const { config } = await startTestWorker(t, url, { JOB_ATTEMPTS: '3', JOB_BACKOFF_MS: '10' })
+  const p = producer(t, config)
+  await p.clicks.add('clicks', { clicks: [{ clickId: 'nope' }] } as unknown as ClickBatchJob, { attempts: 3 })
+  await waitFor(async () => (await p.deadLetters.getWaitingCount()) === 1, { what: 'one dead letter' })
+  const [failed] = await p.clicks.getFailed()
+  t.equal(failed?.attemptsMade, 1, 'not retried: an invalid payload can never succeed')
 })
