@@ -159,6 +159,8 @@ const workerSigterm: Drill = {
   timing: { full: t(100, 10, 0, 10), short: t(50, 3, 0, 3) },
   async run(d) {
     const victim = 'worker-1'
+    await d.makeLinks(50)
+    // The backlog's own links, apart from the load's, so its clicks are counted exactly.
     const backlogLinks = await d.makeLinks(20)
     const jobs = d.short ? 5000 : 20_000
     await d.startLoad()
@@ -204,7 +206,7 @@ const workerLedger: Drill = {
   alerts: ['WorkersAbsent (only if the worker stayed down 2 min: it does not)'],
   dashboards: ['opsdrill-queues', 'opsdrill-datastores'],
   shape: { api: 2, worker: 1 },
-  timing: { full: t(200, 0, 0, 0), short: t(150, 0, 0, 0) },
+  timing: { full: t(200, 0, 0, 0), short: t(80, 0, 0, 0) },
   async run(d) {
     const clicks = d.short ? 2000 : 10_000
     const killEveryMs = d.short ? 5000 : 15_000
@@ -214,25 +216,28 @@ const workerLedger: Drill = {
     await d.makeLinks(50)
     const enq0 = await d.metric('api', 'opsdrill_clicks_enqueued_total')
     const drop0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
-    await d.startLoad({ apiShare: 0 })
+    // A fixed number of requests, ended by k6 itself: stopping it early would abandon requests the API may already
+    // have counted, and the ledger's "served" side must be exact.
+    const seconds = Math.ceil(clicks / d.timing.rate)
+    await d.startLoad({ apiShare: 0, duration: `${seconds}s` })
     d.phase('fault')
     let kills = 0
-    const from = d.faultStart(`SIGKILL worker-1 every ${killEveryMs / 1000} s`)
+    d.faultStart(`SIGKILL worker-1 every ${killEveryMs / 1000} s`)
     let next = Date.now() + killEveryMs / 2
-    let sent = 0
-    while (sent < clicks) {
+    while (!(await d.loadDone())) {
       if (Date.now() >= next) {
+        next = Date.now() + killEveryMs
         await d.platform.kill('worker-1', 'SIGKILL')
         kills++
         d.log(`kill #${kills}: SIGKILL worker-1, restarting it`)
+        // The port is free only once the process is really gone.
+        await exitWithin(d, 'worker-1', 5000)
         await d.platform.restart('worker-1', workerEnv)
-        next = Date.now() + killEveryMs
+        await d.progress()
       }
       await sleep(250)
-      sent = (await d.live()).requests
-      if (Date.now() - from > 300_000) throw new Error('the load did not reach the click count in 5 minutes')
     }
-    await d.stopLoad()
+    await d.stopLoad(true)
     d.faultEnd()
     d.phase('drain')
     await sleep(1000)
@@ -243,7 +248,7 @@ const workerLedger: Drill = {
     const s = await d.stored(d.data.links)
     const perLinkMismatch = d.data.links.filter((l) => {
       const row = s.perLink.get(l.id)
-      return !row || row.rollup !== row.stored || row.stored > (d.loadResult!.servedPerLink[l.code] ?? 0)
+      return !row || row.rollup !== row.stored || row.stored !== (d.loadResult!.servedPerLink[l.code] ?? 0)
     }).length
     const lost = enq - s.stored
     const duplicated = s.rollup - s.stored
@@ -258,9 +263,10 @@ const workerLedger: Drill = {
     d.check('the backlog drained', drainSec !== undefined, drainSec === undefined ? `queue still has ${JSON.stringify(counts)}` : `${drainSec.toFixed(1)} s after the load stopped`)
     d.check(`${kills} worker kills happened`, kills >= (d.short ? 2 : 3), `${kills} SIGKILLs, every ${killEveryMs / 1000} s`)
     d.check('lost = acknowledged - stored = 0', lost === 0, `acknowledged ${enq}, stored ${s.stored}`)
-    d.check('duplicated = rollup sum - stored = 0', duplicated === 0, `rollup sum ${s.rollup}, stored ${s.stored}; ${perLinkMismatch} links whose rollup or stored count disagrees with what was served`)
+    d.check('duplicated = rollup sum - stored = 0', duplicated === 0, `rollup sum ${s.rollup}, stored ${s.stored}`)
     d.check('served = acknowledged + dropped', served === enq + dropped, `served ${served} 302s, acknowledged ${enq}, dropped ${dropped}`)
-    d.check(`at least ${clicks} clicks`, served >= clicks, `${served} redirects served`)
+    d.check('per link: served = stored = rollup', perLinkMismatch === 0, `${perLinkMismatch} of ${d.data.links.length} links disagree (dropped clicks make served > stored)`)
+    d.check(`at least ${clicks} clicks`, served >= clicks * 0.98, `${served} redirects served (${seconds} s at ${d.timing.rate}/s)`)
     await d.platform.restart('worker-1', {})
   },
 }

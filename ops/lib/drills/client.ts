@@ -66,7 +66,11 @@ export async function scrape(ports: number[]): Promise<string[]> {
   return Promise.all(
     ports.map(async (p) => {
       try {
-        const res = await fetch(`http://127.0.0.1:${p}/metrics`, { signal: AbortSignal.timeout(3000) })
+        // OpenMetrics, as Prometheus asks for it: counters carry their _total suffix only in that format.
+        const res = await fetch(`http://127.0.0.1:${p}/metrics`, {
+          headers: { accept: 'application/openmetrics-text; version=1.0.0' },
+          signal: AbortSignal.timeout(3000),
+        })
         return res.ok ? await res.text() : ''
       } catch {
         return ''

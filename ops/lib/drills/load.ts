@@ -141,7 +141,17 @@ export class Load {
     return { requests: reqs.count ?? 0, failed: failed.passes ?? 0 }
   }
 
-  /** Stops the run (in-flight requests finish) and reads its samples back. */
+  /** Waits for the run to end by itself (its duration is over; in-flight requests finish) and reads its samples. */
+  async finished(): Promise<LoadResult> {
+    return readPoints(join(this.opts.dir, 'k6-points.json.gz'), await this.exited)
+  }
+
+  /** True once k6 has exited. */
+  done(): Promise<boolean> {
+    return Promise.race([this.exited.then(() => true), sleep(0).then(() => false)])
+  }
+
+  /** Stops the run (requests still in flight are abandoned) and reads its samples back. */
   async stop(): Promise<LoadResult> {
     try {
       await fetch(`http://127.0.0.1:${this.port}/v1/status`, {

@@ -95,7 +95,16 @@ export class NativePlatform implements Platform {
   }
 
   async restart(replica: string, env?: Record<string, string>): Promise<void> {
-    await this.stack.restartReplica(replica, env)
+    // Right after a SIGKILL the kernel may still hold the dead process's listening port for a moment.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.stack.restartReplica(replica, env)
+        return
+      } catch (err) {
+        if (attempt >= 10 || !/is in use/.test((err as Error).message)) throw err
+        await sleep(500)
+      }
+    }
   }
 
   async stopStore(store: Store): Promise<void> {

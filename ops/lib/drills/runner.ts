@@ -269,6 +269,7 @@ export class DrillRun {
   // ------------------------------------------------------------------------------------------ load
 
   async startLoad(opts: { rate?: number; apiShare?: number; links?: Link[]; mode?: 'steady' | 'saturate'; vus?: number; duration?: string } = {}): Promise<void> {
+    if (!this.data.token) await this.makeLinks(50)
     const data: DrillData = { token: this.data.token, links: opts.links ?? this.data.links }
     const file = join(this.dir, 'data.json')
     writeFileSync(file, JSON.stringify(data))
@@ -295,12 +296,17 @@ export class DrillRun {
     this.lastLive = { at: Date.now(), requests: 0, failed: 0 }
   }
 
-  async stopLoad(): Promise<LoadResult> {
+  /** Stops the load now, or (natural) waits for its duration to end so that no request is abandoned mid-flight. */
+  async stopLoad(natural = false): Promise<LoadResult> {
     this.phase('collect')
-    const r = await this.load!.stop()
+    const r = natural ? await this.load!.finished() : await this.load!.stop()
     this.load = undefined
     this.loadResult = this.loadResult ? merge(this.loadResult, r) : r
     return r
+  }
+
+  async loadDone(): Promise<boolean> {
+    return this.load ? this.load.done() : true
   }
 
   async live(): Promise<{ requests: number; failed: number }> {
