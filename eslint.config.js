@@ -3,7 +3,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.run/', 'coverage/', 'loadtests/', 'docs/', 'test/fixtures/'] },
+  { ignores: ['node_modules/', '.run/', 'coverage/', 'loadtests/', 'docs/', 'test/fixtures/', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

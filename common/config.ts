@@ -4,8 +4,7 @@ import { Type, type Static, type TObject, type TProperties } from 'typebox'
 import { Value } from 'typebox/value'
 import { hostname } from 'node:os'
 
-const Int = (def: number, min = 0, description = '') =>
-  Type.Integer({ default: def, minimum: min, description })
+const Int = (def: number, min = 0, description = '') => Type.Integer({ default: def, minimum: min, description })
 const Bool = (def: boolean, description = '') => Type.Boolean({ default: def, description })
 
 export const BaseEnv = {
@@ -18,7 +17,11 @@ export const BaseEnv = {
   METRICS_PORT: Int(9464, 0, 'port of the /metrics listener (0 picks a free one)'),
   METRICS_HOST: Type.String({ default: '0.0.0.0' }),
   INSTANCE_ID: Type.String({ default: `${hostname()}-${process.pid}`, minLength: 1 }),
-  REDIS_PREFIX: Type.String({ default: 'opsdrill', description: 'namespace of every Redis key: queues, cache, rate limits, pub/sub', pattern: '^[a-zA-Z0-9_-]+$' }),
+  REDIS_PREFIX: Type.String({
+    default: 'opsdrill',
+    description: 'namespace of every Redis key: queues, cache, rate limits, pub/sub',
+    pattern: '^[a-zA-Z0-9_-]+$',
+  }),
   PG_POOL_MAX: Int(10, 1),
   PG_CONNECT_TIMEOUT_MS: Int(2000, 1),
   PG_STATEMENT_TIMEOUT_MS: Int(2000, 1),
@@ -64,7 +67,12 @@ export const ApiEnv = Type.Object({
   // Shedding keys on event-loop delay, the symptom of unbounded latency. Utilisation near 1 is normal at full load
   // (and while modules load at start), so it is off unless set.
   MAX_EVENT_LOOP_DELAY_MS: Int(500, 0, 'event-loop delay (ms) above which requests get 503 + Retry-After; 0 disables'),
-  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'event-loop utilisation (0..1) above which requests are shed; 0 disables' }),
+  MAX_EVENT_LOOP_UTILIZATION: Type.Number({
+    default: 0,
+    minimum: 0,
+    maximum: 1,
+    description: 'event-loop utilisation (0..1) above which requests are shed; 0 disables',
+  }),
   REQUEST_TIMEOUT_MS: Int(10000, 0),
 })
 
@@ -78,7 +86,11 @@ export const WorkerEnv = Type.Object({
   ROLLUP_EVERY_MS: Int(300000, 1000),
   CLICK_RETENTION_DAYS: Int(90, 1),
   STALLED_INTERVAL_MS: Int(30000, 1000),
-  JOB_LOCK_MS: Int(30000, 1000, 'lock of an active job, renewed at half this; a killed worker\'s jobs are retried about this plus STALLED_INTERVAL_MS later'),
+  JOB_LOCK_MS: Int(
+    30000,
+    1000,
+    "lock of an active job, renewed at half this; a killed worker's jobs are retried about this plus STALLED_INTERVAL_MS later",
+  ),
   SHUTDOWN_GRACE_MS: Int(25000, 100),
 })
 

@@ -75,6 +75,10 @@ export function createDb(opts: DbOptions, log: Log) {
 /** True when the error means Postgres could not be reached or answered too late. */
 export function isDbUnavailable(err: unknown): boolean {
   const e = err as { code?: string; message?: string }
-  if (e?.code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', '57P01', '57P03', '08006', '08001', '08003', '57014'].includes(e.code)) return true
+  if (
+    e?.code &&
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', '57P01', '57P03', '08006', '08001', '08003', '57014'].includes(e.code)
+  )
+    return true
   return /timeout|Connection terminated|connect ECONNREFUSED|connection error/i.test(e?.message ?? '')
 }

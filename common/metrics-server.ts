@@ -5,7 +5,11 @@ import type { AddressInfo } from 'node:net'
 import client from 'prom-client'
 import { registry } from './metrics.ts'
 
-export interface MetricsServer { server: Server; port: number; close: () => Promise<void> }
+export interface MetricsServer {
+  server: Server
+  port: number
+  close: () => Promise<void>
+}
 
 export async function startMetricsServer(host: string, port: number, isReady: () => boolean = () => true): Promise<MetricsServer> {
   const server = createServer((req, res) => {

@@ -37,15 +37,25 @@ const histogram = (name: string, help: string, labelNames: string[], buckets: nu
 
 export const metrics = {
   // HTTP (API)
-  httpDuration: histogram('http_request_duration_seconds', 'HTTP request duration by route template.', ['method', 'route', 'status_code'], HTTP_BUCKETS),
+  httpDuration: histogram(
+    'http_request_duration_seconds',
+    'HTTP request duration by route template.',
+    ['method', 'route', 'status_code'],
+    HTTP_BUCKETS,
+  ),
   httpInFlight: gauge('http_requests_in_flight', 'HTTP requests being served.'),
   httpShed: counter('http_requests_shed_total', 'Requests answered 503 by load shedding, by reason.', ['reason']),
   // Redirect cache
   cacheLookups: counter('cache_lookups_total', 'Redirect cache lookups by result: l1_hit, redis_hit, negative_hit, miss.', ['result']),
-  cacheSingleFlightWaits: counter('cache_singleflight_waits_total', 'Lookups that joined an in-flight Postgres load instead of starting one.'),
+  cacheSingleFlightWaits: counter(
+    'cache_singleflight_waits_total',
+    'Lookups that joined an in-flight Postgres load instead of starting one.',
+  ),
   cacheErrors: counter('cache_errors_total', 'Redis cache operations that failed, by operation.', ['operation']),
   cacheFallbacks: counter('cache_fallbacks_total', 'Redirects served from Postgres because the Redis cache failed (fail-open).'),
-  cacheInvalidations: counter('cache_invalidations_total', 'Cache invalidations by origin: local (this replica) or remote (pub/sub).', ['origin']),
+  cacheInvalidations: counter('cache_invalidations_total', 'Cache invalidations by origin: local (this replica) or remote (pub/sub).', [
+    'origin',
+  ]),
   // Business
   linksCreated: counter('links_created_total', 'Links created.'),
   redirects: counter('redirects_total', 'Redirects by outcome: found, not_found, gone.', ['outcome']),
@@ -54,22 +64,36 @@ export const metrics = {
   clickBufferSize: gauge('click_buffer_size', 'Clicks buffered in the API waiting for the next bulk enqueue.'),
   clicksIngested: counter('clicks_ingested_total', 'Clicks stored in Postgres by the worker (duplicates excluded).'),
   clicksDuplicate: counter('clicks_duplicate_total', 'Click jobs delivered again whose click was already stored.'),
-  clicksDiscarded: counter('clicks_discarded_total', 'Click jobs the worker completed without storing the click, by reason (link_deleted).', ['reason']),
+  clicksDiscarded: counter(
+    'clicks_discarded_total',
+    'Click jobs the worker completed without storing the click, by reason (link_deleted).',
+    ['reason'],
+  ),
   // Queue and worker
   jobsAdded: counter('jobs_added_total', 'Jobs added, by queue.', ['queue']),
   jobsCompleted: counter('jobs_completed_total', 'Jobs completed, by queue.', ['queue']),
   jobsFailed: counter('jobs_failed_total', 'Job attempts that failed, by queue.', ['queue']),
   jobsRetried: counter('jobs_retried_total', 'Failed job attempts that will be retried, by queue.', ['queue']),
   jobsStalled: counter('jobs_stalled_total', 'Jobs detected as stalled and moved back to wait, by queue.', ['queue']),
-  jobsDeadLettered: counter('jobs_dead_lettered_total', 'Jobs that exhausted their attempts and moved to the dead-letter queue.', ['queue']),
+  jobsDeadLettered: counter('jobs_dead_lettered_total', 'Jobs that exhausted their attempts and moved to the dead-letter queue.', [
+    'queue',
+  ]),
   jobWait: histogram('job_wait_seconds', 'Time from enqueue to the start of processing.', ['queue'], JOB_BUCKETS),
   jobProcessing: histogram('job_processing_seconds', 'Job processing time, by queue and outcome.', ['queue', 'outcome'], JOB_BUCKETS),
-  queueJobs: gauge('queue_jobs', 'Jobs in a queue by state (waiting, active, delayed, failed, completed, prioritized, waiting-children).', ['queue', 'state']),
+  queueJobs: gauge('queue_jobs', 'Jobs in a queue by state (waiting, active, delayed, failed, completed, prioritized, waiting-children).', [
+    'queue',
+    'state',
+  ]),
   queueOldestWaitingAge: gauge('queue_oldest_waiting_age_seconds', 'Age of the oldest waiting job, 0 when none waits.', ['queue']),
   workerBatchSize: histogram('worker_click_batch_size', 'Clicks per Postgres batch write.', [], [1, 5, 10, 25, 50, 100, 250, 500, 1000]),
   // Postgres and Redis clients
   pgPool: gauge('pg_pool_connections', 'pg pool connections by state: total, idle, waiting (clients queued for one).', ['state']),
-  pgQueryDuration: histogram('pg_query_duration_seconds', 'Postgres query time by operation and outcome.', ['operation', 'outcome'], HTTP_BUCKETS),
+  pgQueryDuration: histogram(
+    'pg_query_duration_seconds',
+    'Postgres query time by operation and outcome.',
+    ['operation', 'outcome'],
+    HTTP_BUCKETS,
+  ),
   pgErrors: counter('pg_errors_total', 'Postgres client errors by kind.', ['kind']),
   redisReconnects: counter('redis_reconnects_total', 'Redis reconnect attempts by client role.', ['client']),
   redisErrors: counter('redis_errors_total', 'Redis client errors by client role.', ['client']),

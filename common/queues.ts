@@ -39,10 +39,7 @@ export type ClickBatchJob = Static<typeof ClickBatchJob>
 export const ExportJob = Type.Object({ exportId: Uuid, linkId: Uuid }, { additionalProperties: false })
 export type ExportJob = Static<typeof ExportJob>
 
-export const MaintenanceJob = Type.Object(
-  { retentionDays: Type.Optional(Type.Integer({ minimum: 1 })) },
-  { additionalProperties: false },
-)
+export const MaintenanceJob = Type.Object({ retentionDays: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false })
 export type MaintenanceJob = Static<typeof MaintenanceJob>
 
 export const DeadLetterJob = Type.Object(

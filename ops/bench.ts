@@ -26,7 +26,14 @@ const PORT = 4810
 const SINK_PORT = 4818
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
 
-interface Row { name: string; rps: number; p50: number; p99: number; errors: number; non2xx3xx: number }
+interface Row {
+  name: string
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+  non2xx3xx: number
+}
 
 function log(msg: string) {
   process.stdout.write(`==> ${msg}\n`)
@@ -45,7 +52,9 @@ async function setup() {
   const db = new pg.Client({ connectionString: dbUrl })
   await db.connect()
   const passwordHash = await hash('bench password 123', { algorithm: 2, memoryCost: 19456, timeCost: 2, parallelism: 1 })
-  const user = await db.query<{ id: string }>("INSERT INTO users (email, password_hash) VALUES ('bench@example.test', $1) RETURNING id", [passwordHash])
+  const user = await db.query<{ id: string }>("INSERT INTO users (email, password_hash) VALUES ('bench@example.test', $1) RETURNING id", [
+    passwordHash,
+  ])
   const owner = user.rows[0]!.id
   const codes: string[] = []
   for (let i = 0; i < HOT_LINKS; i++) codes.push(`bench${i}`)
@@ -79,8 +88,17 @@ async function measure(name: string, path: (i: number) => string, headers: Recor
     .filter(([code]) => code.startsWith('2') || code.startsWith('3'))
     .reduce((n, [, v]) => n + v.count, 0)
   const total = Object.values(r.statusCodeStats as Record<string, { count: number }>).reduce((n, v) => n + v.count, 0)
-  const row = { name, rps: Math.round(ok / DURATION), p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx3xx: total - ok }
-  log(`${name}: ${row.rps} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms${row.errors || row.non2xx3xx ? `, ${row.errors} errors, ${row.non2xx3xx} bad statuses` : ''}`)
+  const row = {
+    name,
+    rps: Math.round(ok / DURATION),
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.errors + r.timeouts,
+    non2xx3xx: total - ok,
+  }
+  log(
+    `${name}: ${row.rps} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms${row.errors || row.non2xx3xx ? `, ${row.errors} errors, ${row.non2xx3xx} bad statuses` : ''}`,
+  )
   return row
 }
 
@@ -118,11 +136,20 @@ const base = {
   MAX_EVENT_LOOP_DELAY_MS: '0',
 }
 const obsOff = { ...base, LOG_LEVEL: 'silent', METRICS_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' }
-const obsOn = { ...base, LOG_LEVEL: 'info', METRICS_ENABLED: 'true', OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${SINK_PORT}`, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }
+const obsOn = {
+  ...base,
+  LOG_LEVEL: 'info',
+  METRICS_ENABLED: 'true',
+  OTEL_TRACES_EXPORTER: 'otlp',
+  OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${SINK_PORT}`,
+  OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+}
 const hot = (i: number) => `/${codes[i % codes.length]}`
 const clear = () => redis.eval("for _,k in ipairs(redis.call('keys', 'bench:*')) do redis.call('del', k) end", 0)
 
-log(`machine: ${cpus().length} x ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${CONNECTIONS} connections, ${WARMUP}s warm-up + ${DURATION}s per row`)
+log(
+  `machine: ${cpus().length} x ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${CONNECTIONS} connections, ${WARMUP}s warm-up + ${DURATION}s per row`,
+)
 const rows: Row[] = []
 const ceiling = start(['ops/bench/ceiling.ts'], { PORT: String(PORT) })
 await waitForPort(PORT, 10000, 'the ceiling server')
@@ -131,10 +158,18 @@ await stop(ceiling)
 
 let token = ''
 await withApi({ ...obsOff, CACHE_ENABLED: 'true' }, false, async () => {
-  const res = await fetch(`http://127.0.0.1:${PORT}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'bench@example.test', password: 'bench password 123' }) })
+  const res = await fetch(`http://127.0.0.1:${PORT}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'bench@example.test', password: 'bench password 123' }),
+  })
   token = ((await res.json()) as { accessToken: string }).accessToken
   rows.push(await measure('redirect, cache on, observability off', hot))
-  rows.push(await measure('pg route GET /api/v1/links/:id, observability off', () => `/api/v1/links/${linkId}`, { authorization: `Bearer ${token}` }))
+  rows.push(
+    await measure('pg route GET /api/v1/links/:id, observability off', () => `/api/v1/links/${linkId}`, {
+      authorization: `Bearer ${token}`,
+    }),
+  )
 })
 await clear()
 await withApi({ ...obsOff, CACHE_ENABLED: 'false' }, false, async () => {
@@ -144,7 +179,11 @@ await clear()
 const sink = otlpSink()
 await withApi({ ...obsOn, CACHE_ENABLED: 'true' }, true, async () => {
   rows.push(await measure('redirect, cache on, observability on', hot))
-  rows.push(await measure('pg route GET /api/v1/links/:id, observability on', () => `/api/v1/links/${linkId}`, { authorization: `Bearer ${token}` }))
+  rows.push(
+    await measure('pg route GET /api/v1/links/:id, observability on', () => `/api/v1/links/${linkId}`, {
+      authorization: `Bearer ${token}`,
+    }),
+  )
 })
 await sink.close()
 await clear()
@@ -153,12 +192,42 @@ await redis.quit()
 const by = (name: string) => rows.find((r) => r.name.startsWith(name))!
 const ratio = (a: Row, b: Row) => a.rps / b.rps
 const checks = [
-  { what: 'redirect cache on / ceiling', value: ratio(by('redirect, cache on, observability off'), by('ceiling')), target: '>= 0.60', pass: (v: number) => v >= 0.6 },
-  { what: 'redirect cache on / cache off', value: ratio(by('redirect, cache on, observability off'), by('redirect, cache off')), target: '>= 2.0', pass: (v: number) => v >= 2 },
-  { what: 'redirect: observability on / off (throughput)', value: ratio(by('redirect, cache on, observability on'), by('redirect, cache on, observability off')), target: '>= 0.85', pass: (v: number) => v >= 0.85 },
-  { what: 'redirect: observability on - off (p99 ms)', value: by('redirect, cache on, observability on').p99 - by('redirect, cache on, observability off').p99, target: '<= 2 ms', pass: (v: number) => v <= 2 },
-  { what: 'pg route: observability on / off (throughput)', value: ratio(by('pg route GET /api/v1/links/:id, observability on'), by('pg route GET /api/v1/links/:id, observability off')), target: '>= 0.85', pass: (v: number) => v >= 0.85 },
-  { what: 'pg route: observability on - off (p99 ms)', value: by('pg route GET /api/v1/links/:id, observability on').p99 - by('pg route GET /api/v1/links/:id, observability off').p99, target: '<= 2 ms', pass: (v: number) => v <= 2 },
+  {
+    what: 'redirect cache on / ceiling',
+    value: ratio(by('redirect, cache on, observability off'), by('ceiling')),
+    target: '>= 0.60',
+    pass: (v: number) => v >= 0.6,
+  },
+  {
+    what: 'redirect cache on / cache off',
+    value: ratio(by('redirect, cache on, observability off'), by('redirect, cache off')),
+    target: '>= 2.0',
+    pass: (v: number) => v >= 2,
+  },
+  {
+    what: 'redirect: observability on / off (throughput)',
+    value: ratio(by('redirect, cache on, observability on'), by('redirect, cache on, observability off')),
+    target: '>= 0.85',
+    pass: (v: number) => v >= 0.85,
+  },
+  {
+    what: 'redirect: observability on - off (p99 ms)',
+    value: by('redirect, cache on, observability on').p99 - by('redirect, cache on, observability off').p99,
+    target: '<= 2 ms',
+    pass: (v: number) => v <= 2,
+  },
+  {
+    what: 'pg route: observability on / off (throughput)',
+    value: ratio(by('pg route GET /api/v1/links/:id, observability on'), by('pg route GET /api/v1/links/:id, observability off')),
+    target: '>= 0.85',
+    pass: (v: number) => v >= 0.85,
+  },
+  {
+    what: 'pg route: observability on - off (p99 ms)',
+    value: by('pg route GET /api/v1/links/:id, observability on').p99 - by('pg route GET /api/v1/links/:id, observability off').p99,
+    target: '<= 2 ms',
+    pass: (v: number) => v <= 2,
+  },
 ]
 
 const md = [
@@ -175,4 +244,7 @@ const md = [
 process.stdout.write(`\n${md}\n`)
 mkdirSync(resolve(ROOT, '.run/bench'), { recursive: true })
 writeFileSync(resolve(ROOT, '.run/bench/results.md'), md + '\n')
-writeFileSync(resolve(ROOT, '.run/bench/results.json'), JSON.stringify({ rows, checks: checks.map((c) => ({ ...c, pass: c.pass(c.value) })) }, null, 2))
+writeFileSync(
+  resolve(ROOT, '.run/bench/results.json'),
+  JSON.stringify({ rows, checks: checks.map((c) => ({ ...c, pass: c.pass(c.value) })) }, null, 2),
+)

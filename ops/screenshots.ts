@@ -41,7 +41,10 @@ async function api(method: string, path: string, body?: unknown, token?: string)
     body: body ? JSON.stringify(body) : undefined,
     redirect: 'manual',
   })
-  return { status: res.status, json: res.headers.get('content-type')?.includes('json') ? ((await res.json()) as Record<string, unknown>) : {} }
+  return {
+    status: res.status,
+    json: res.headers.get('content-type')?.includes('json') ? ((await res.json()) as Record<string, unknown>) : {},
+  }
 }
 
 async function main() {
@@ -62,7 +65,21 @@ async function main() {
 
   const child: ChildProcess = spawn(process.execPath, ['service/server.ts'], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: dbUrl, REDIS_URL: rh.url, REDIS_PREFIX: PREFIX, PORT: String(PORT), METRICS_PORT: String(PORT + 1), JWT_SECRET: 'screenshots-secret-screenshots-secret-0123', ADMIN_EMAILS: EMAIL, LOG_LEVEL: 'warn', PUBLIC_BASE_URL: BASE, RATE_LIMIT_GLOBAL_MAX: '1000000', RATE_LIMIT_AUTH_MAX: '1000', RATE_LIMIT_LINK_CREATE_MAX: '100000' },
+    env: {
+      ...process.env,
+      DATABASE_URL: dbUrl,
+      REDIS_URL: rh.url,
+      REDIS_PREFIX: PREFIX,
+      PORT: String(PORT),
+      METRICS_PORT: String(PORT + 1),
+      JWT_SECRET: 'screenshots-secret-screenshots-secret-0123',
+      ADMIN_EMAILS: EMAIL,
+      LOG_LEVEL: 'warn',
+      PUBLIC_BASE_URL: BASE,
+      RATE_LIMIT_GLOBAL_MAX: '1000000',
+      RATE_LIMIT_AUTH_MAX: '1000',
+      RATE_LIMIT_LINK_CREATE_MAX: '100000',
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   try {
@@ -76,8 +93,23 @@ async function main() {
     }
     // One dead letter, so the UI shows where exhausted jobs go.
     const dlq = new Queue(QUEUES.deadLetters, { connection: redis, prefix: PREFIX })
-    const data = { clickId: crypto.randomUUID(), linkId: crypto.randomUUID(), at: new Date().toISOString(), referrer: null, uaFamily: 'Chrome', country: null }
-    await addDeadLetter(dlq, toDeadLetter(QUEUES.clicks, { id: data.clickId, name: 'click', data }, new Error('insert or update on table "clicks" violates foreign key constraint'), 5))
+    const data = {
+      clickId: crypto.randomUUID(),
+      linkId: crypto.randomUUID(),
+      at: new Date().toISOString(),
+      referrer: null,
+      uaFamily: 'Chrome',
+      country: null,
+    }
+    await addDeadLetter(
+      dlq,
+      toDeadLetter(
+        QUEUES.clicks,
+        { id: data.clickId, name: 'click', data },
+        new Error('insert or update on table "clicks" violates foreign key constraint'),
+        5,
+      ),
+    )
     await dlq.close()
     await sleep(300)
 
@@ -88,7 +120,15 @@ async function main() {
 
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     })
     try {
       const docs = await browser.newPage({ viewport: { width: 1280, height: 900 } })
@@ -96,7 +136,10 @@ async function main() {
       await docs.waitForSelector('.opblock', { timeout: 15000 })
       await docs.screenshot({ path: resolve(OUT, 'swagger-ui.png') })
 
-      const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, httpCredentials: { username: EMAIL, password: PASSWORD } })
+      const ctx = await browser.newContext({
+        viewport: { width: 1280, height: 800 },
+        httpCredentials: { username: EMAIL, password: PASSWORD },
+      })
       const board = await ctx.newPage()
       await board.goto(`${BASE}/admin/queues`, { waitUntil: 'networkidle' })
       await board.waitForSelector('text=clicks', { timeout: 15000 })

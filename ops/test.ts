@@ -54,7 +54,9 @@ function runAlive(name: string): boolean {
 async function dropDatabases(adminUrl: string, which: (name: string) => boolean): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()
-  const all = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'opsdrill\\_t\\_%' OR datname LIKE 'opsdrill\\_tpl\\_%'")
+  const all = await admin.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE datname LIKE 'opsdrill\\_t\\_%' OR datname LIKE 'opsdrill\\_tpl\\_%'",
+  )
   for (const { datname } of all.rows.filter((r) => which(r.datname))) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`)
   await admin.end()
 }
@@ -84,12 +86,19 @@ function testFiles(paths: string[]): string[] {
   })
 }
 
-interface Tally { passed: number; failed: number }
+interface Tally {
+  passed: number
+  failed: number
+}
 
 function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv, timeoutSec = 120): Promise<Tally> {
   return new Promise((done) => {
     const tally: Tally = { passed: 0, failed: 0 }
-    const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, `--timeout=${timeoutSec}`, ...files], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, `--timeout=${timeoutSec}`, ...files], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     let buf = ''
     let fileSubtests = 0
     let fileFailures: string[] = []
@@ -119,8 +128,7 @@ function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv, timeoutSe
           if (fileSubtests === 0) {
             if (ok) tally.passed++
             else tally.failed++
-          }
-          else if (!ok && fileFailures.length === 0) {
+          } else if (!ok && fileFailures.length === 0) {
             tally.failed++
             fileFailures.push('(the file failed outside its tests)')
           }
@@ -149,19 +157,33 @@ function ensureTapBuilt(): void {
 
 /** The failing assertions of a file's TAP output, with their diffs and locations: enough to act on. */
 function failureExcerpt(lines: string[]): string {
-  const keep = /not ok|^\s+[-+][^-+]|^\s+(message|found|wanted|error|code|lineNumber|fileName|stdout|stderr|exitCode|signal):|^\s+[A-Z][a-zA-Z]*Error\b/
+  const keep =
+    /not ok|^\s+[-+][^-+]|^\s+(message|found|wanted|error|code|lineNumber|fileName|stdout|stderr|exitCode|signal):|^\s+[A-Z][a-zA-Z]*Error\b/
   const out = lines.filter((l) => keep.test(l)).slice(0, 80)
   return out.length ? out.map((l) => `      ${l.trim()}`).join('\n') + '\n' : ''
 }
 
-function log(msg: string): void { process.stdout.write(`==> ${msg}\n`) }
+function log(msg: string): void {
+  process.stdout.write(`==> ${msg}\n`)
+}
 
 ensureTapBuilt()
 const { pgAdmin, redis, stop } = await services()
 const template = await prepareTemplate(pgAdmin)
-const env = { ...process.env, OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin, OPSDRILL_TEST_PG_TEMPLATE: TEMPLATE, OPSDRILL_TEST_DB_PREFIX: `opsdrill_t_${RUN}_`, OPSDRILL_TEST_REDIS_URL: redis, OPSDRILL_TEST_TEMPLATE_URL: template, K6_NO_USAGE_REPORT: 'true' }
+const env = {
+  ...process.env,
+  OPSDRILL_TEST_PG_ADMIN_URL: pgAdmin,
+  OPSDRILL_TEST_PG_TEMPLATE: TEMPLATE,
+  OPSDRILL_TEST_DB_PREFIX: `opsdrill_t_${RUN}_`,
+  OPSDRILL_TEST_REDIS_URL: redis,
+  OPSDRILL_TEST_TEMPLATE_URL: template,
+  K6_NO_USAGE_REPORT: 'true',
+}
 const total: Tally = { passed: 0, failed: 0 }
-const add = (t: Tally) => { total.passed += t.passed; total.failed += t.failed }
+const add = (t: Tally) => {
+  total.passed += t.passed
+  total.failed += t.failed
+}
 if (args.length > 0) add(await runTap(testFiles(args), 2, env, args.some((a) => a.includes('system')) ? 1200 : 120))
 else {
   log('fast suites (parallel)')

@@ -57,7 +57,9 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     // One line per request is logged by http-metrics (info for errors, debug otherwise), not two by Fastify.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.BODY_LIMIT_BYTES,
-    trustProxy: config.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean),
+    trustProxy: config.TRUSTED_PROXIES.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     requestTimeout: config.REQUEST_TIMEOUT_MS,
@@ -85,7 +87,10 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   // An API that answers JSON and redirects needs only the minimal CSP OWASP gives for REST services
   // (https://cheatsheetseries.owasp.org/cheatsheets/REST_Security_Cheat_Sheet.html#security-headers); the Swagger UI
   // sets its own (staticCSP) and bull-board's pages relax it. Helmet's other headers stay at their defaults.
-  await app.register(helmet, { global: true, contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } })
+  await app.register(helmet, {
+    global: true,
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+  })
   await app.register(underPressure, {
     maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: config.MAX_EVENT_LOOP_UTILIZATION,
@@ -107,13 +112,20 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
       nameSpace: `${config.REDIS_PREFIX}:rl:`,
       // With Redis down the limiter lets requests through rather than failing them.
       skipOnError: true,
-      errorResponseBuilder: (_req, ctx) => Object.assign(new Error(`rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), { statusCode: 429 }),
+      errorResponseBuilder: (_req, ctx) =>
+        Object.assign(new Error(`rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), {
+          statusCode: 429,
+        }),
     })
   }
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'opsdrill API', version: '1.0.0', description: 'Link shortener with click analytics. Errors are RFC 9457 problem+json.' },
+      info: {
+        title: 'opsdrill API',
+        version: '1.0.0',
+        description: 'Link shortener with click analytics. Errors are RFC 9457 problem+json.',
+      },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   })

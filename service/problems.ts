@@ -24,7 +24,13 @@ export class HttpProblem extends Error {
   readonly title: string
   readonly headers: Record<string, string>
   readonly errors: { field: string; message: string }[] | undefined
-  constructor(status: number, code: string, title: string, detail?: string, opts: { headers?: Record<string, string>; errors?: { field: string; message: string }[] } = {}) {
+  constructor(
+    status: number,
+    code: string,
+    title: string,
+    detail?: string,
+    opts: { headers?: Record<string, string>; errors?: { field: string; message: string }[] } = {},
+  ) {
     super(detail ?? title)
     this.status = status
     this.code = code

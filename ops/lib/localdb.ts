@@ -34,7 +34,11 @@ export async function waitForPort(port: number, timeoutMs: number, what: string)
   throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`)
 }
 
-export interface PostgresHandle { url: string; dir: string; port: number }
+export interface PostgresHandle {
+  url: string
+  dir: string
+  port: number
+}
 
 /** Initialises (once) and starts a Postgres cluster in dir on port; returns a superuser URL. */
 export async function startPostgres(dir: string, port: number, extraConf: string[] = []): Promise<PostgresHandle> {
@@ -47,12 +51,31 @@ export async function startPostgres(dir: string, port: number, extraConf: string
     run(asPostgresUser(`${PG_BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-instructions']), 'initdb')
   }
   const conf = [
-    `port=${port}`, "listen_addresses='127.0.0.1'", `unix_socket_directories='${dir}'`, 'fsync=on',
-    'max_connections=300', 'shared_buffers=256MB', ...extraConf,
+    `port=${port}`,
+    "listen_addresses='127.0.0.1'",
+    `unix_socket_directories='${dir}'`,
+    'fsync=on',
+    'max_connections=300',
+    'shared_buffers=256MB',
+    ...extraConf,
   ]
   writeFileSync(join(dir, 'opsdrill.conf'), conf.join('\n') + '\n')
   if (process.getuid?.() === 0) chownSync(join(dir, 'opsdrill.conf'), uid('postgres'), gid('postgres'))
-  run(asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '30', '-o', conf.map((c) => `-c ${c}`).join(' '), 'start']), 'pg_ctl start')
+  run(
+    asPostgresUser(`${PG_BIN}/pg_ctl`, [
+      '-D',
+      data,
+      '-l',
+      join(dir, 'postgres.log'),
+      '-w',
+      '-t',
+      '30',
+      '-o',
+      conf.map((c) => `-c ${c}`).join(' '),
+      'start',
+    ]),
+    'pg_ctl start',
+  )
   return { url, dir, port }
 }
 
@@ -62,7 +85,11 @@ export function stopPostgres(dir: string, mode: 'fast' | 'immediate' = 'fast'): 
   run(asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, '-m', mode, '-w', 'stop']), 'pg_ctl stop')
 }
 
-export interface RedisHandle { url: string; dir: string; port: number }
+export interface RedisHandle {
+  url: string
+  dir: string
+  port: number
+}
 
 /** Starts redis-server in dir on port with AOF on and noeviction (queues must never be evicted). */
 export async function startRedis(dir: string, port: number): Promise<RedisHandle> {
@@ -70,9 +97,26 @@ export async function startRedis(dir: string, port: number): Promise<RedisHandle
   if (await portOpen(port)) return { url, dir, port }
   mkdirSync(dir, { recursive: true })
   execFileSync('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'yes',
-    '--pidfile', join(dir, 'redis.pid'), '--logfile', join(dir, 'redis.log'),
-    '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--save', '',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--daemonize',
+    'yes',
+    '--pidfile',
+    join(dir, 'redis.pid'),
+    '--logfile',
+    join(dir, 'redis.log'),
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'everysec',
+    '--maxmemory-policy',
+    'noeviction',
+    '--save',
+    '',
   ])
   await waitForPort(port, 10000, 'redis-server')
   return { url, dir, port }
@@ -82,8 +126,16 @@ export function stopRedis(dir: string): void {
   const pidFile = join(dir, 'redis.pid')
   if (!existsSync(pidFile)) return
   const pid = Number(readFileSync(pidFile, 'utf8').trim())
-  try { process.kill(pid, 'SIGTERM') } catch { /* already gone */ }
+  try {
+    process.kill(pid, 'SIGTERM')
+  } catch {
+    /* already gone */
+  }
 }
 
-function uid(user: string): number { return Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim()) }
-function gid(user: string): number { return Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim()) }
+function uid(user: string): number {
+  return Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim())
+}
+function gid(user: string): number {
+  return Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim())
+}

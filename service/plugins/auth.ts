@@ -6,7 +6,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HttpProblem } from '../problems.ts'
 
 export type Role = 'user' | 'admin'
-export interface AccessClaims { sub: string; role: Role }
+export interface AccessClaims {
+  sub: string
+  role: Role
+}
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
@@ -21,7 +24,8 @@ declare module 'fastify' {
   }
 }
 
-export const unauthorized = () => new HttpProblem(401, 'UNAUTHORIZED', 'Unauthorized', 'a valid bearer token is required', { headers: { 'www-authenticate': 'Bearer' } })
+export const unauthorized = () =>
+  new HttpProblem(401, 'UNAUTHORIZED', 'Unauthorized', 'a valid bearer token is required', { headers: { 'www-authenticate': 'Bearer' } })
 
 export default fp(
   async (app) => {

@@ -25,7 +25,8 @@ export default fp(
       const ctx = span?.spanContext()
       if (ctx && ctx.traceFlags & 1) metrics.httpDuration.observe({ labels, value: seconds, exemplarLabels: { trace_id: ctx.traceId } })
       else metrics.httpDuration.observe({ labels, value: seconds })
-      if (reply.statusCode >= 500) req.log.warn({ http: { response: { status_code: reply.statusCode } }, route, duration_s: seconds }, 'request answered 5xx')
+      if (reply.statusCode >= 500)
+        req.log.warn({ http: { response: { status_code: reply.statusCode } }, route, duration_s: seconds }, 'request answered 5xx')
       else req.log.debug({ route, status: reply.statusCode, duration_s: seconds }, 'request completed')
     })
   },

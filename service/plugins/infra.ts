@@ -42,7 +42,11 @@ export const dbPlugin = fp<{ config: ApiConfig }>(
 
 export const redisPlugin = fp<{ config: ApiConfig }>(
   async (app, { config }) => {
-    const opts = { url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS }
+    const opts = {
+      url: config.REDIS_URL,
+      commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+      connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS,
+    }
     const redis = createRedis('cache', opts, app.log)
     const producer = createRedis('producer', { ...opts, commandTimeoutMs: config.REDIS_QUEUE_COMMAND_TIMEOUT_MS }, app.log)
     const subscriber = createRedis('subscriber', opts, app.log)

@@ -141,7 +141,14 @@ export default fp(
       app.db,
       app.redis,
       app.redisSubscriber,
-      { enabled: c.CACHE_ENABLED, prefix: c.REDIS_PREFIX, ttlSeconds: c.CACHE_TTL_SECONDS, negativeTtlSeconds: c.CACHE_NEGATIVE_TTL_SECONDS, l1Max: c.L1_CACHE_MAX, l1TtlMs: c.L1_CACHE_TTL_MS },
+      {
+        enabled: c.CACHE_ENABLED,
+        prefix: c.REDIS_PREFIX,
+        ttlSeconds: c.CACHE_TTL_SECONDS,
+        negativeTtlSeconds: c.CACHE_NEGATIVE_TTL_SECONDS,
+        l1Max: c.L1_CACHE_MAX,
+        l1TtlMs: c.L1_CACHE_TTL_MS,
+      },
       app.log,
     )
     app.decorate('linkCache', cache)

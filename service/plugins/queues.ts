@@ -9,7 +9,15 @@ import { BullMQOtel } from 'bullmq-otel'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { metrics, observeGauge } from '../../common/metrics.ts'
-import { MAX_CLICKS_PER_JOB, QUEUES, defaultJobOptions, parseClickBatchJob, type ClickBatchJob, type ClickJob, type ExportJob } from '../../common/queues.ts'
+import {
+  MAX_CLICKS_PER_JOB,
+  QUEUES,
+  defaultJobOptions,
+  parseClickBatchJob,
+  type ClickBatchJob,
+  type ClickJob,
+  type ExportJob,
+} from '../../common/queues.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,7 +26,6 @@ declare module 'fastify' {
   }
 }
 
-
 export interface ClickBuffer {
   push(click: ClickJob): void
   flush(): Promise<void>
@@ -26,7 +33,11 @@ export interface ClickBuffer {
   readonly size: number
 }
 
-export function createClickBuffer(queue: Queue<ClickBatchJob>, opts: { max: number; intervalMs: number; ready: () => boolean }, log: FastifyBaseLogger): ClickBuffer {
+export function createClickBuffer(
+  queue: Queue<ClickBatchJob>,
+  opts: { max: number; intervalMs: number; ready: () => boolean },
+  log: FastifyBaseLogger,
+): ClickBuffer {
   let buf: ClickJob[] = []
   let flushing: Promise<void> | null = null
   let lastWarn = 0
@@ -102,7 +113,11 @@ export default fp(
     const clicks = new Queue<ClickBatchJob>(QUEUES.clicks, common)
     const exports = new Queue<ExportJob>(QUEUES.exports, common)
     for (const q of [clicks, exports]) q.on('error', (err) => app.log.debug({ err, queue: q.name }, 'queue error'))
-    const buffer = createClickBuffer(clicks, { max: c.CLICK_BUFFER_MAX, intervalMs: c.CLICK_FLUSH_INTERVAL_MS, ready: () => producerReady(app.redisProducer) }, app.log)
+    const buffer = createClickBuffer(
+      clicks,
+      { max: c.CLICK_BUFFER_MAX, intervalMs: c.CLICK_FLUSH_INTERVAL_MS, ready: () => producerReady(app.redisProducer) },
+      app.log,
+    )
     app.decorate('queues', { clicks, exports })
     app.decorate('clickBuffer', buffer)
     app.addHook('onClose', async () => {
@@ -112,4 +127,3 @@ export default fp(
   },
   { name: 'queues', dependencies: ['redis'] },
 )
-

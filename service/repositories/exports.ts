@@ -15,16 +15,27 @@ export interface ExportRow {
 const COLUMNS = 'id, link_id, owner_id, status, progress, row_count, error, created_at, finished_at'
 
 export async function insertExport(db: Db, linkId: string, ownerId: string): Promise<ExportRow> {
-  const { rows } = await db.query<ExportRow>('export_insert', `INSERT INTO exports (link_id, owner_id) VALUES ($1, $2) RETURNING ${COLUMNS}`, [linkId, ownerId])
+  const { rows } = await db.query<ExportRow>(
+    'export_insert',
+    `INSERT INTO exports (link_id, owner_id) VALUES ($1, $2) RETURNING ${COLUMNS}`,
+    [linkId, ownerId],
+  )
   return rows[0]!
 }
 
 export async function markExportFailed(db: Db, id: string, error: string): Promise<void> {
-  await db.query('export_fail', "UPDATE exports SET status = 'failed', error = $2, updated_at = now(), finished_at = now() WHERE id = $1", [id, error])
+  await db.query('export_fail', "UPDATE exports SET status = 'failed', error = $2, updated_at = now(), finished_at = now() WHERE id = $1", [
+    id,
+    error,
+  ])
 }
 
 export async function findExport(db: Db, id: string, ownerId: string | null): Promise<ExportRow | null> {
-  const { rows } = await db.query<ExportRow>('export_by_id', `SELECT ${COLUMNS} FROM exports WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)`, [id, ownerId])
+  const { rows } = await db.query<ExportRow>(
+    'export_by_id',
+    `SELECT ${COLUMNS} FROM exports WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)`,
+    [id, ownerId],
+  )
   return rows[0] ?? null
 }
 

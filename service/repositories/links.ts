@@ -33,7 +33,10 @@ export async function findTargetByCode(db: Db, code: string): Promise<LinkTarget
   return r ? { id: r.id, url: r.url, expiresAt: r.expires_at?.getTime() ?? null, deleted: r.deleted_at !== null } : null
 }
 
-export async function insertLink(db: Db, l: { code: string; ownerId: string; url: string; isAlias: boolean; expiresAt: Date | null }): Promise<LinkRow | null> {
+export async function insertLink(
+  db: Db,
+  l: { code: string; ownerId: string; url: string; isAlias: boolean; expiresAt: Date | null },
+): Promise<LinkRow | null> {
   const { rows } = await db.query<LinkRow>(
     'link_insert',
     `INSERT INTO links (code, owner_id, url, is_alias, expires_at) VALUES ($1, $2, $3, $4, $5)
@@ -54,9 +57,16 @@ export async function findLink(db: Db, id: string, ownerId: string | null): Prom
 }
 
 /** created_at as text with its microseconds: a JS Date keeps only milliseconds, too coarse for a keyset cursor. */
-export interface PagedLinkRow extends LinkRow { cursor_at: string }
+export interface PagedLinkRow extends LinkRow {
+  cursor_at: string
+}
 
-export async function listLinks(db: Db, ownerId: string | null, limit: number, after: { createdAt: string; id: string } | null): Promise<PagedLinkRow[]> {
+export async function listLinks(
+  db: Db,
+  ownerId: string | null,
+  limit: number,
+  after: { createdAt: string; id: string } | null,
+): Promise<PagedLinkRow[]> {
   const { rows } = await db.query<PagedLinkRow>(
     ownerId ? 'link_list_owner' : 'link_list_all',
     `SELECT ${COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at FROM links
@@ -68,7 +78,12 @@ export async function listLinks(db: Db, ownerId: string | null, limit: number, a
   return rows
 }
 
-export async function updateLink(db: Db, id: string, ownerId: string | null, patch: { url?: string; expiresAt?: Date | null }): Promise<LinkRow | null> {
+export async function updateLink(
+  db: Db,
+  id: string,
+  ownerId: string | null,
+  patch: { url?: string; expiresAt?: Date | null },
+): Promise<LinkRow | null> {
   const { rows } = await db.query<LinkRow>(
     'link_update',
     `UPDATE links SET url = COALESCE($3, url),

@@ -12,6 +12,10 @@ export async function dailyClicks(db: Db, linkId: string, days: number): Promise
 }
 
 export async function totalClicks(db: Db, linkId: string): Promise<number> {
-  const { rows } = await db.query<{ total: string }>('stats_total', 'SELECT COALESCE(sum(clicks), 0) AS total FROM click_rollups_daily WHERE link_id = $1', [linkId])
+  const { rows } = await db.query<{ total: string }>(
+    'stats_total',
+    'SELECT COALESCE(sum(clicks), 0) AS total FROM click_rollups_daily WHERE link_id = $1',
+    [linkId],
+  )
   return Number(rows[0]?.total ?? 0)
 }

@@ -1,6 +1,12 @@
 import type { Db } from '../../common/db.ts'
 
-export interface UserRow { id: string; email: string; password_hash: string; role: 'user' | 'admin'; created_at: Date }
+export interface UserRow {
+  id: string
+  email: string
+  password_hash: string
+  role: 'user' | 'admin'
+  created_at: Date
+}
 
 /** Inserts a user; null when the email is taken (case-insensitively). */
 export async function insertUser(db: Db, u: { email: string; passwordHash: string; role: 'user' | 'admin' }): Promise<UserRow | null> {
@@ -14,6 +20,10 @@ export async function insertUser(db: Db, u: { email: string; passwordHash: strin
 }
 
 export async function findUserByEmail(db: Db, email: string): Promise<UserRow | null> {
-  const { rows } = await db.query<UserRow>('user_by_email', 'SELECT id, email, password_hash, role, created_at FROM users WHERE lower(email) = lower($1)', [email])
+  const { rows } = await db.query<UserRow>(
+    'user_by_email',
+    'SELECT id, email, password_hash, role, created_at FROM users WHERE lower(email) = lower($1)',
+    [email],
+  )
   return rows[0] ?? null
 }

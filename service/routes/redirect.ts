@@ -13,7 +13,10 @@ const route: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Follow a short link',
         tags: ['redirect'],
         params: Type.Object({ code: Type.String({ maxLength: 64 }) }),
-        response: { 302: Type.Null({ description: 'Redirect to the target URL (Location header)' }), ...problemResponses(404, 410, 429, 503) },
+        response: {
+          302: Type.Null({ description: 'Redirect to the target URL (Location header)' }),
+          ...problemResponses(404, 410, 429, 503),
+        },
       },
     },
     async (req, reply) => {

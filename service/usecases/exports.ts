@@ -7,7 +7,17 @@ import { HttpProblem, notFound, unavailable } from '../problems.ts'
 import { exportContent, findExport, insertExport, markExportFailed, type ExportRow } from '../repositories/exports.ts'
 import type { AccessClaims } from '../plugins/auth.ts'
 
-export interface ExportView { id: string; linkId: string; status: ExportRow['status']; progress: number; rowCount: number | null; error: string | null; createdAt: string; finishedAt: string | null; downloadUrl: string | null }
+export interface ExportView {
+  id: string
+  linkId: string
+  status: ExportRow['status']
+  progress: number
+  rowCount: number | null
+  error: string | null
+  createdAt: string
+  finishedAt: string | null
+  downloadUrl: string | null
+}
 
 export function view(row: ExportRow): ExportView {
   return {
@@ -25,7 +35,11 @@ export function view(row: ExportRow): ExportView {
 
 const scope = (user: AccessClaims) => (user.role === 'admin' ? null : user.sub)
 
-export async function requestExport(deps: { db: Db; queue: Queue<ExportJob>; queueReady: () => boolean }, user: AccessClaims, linkId: string): Promise<ExportView> {
+export async function requestExport(
+  deps: { db: Db; queue: Queue<ExportJob>; queueReady: () => boolean },
+  user: AccessClaims,
+  linkId: string,
+): Promise<ExportView> {
   const row = await insertExport(deps.db, linkId, user.sub)
   try {
     if (!deps.queueReady()) throw new Error('the redis producer connection is not ready')
@@ -49,7 +63,8 @@ export async function getExport(db: Db, user: AccessClaims, id: string): Promise
 export async function downloadExport(db: Db, user: AccessClaims, id: string): Promise<Buffer> {
   const row = await findExport(db, id, scope(user))
   if (!row) throw notFound('export')
-  if (row.status !== 'done') throw new HttpProblem(409, 'EXPORT_NOT_READY', 'Conflict', `export is ${row.status}; poll until status is done`)
+  if (row.status !== 'done')
+    throw new HttpProblem(409, 'EXPORT_NOT_READY', 'Conflict', `export is ${row.status}; poll until status is done`)
   const content = await exportContent(db, id, scope(user))
   if (!content) throw notFound('export')
   return content

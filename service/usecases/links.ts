@@ -25,7 +25,11 @@ export interface LinkView {
   ownerId: string
 }
 
-export interface LinkDeps { db: Db; cache: LinkCache; publicBaseUrl: string }
+export interface LinkDeps {
+  db: Db
+  cache: LinkCache
+  publicBaseUrl: string
+}
 
 export function view(row: repo.LinkRow, publicBaseUrl: string): LinkView {
   return {
@@ -63,7 +67,11 @@ function checkExpiry(expiresAt: string | null | undefined, field = 'body.expires
 
 const scope = (user: AccessClaims) => (user.role === 'admin' ? null : user.sub)
 
-export async function createLink(deps: LinkDeps, user: AccessClaims, input: { url: string; alias?: string; expiresAt?: string }): Promise<LinkView> {
+export async function createLink(
+  deps: LinkDeps,
+  user: AccessClaims,
+  input: { url: string; alias?: string; expiresAt?: string },
+): Promise<LinkView> {
   const url = checkTarget(input.url)
   const expiresAt = checkExpiry(input.expiresAt) ?? null
   if (input.alias !== undefined) {
@@ -91,7 +99,10 @@ export async function getLink(deps: LinkDeps, user: AccessClaims, id: string): P
 }
 
 // createdAt stays the text Postgres gave (microseconds): rows created in the same millisecond must not be skipped.
-export interface Cursor { createdAt: string; id: string }
+export interface Cursor {
+  createdAt: string
+  id: string
+}
 
 export function encodeCursor(row: repo.PagedLinkRow): string {
   return Buffer.from(JSON.stringify([row.cursor_at, row.id])).toString('base64url')
@@ -100,24 +111,44 @@ export function encodeCursor(row: repo.PagedLinkRow): string {
 export function decodeCursor(cursor: string): Cursor {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as [string, string]
-    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(createdAt) || Number.isNaN(new Date(createdAt).getTime()) || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new Error('bad cursor')
+    if (
+      !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(createdAt) ||
+      Number.isNaN(new Date(createdAt).getTime()) ||
+      !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
+    )
+      throw new Error('bad cursor')
     return { createdAt, id }
   } catch {
     throw invalidField('querystring.cursor', 'is not a cursor this API returned')
   }
 }
 
-export async function listLinks(deps: LinkDeps, user: AccessClaims, q: { limit: number; cursor?: string }): Promise<{ items: LinkView[]; nextCursor: string | null }> {
+export async function listLinks(
+  deps: LinkDeps,
+  user: AccessClaims,
+  q: { limit: number; cursor?: string },
+): Promise<{ items: LinkView[]; nextCursor: string | null }> {
   const after = q.cursor ? decodeCursor(q.cursor) : null
   const rows = await repo.listLinks(deps.db, scope(user), q.limit + 1, after)
   const page = rows.slice(0, q.limit)
-  return { items: page.map((r) => view(r, deps.publicBaseUrl)), nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!) : null }
+  return {
+    items: page.map((r) => view(r, deps.publicBaseUrl)),
+    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!) : null,
+  }
 }
 
-export async function updateLink(deps: LinkDeps, user: AccessClaims, id: string, patch: { url?: string; expiresAt?: string | null }): Promise<LinkView> {
+export async function updateLink(
+  deps: LinkDeps,
+  user: AccessClaims,
+  id: string,
+  patch: { url?: string; expiresAt?: string | null },
+): Promise<LinkView> {
   const url = patch.url === undefined ? undefined : checkTarget(patch.url)
   const expiresAt = checkExpiry(patch.expiresAt)
-  const row = await repo.updateLink(deps.db, id, scope(user), { ...(url !== undefined ? { url } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) })
+  const row = await repo.updateLink(deps.db, id, scope(user), {
+    ...(url !== undefined ? { url } : {}),
+    ...(expiresAt !== undefined ? { expiresAt } : {}),
+  })
   if (!row) throw notFound('link')
   await deps.cache.invalidate(row.code)
   return view(row, deps.publicBaseUrl)

@@ -22,7 +22,11 @@ export function uaFamily(ua: string | undefined): string {
   return family
 }
 
-export interface ClickContext { referrer: string | undefined; userAgent: string | undefined; country: string | undefined }
+export interface ClickContext {
+  referrer: string | undefined
+  userAgent: string | undefined
+  country: string | undefined
+}
 
 export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, code: string, ctx: ClickContext): Promise<string> {
   if (!CODE_RE.test(code)) {

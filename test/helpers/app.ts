@@ -6,9 +6,16 @@ import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
 import { apiConfig, testDatabase } from './env.ts'
 
-interface T { teardown(fn: () => unknown): void }
+interface T {
+  teardown(fn: () => unknown): void
+}
 
-export interface TestApp { app: App; config: ApiConfig; databaseUrl: string; logs: Record<string, unknown>[] }
+export interface TestApp {
+  app: App
+  config: ApiConfig
+  databaseUrl: string
+  logs: Record<string, unknown>[]
+}
 
 /** A real app on a fresh database. Logs are captured as parsed ECS lines in `logs`. */
 export async function testApp(t: T, overrides: Record<string, string> = {}, databaseUrl?: string): Promise<TestApp> {
@@ -32,7 +39,11 @@ export const uniqueEmail = () => `u${randomBytes(5).toString('hex')}@example.tes
 export const PASSWORD = 'correct horse battery staple'
 
 /** Registers a user and returns a bearer token for it. */
-export async function login(app: App, email = uniqueEmail(), password = PASSWORD): Promise<{ token: string; email: string; auth: { authorization: string } }> {
+export async function login(
+  app: App,
+  email = uniqueEmail(),
+  password = PASSWORD,
+): Promise<{ token: string; email: string; auth: { authorization: string } }> {
   const reg = await app.inject({ method: 'POST', url: '/api/v1/auth/register', payload: { email, password } })
   if (reg.statusCode !== 201) throw new Error(`register failed: ${reg.statusCode} ${reg.body}`)
   const res = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password } })

@@ -4,7 +4,9 @@ import pg from 'pg'
 import { randomBytes } from 'node:crypto'
 import { ApiEnv, WorkerEnv, loadConfig, type ApiConfig, type WorkerConfig } from '../../common/config.ts'
 
-interface Teardown { teardown(fn: () => unknown): void }
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
 
 function required(name: string): string {
   const v = process.env[name]

@@ -23,12 +23,14 @@ const pg = (await import('pg')).default
 const spanId = (s: ReadableSpan) => s.spanContext().spanId
 const parentId = (s: ReadableSpan) => s.parentSpanContext?.spanId
 
-t.test('when an export is requested, then one trace runs from the HTTP request to the worker and its SQL', async (t) => {
+void t.test('when an export is requested, then one trace runs from the HTTP request to the worker and its SQL', async (t) => {
   const { app, config, databaseUrl } = await testApp(t)
   const worker = await startWorker(workerConfig(databaseUrl, { REDIS_PREFIX: config.REDIS_PREFIX, LOG_LEVEL: 'silent' }))
   t.teardown(() => worker.close())
   const { auth } = await login(app)
-  const link = (await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/t' } })).json() as { id: string }
+  const link = (
+    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/t' } })
+  ).json() as { id: string }
   exporter.reset()
 
   const res = await app.inject({ method: 'POST', url: `/api/v1/links/${link.id}/exports`, headers: auth })
@@ -44,7 +46,9 @@ t.test('when an export is requested, then one trace runs from the HTTP request t
   }
 
   const spans = exporter.getFinishedSpans()
-  const root = spans.find((s) => s.attributes['http.route'] === '/api/v1/links/:id/exports' || /POST \/api\/v1\/links\/:id\/exports/.test(s.name))
+  const root = spans.find(
+    (s) => s.attributes['http.route'] === '/api/v1/links/:id/exports' || /POST \/api\/v1\/links\/:id\/exports/.test(s.name),
+  )
   t.ok(root, `an HTTP span for the export route (spans: ${[...new Set(spans.map((s) => s.name))].join(', ')})`)
   if (!root) return
   const traceId = root.spanContext().traceId
@@ -56,17 +60,23 @@ t.test('when an export is requested, then one trace runs from the HTTP request t
     return chain
   }
   const names = inTrace.map((s) => s.name)
-  t.ok(inTrace.some((s) => /pg\.query/.test(s.name) && /INSERT/.test(String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name))), `the API's INSERT into exports is in the trace: ${names.join(', ')}`)
+  t.ok(
+    inTrace.some(
+      (s) => /pg\.query/.test(s.name) && /INSERT/.test(String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name)),
+    ),
+    `the API's INSERT into exports is in the trace: ${names.join(', ')}`,
+  )
   const producer = inTrace.find((s) => /add/i.test(s.name) && /exports/.test(s.name))
   t.ok(producer, `a producer span for the enqueue is in the trace: ${names.join(', ')}`)
   const consumer = inTrace.find((s) => /process/i.test(s.name) && /exports/.test(s.name))
   t.ok(consumer, `the worker's processing span is in the same trace: ${names.join(', ')}`)
   const workerSql = inTrace.filter((s) => /pg\.query/.test(s.name) && consumer && ancestors(s).includes(consumer))
   t.ok(workerSql.length > 0, 'the worker SQL spans descend from the processing span')
-  for (const s of workerSql) t.ok(ancestors(s).some((a) => spanId(a) === spanId(root)) || !parentId(root), 'and, through it, from the HTTP request')
+  for (const s of workerSql)
+    t.ok(ancestors(s).some((a) => spanId(a) === spanId(root)) || !parentId(root), 'and, through it, from the HTTP request')
 })
 
-t.test('when a sampled request is measured, then the latency histogram carries its trace id as an exemplar', async (t) => {
+void t.test('when a sampled request is measured, then the latency histogram carries its trace id as an exemplar', async (t) => {
   const { app } = await testApp(t)
   await app.inject({ method: 'GET', url: '/api/v1/links' })
   registry.setContentType('application/openmetrics-text; version=1.0.0; charset=utf-8')

@@ -24,7 +24,7 @@ async function seedDeadLetter(prefix: string, linkId: string): Promise<string> {
   return id
 }
 
-t.test('when an admin lists and replays a dead letter, then it moves back to its queue', async (t) => {
+void t.test('when an admin lists and replays a dead letter, then it moves back to its queue', async (t) => {
   const { app, config, admin } = await adminApp(t)
   const id = await seedDeadLetter(config.REDIS_PREFIX, crypto.randomUUID())
   const list = await app.inject({ method: 'GET', url: '/api/v1/admin/dead-letters', headers: admin.auth })
@@ -32,17 +32,25 @@ t.test('when an admin lists and replays a dead letter, then it moves back to its
   const body = list.json() as { total: number; items: { id: string; queue: string; failedReason: string }[] }
   t.equal(body.total, 1)
   t.match(body.items[0], { id, queue: 'clicks', failedReason: 'boom' })
-  const replay = await app.inject({ method: 'POST', url: `/api/v1/admin/dead-letters/${encodeURIComponent(id)}/replay`, headers: admin.auth })
+  const replay = await app.inject({
+    method: 'POST',
+    url: `/api/v1/admin/dead-letters/${encodeURIComponent(id)}/replay`,
+    headers: admin.auth,
+  })
   t.equal(replay.statusCode, 200, replay.body)
   t.equal(await app.queues.clicks.getWaitingCount(), 1, 'the click is waiting on its queue again')
   const after = await app.inject({ method: 'GET', url: '/api/v1/admin/dead-letters', headers: admin.auth })
   t.equal((after.json() as { total: number }).total, 0)
-  const missing = await app.inject({ method: 'POST', url: `/api/v1/admin/dead-letters/${encodeURIComponent(id)}/replay`, headers: admin.auth })
+  const missing = await app.inject({
+    method: 'POST',
+    url: `/api/v1/admin/dead-letters/${encodeURIComponent(id)}/replay`,
+    headers: admin.auth,
+  })
   t.equal(missing.statusCode, 404)
   t.equal((missing.json() as { code: string }).code, 'NOT_FOUND')
 })
 
-t.test('when a non-admin calls the admin API, then it answers 403, and 401 without a token', async (t) => {
+void t.test('when a non-admin calls the admin API, then it answers 403, and 401 without a token', async (t) => {
   const { app, user } = await adminApp(t)
   const res = await app.inject({ method: 'GET', url: '/api/v1/admin/dead-letters', headers: user.auth })
   t.equal(res.statusCode, 403)
@@ -50,7 +58,7 @@ t.test('when a non-admin calls the admin API, then it answers 403, and 401 witho
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/admin/dead-letters' })).statusCode, 401)
 })
 
-t.test('when the queue UI is opened, then only an admin gets it, by Basic or Bearer, and it lists every queue', async (t) => {
+void t.test('when the queue UI is opened, then only an admin gets it, by Basic or Bearer, and it lists every queue', async (t) => {
   const { app, admin, user, email } = await adminApp(t)
   const anon = await app.inject({ method: 'GET', url: '/admin/queues' })
   t.equal(anon.statusCode, 401)

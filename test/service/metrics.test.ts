@@ -4,13 +4,19 @@ import { metrics, registry } from '../../common/metrics.ts'
 
 const count = async (route: string, status: string) => {
   const m = await metrics.httpDuration.get()
-  return m.values.filter((v) => v.metricName === 'opsdrill_http_request_duration_seconds_count' && v.labels.route === route && v.labels.status_code === status).reduce((n, v) => n + v.value, 0)
+  return m.values
+    .filter(
+      (v) => v.metricName === 'opsdrill_http_request_duration_seconds_count' && v.labels.route === route && v.labels.status_code === status,
+    )
+    .reduce((n, v) => n + v.value, 0)
 }
 
-t.test('when requests are served without a sampled trace, then every one is counted by route template and status', async (t) => {
+void t.test('when requests are served without a sampled trace, then every one is counted by route template and status', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
-  const link = (await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/m' } })).json() as { code: string }
+  const link = (
+    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/m' } })
+  ).json() as { code: string }
   const before302 = await count('/:code', '302')
   const before404 = await count('/:code', '404')
   for (let i = 0; i < 5; i++) await app.inject({ method: 'GET', url: `/${link.code}` })
@@ -19,10 +25,12 @@ t.test('when requests are served without a sampled trace, then every one is coun
   t.equal((await count('/:code', '404')) - before404, 1)
 })
 
-t.test('when /metrics is read as Prometheus text, then business and cache counters moved', async (t) => {
+void t.test('when /metrics is read as Prometheus text, then business and cache counters moved', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
-  const link = (await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/n' } })).json() as { code: string }
+  const link = (
+    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/n' } })
+  ).json() as { code: string }
   await app.inject({ method: 'GET', url: `/${link.code}` })
   await app.inject({ method: 'GET', url: `/${link.code}` })
   registry.setContentType('text/plain; version=0.0.4; charset=utf-8')

@@ -25,7 +25,10 @@ async function call(method: string, path: string, opts: { body?: unknown; token?
   const res = await fetch(stack.baseUrl + path, {
     method,
     redirect: 'manual',
-    headers: { ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
+    headers: {
+      ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+    },
     body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
     signal: AbortSignal.timeout(15_000),
   })
@@ -43,7 +46,10 @@ async function driveTraffic(t: Test) {
   t.equal((await call('POST', '/api/v1/auth/register', { body: { email, password: PASSWORD } })).status, 201)
   const token = String((await call('POST', '/api/v1/auth/login', { body: { email, password: PASSWORD } })).json.accessToken)
   const links: { id: string; code: string }[] = []
-  for (let i = 0; i < 30; i++) links.push((await call('POST', '/api/v1/links', { body: { url: `https://example.com/obs/${i}` }, token })).json as { id: string; code: string })
+  for (let i = 0; i < 30; i++)
+    links.push(
+      (await call('POST', '/api/v1/links', { body: { url: `https://example.com/obs/${i}` }, token })).json as { id: string; code: string },
+    )
   // Hits, misses (first sight of each code), negative hits, 404s and 410s, concurrent cold loads (single flight).
   for (let round = 0; round < 4; round++) await Promise.all(links.map((l) => call('GET', `/${l.code}`)))
   await Promise.all(Array.from({ length: 20 }, () => call('GET', `/cold${links.length}`)))
@@ -61,7 +67,11 @@ async function driveTraffic(t: Test) {
   const connection = new Redis(stack.redisUrl, { maxRetriesPerRequest: null })
   const exportsQ = new Queue(QUEUES.exports, { connection, prefix: stack.redisPrefix })
   const clicksQ = new Queue(QUEUES.clicks, { connection, prefix: stack.redisPrefix })
-  await exportsQ.add('export', { exportId: crypto.randomUUID(), linkId: links[2]!.id }, { attempts: 2, backoff: { type: 'fixed', delay: 100 } })
+  await exportsQ.add(
+    'export',
+    { exportId: crypto.randomUUID(), linkId: links[2]!.id },
+    { attempts: 2, backoff: { type: 'fixed', delay: 100 } },
+  )
   await clicksQ.add('click', { clickId: 'not-a-uuid' })
   await Promise.all([exportsQ.close(), clicksQ.close()])
   await connection.quit()
@@ -70,7 +80,10 @@ async function driveTraffic(t: Test) {
   // store in the worker, whose jobs are retried once Postgres is back.
   await toxiproxy('postgres', false)
   const during = await Promise.all(Array.from({ length: 5 }, () => call('GET', '/api/v1/links', { token })))
-  t.ok(during.some((r) => r.status === 503), `Postgres-backed requests answer 503 while Postgres is unreachable (${during.map((r) => r.status).join(',')})`)
+  t.ok(
+    during.some((r) => r.status === 503),
+    `Postgres-backed requests answer 503 while Postgres is unreachable (${during.map((r) => r.status).join(',')})`,
+  )
   for (let i = 0; i < 3; i++) {
     await Promise.all(links.slice(2).map((l) => call('GET', `/${l.code}`)))
     await sleep(1000)
@@ -89,7 +102,13 @@ async function driveTraffic(t: Test) {
   await toxiproxy('redis', true)
   await sleep(3000)
   // k6, remote-written into Prometheus, for the k6 dashboard.
-  const k6 = await runK6({ scenario: 'smoke', short: true, baseUrl: stack.baseUrl, prometheusUrl: stack.prometheusUrl, label: 'observability-proof' })
+  const k6 = await runK6({
+    scenario: 'smoke',
+    short: true,
+    baseUrl: stack.baseUrl,
+    prometheusUrl: stack.prometheusUrl,
+    label: 'observability-proof',
+  })
   t.equal(k6.exitCode, 0, `k6 smoke thresholds held (${k6.failedThresholds.join(', ')})`)
 
   // Load shedding, last: api-2 restarts with a threshold of 1% event-loop utilisation, sheds under a burst of GETs,
@@ -98,41 +117,52 @@ async function driveTraffic(t: Test) {
   for (let i = 0; i < 5; i++) await Promise.all(Array.from({ length: 100 }, (_, j) => call('GET', `/${links[2 + (j % 20)]!.code}`)))
 }
 
-t.test('when the stack has served real traffic and faults, then every panel, recording rule and alert query has data', { timeout: 900_000 }, async (t) => {
-  await stack.down().catch(() => undefined)
-  t.teardown(() => stack.down())
-  await stack.up({ api: 2, worker: 1 })
-  const trafficStart = Math.floor(Date.now() / 1000)
-  await driveTraffic(t)
+void t.test(
+  'when the stack has served real traffic and faults, then every panel, recording rule and alert query has data',
+  { timeout: 900_000 },
+  async (t) => {
+    await stack.down().catch(() => undefined)
+    t.teardown(() => stack.down())
+    await stack.up({ api: 2, worker: 1 })
+    const trafficStart = Math.floor(Date.now() / 1000)
+    await driveTraffic(t)
 
-  // Two scrapes and two rule evaluations after the last request, so rates, recorded series and ALERTS exist.
-  const since = Date.now() / 1000
-  for (const job of ['opsdrill-api', 'opsdrill-worker', 'postgres', 'redis']) await waitForScrape(stack.prometheusUrl, job, since, 60_000)
-  await sleep(35_000)
+    // Two scrapes and two rule evaluations after the last request, so rates, recorded series and ALERTS exist.
+    const since = Date.now() / 1000
+    for (const job of ['opsdrill-api', 'opsdrill-worker', 'postgres', 'redis']) await waitForScrape(stack.prometheusUrl, job, since, 60_000)
+    await sleep(35_000)
 
-  const present = new Set((await queryVector(stack.prometheusUrl, 'count by (__name__) ({__name__=~"opsdrill_.+|pg_.+|redis_.+|k6_.+|[a-z_]+:.+"})')).map((s) => s.metric.__name__!))
-  const expressions = allExpressions()
-  t.ok(expressions.length > 100, `found ${expressions.length} expressions`)
-  const problems: string[] = []
-  for (const e of expressions) {
-    // A panel is drawn by a range query over the dashboard's time window (here: the test's traffic); an alert is
-    // evaluated now.
-    let series = -1
-    try {
-      const now = Math.floor(Date.now() / 1000)
-      series = e.kind === 'alert' ? (await queryVector(stack.prometheusUrl, e.expr)).length : (await queryRange(stack.prometheusUrl, e.expr, trafficStart, now, 15)).length
-    } catch (err) {
-      problems.push(`${e.where}: query failed: ${(err as Error).message}`)
-      continue
+    const present = new Set(
+      (await queryVector(stack.prometheusUrl, 'count by (__name__) ({__name__=~"opsdrill_.+|pg_.+|redis_.+|k6_.+|[a-z_]+:.+"})')).map(
+        (s) => s.metric.__name__!,
+      ),
+    )
+    const expressions = allExpressions()
+    t.ok(expressions.length > 100, `found ${expressions.length} expressions`)
+    const problems: string[] = []
+    for (const e of expressions) {
+      // A panel is drawn by a range query over the dashboard's time window (here: the test's traffic); an alert is
+      // evaluated now.
+      let series: number
+      try {
+        const now = Math.floor(Date.now() / 1000)
+        series =
+          e.kind === 'alert'
+            ? (await queryVector(stack.prometheusUrl, e.expr)).length
+            : (await queryRange(stack.prometheusUrl, e.expr, trafficStart, now, 15)).length
+      } catch (err) {
+        problems.push(`${e.where}: query failed: ${(err as Error).message}`)
+        continue
+      }
+      if (e.kind !== 'alert' && series === 0) problems.push(`${e.where}: no series for ${e.expr.replace(/\s+/g, ' ')}`)
+      // Label values in quotes (result="redis_hit") are not metric names.
+      const code = e.expr.replace(/"(?:[^"\\]|\\.)*"/g, '""')
+      const names = [...['opsdrill_', 'pg_', 'redis_', 'k6_'].flatMap((p) => metricNames(code, p)), ...recordedNames(code)]
+      for (const name of names) {
+        const exists = present.has(name) || ['_bucket', '_sum', '_count'].some((s) => present.has(name + s))
+        if (!exists && !PROVEN_BY_DRILLS.has(name)) problems.push(`${e.where}: metric ${name} has no series in Prometheus`)
+      }
     }
-    if (e.kind !== 'alert' && series === 0) problems.push(`${e.where}: no series for ${e.expr.replace(/\s+/g, ' ')}`)
-    // Label values in quotes (result="redis_hit") are not metric names.
-    const code = e.expr.replace(/"(?:[^"\\]|\\.)*"/g, '""')
-    const names = [...['opsdrill_', 'pg_', 'redis_', 'k6_'].flatMap((p) => metricNames(code, p)), ...recordedNames(code)]
-    for (const name of names) {
-      const exists = present.has(name) || ['_bucket', '_sum', '_count'].some((s) => present.has(name + s))
-      if (!exists && !PROVEN_BY_DRILLS.has(name)) problems.push(`${e.where}: metric ${name} has no series in Prometheus`)
-    }
-  }
-  t.equal(problems.length, 0, `${problems.length} problems in ${expressions.length} expressions:\n${problems.join('\n')}`)
-})
+    t.equal(problems.length, 0, `${problems.length} problems in ${expressions.length} expressions:\n${problems.join('\n')}`)
+  },
+)

@@ -15,7 +15,9 @@ import { HttpProblem } from '../../problems.ts'
 export const BASE_PATH = '/admin/queues'
 
 const basicChallenge = () =>
-  new HttpProblem(401, 'UNAUTHORIZED', 'Unauthorized', 'admin credentials are required', { headers: { 'www-authenticate': 'Basic realm="opsdrill admin", charset="UTF-8"' } })
+  new HttpProblem(401, 'UNAUTHORIZED', 'Unauthorized', 'admin credentials are required', {
+    headers: { 'www-authenticate': 'Basic realm="opsdrill admin", charset="UTF-8"' },
+  })
 
 const routes: FastifyPluginAsync = async (app) => {
   // The UI polls every few seconds: remember verified Basic credentials briefly instead of hashing each time.
@@ -43,7 +45,14 @@ const routes: FastifyPluginAsync = async (app) => {
   const serverAdapter = new FastifyAdapter()
   serverAdapter.setBasePath(BASE_PATH)
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: false, description: q.name === QUEUES.deadLetters ? 'jobs that exhausted their attempts; replay with npm run ops -- dlq replay' : undefined })),
+    queues: queues.map(
+      (q) =>
+        new BullMQAdapter(q, {
+          readOnlyMode: false,
+          description:
+            q.name === QUEUES.deadLetters ? 'jobs that exhausted their attempts; replay with npm run ops -- dlq replay' : undefined,
+        }),
+    ),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'opsdrill queues' } },
   })

@@ -1,7 +1,13 @@
 // /api/v1/admin: dead-letter operations for admins (the same functions `npm run ops -- dlq` uses).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { DeadLetterNotFoundError, DeadLetterNotReplayableError, listDeadLetters, replayAllDeadLetters, replayDeadLetter } from '../../../../../common/deadletters.ts'
+import {
+  DeadLetterNotFoundError,
+  DeadLetterNotReplayableError,
+  listDeadLetters,
+  replayAllDeadLetters,
+  replayDeadLetter,
+} from '../../../../../common/deadletters.ts'
 import { HttpProblem, notFound, unavailable } from '../../../../problems.ts'
 import { problemResponses } from '../../../../problems.ts'
 import { bearer } from '../../../schemas.ts'
@@ -44,7 +50,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'List dead letters, oldest first',
         tags: ['admin'],
         security: bearer,
-        querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }), offset: Type.Integer({ minimum: 0, default: 0 }) }, { additionalProperties: false }),
+        querystring: Type.Object(
+          { limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }), offset: Type.Integer({ minimum: 0, default: 0 }) },
+          { additionalProperties: false },
+        ),
         response: { 200: Type.Object({ total: Type.Integer(), items: Type.Array(DeadLetter) }), ...problemResponses(400, 401, 403, 503) },
       },
     },
@@ -72,7 +81,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Re-run every replayable dead letter',
         tags: ['admin'],
         security: bearer,
-        response: { 200: Type.Object({ replayed: Type.Array(Replay), skipped: Type.Array(Type.Object({ id: Type.String(), reason: Type.String() })) }), ...problemResponses(401, 403, 503) },
+        response: {
+          200: Type.Object({
+            replayed: Type.Array(Replay),
+            skipped: Type.Array(Type.Object({ id: Type.String(), reason: Type.String() })),
+          }),
+          ...problemResponses(401, 403, 503),
+        },
       },
     },
     async () => guard(() => replayAllDeadLetters(connection, prefix, opts)),

@@ -21,7 +21,11 @@ const Login = Type.Object(
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const rateLimit = { max: app.config.RATE_LIMIT_AUTH_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_MS }
-  const adminEmails = new Set(app.config.ADMIN_EMAILS.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
+  const adminEmails = new Set(
+    app.config.ADMIN_EMAILS.split(',')
+      .map((e) => e.trim().toLowerCase())
+      .filter(Boolean),
+  )
 
   app.post(
     '/register',
@@ -31,7 +35,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create an account',
         tags: ['auth'],
         body: Credentials,
-        response: { 201: Type.Object({ id: Uuid, email: Type.String(), role: Type.String(), createdAt: DateTime }), ...problemResponses(400, 409, 413, 429) },
+        response: {
+          201: Type.Object({ id: Uuid, email: Type.String(), role: Type.String(), createdAt: DateTime }),
+          ...problemResponses(400, 409, 413, 429),
+        },
       },
     },
     async (req, reply) => {
@@ -48,7 +55,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Exchange credentials for an access token',
         tags: ['auth'],
         body: Login,
-        response: { 200: Type.Object({ accessToken: Type.String(), tokenType: Type.Literal('Bearer'), expiresIn: Type.Integer() }), ...problemResponses(400, 401, 429) },
+        response: {
+          200: Type.Object({ accessToken: Type.String(), tokenType: Type.Literal('Bearer'), expiresIn: Type.Integer() }),
+          ...problemResponses(400, 401, 429),
+        },
       },
     },
     async (req) => {

@@ -9,7 +9,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.authenticate)
   app.get(
     '/:id',
-    { schema: { summary: 'Export status and progress', tags: ['exports'], security: bearer, params: IdParams, response: { 200: Type.Ref('Export'), ...problemResponses(400, 401, 404) } } },
+    {
+      schema: {
+        summary: 'Export status and progress',
+        tags: ['exports'],
+        security: bearer,
+        params: IdParams,
+        response: { 200: Type.Ref('Export'), ...problemResponses(400, 401, 404) },
+      },
+    },
     async (req) => getExport(app.db, req.user, req.params.id),
   )
   app.get(
@@ -21,12 +29,18 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         security: bearer,
         params: IdParams,
         produces: ['text/csv'],
-        response: { 200: Type.String({ description: 'CSV: click_id,at,referrer,ua_family,country' }), ...problemResponses(400, 401, 404, 409) },
+        response: {
+          200: Type.String({ description: 'CSV: click_id,at,referrer,ua_family,country' }),
+          ...problemResponses(400, 401, 404, 409),
+        },
       },
     },
     async (req, reply) => {
       const csv = await downloadExport(app.db, req.user, req.params.id)
-      return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="export-${req.params.id}.csv"`).send(csv.toString('utf8'))
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="export-${req.params.id}.csv"`)
+        .send(csv.toString('utf8'))
     },
   )
 }

@@ -26,7 +26,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         body: Type.Object(
           {
             url: Url,
-            alias: Type.Optional(Type.String({ minLength: 3, maxLength: 32, pattern: links.CODE_PATTERN, description: 'custom code: A-Z a-z 0-9 _ -' })),
+            alias: Type.Optional(
+              Type.String({ minLength: 3, maxLength: 32, pattern: links.CODE_PATTERN, description: 'custom code: A-Z a-z 0-9 _ -' }),
+            ),
             expiresAt: Type.Optional(DateTime),
           },
           { additionalProperties: false },
@@ -48,7 +50,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           { limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }), cursor: Type.Optional(Type.String({ maxLength: 200 })) },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ items: Type.Array(Type.Ref('Link')), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problemResponses(400, 401) },
+        response: {
+          200: Type.Object({ items: Type.Array(Type.Ref('Link')), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          ...problemResponses(400, 401),
+        },
       },
     },
     async (req) => links.listLinks(deps, req.user, req.query),
@@ -56,7 +61,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get(
     '/:id',
-    { schema: { summary: 'Get one of my links', tags: ['links'], security: bearer, params: IdParams, response: { 200: Type.Ref('Link'), ...problemResponses(400, 401, 404) } } },
+    {
+      schema: {
+        summary: 'Get one of my links',
+        tags: ['links'],
+        security: bearer,
+        params: IdParams,
+        response: { 200: Type.Ref('Link'), ...problemResponses(400, 401, 404) },
+      },
+    },
     async (req) => links.getLink(deps, req.user, req.params.id),
   )
 
@@ -68,7 +81,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['links'],
         security: bearer,
         params: IdParams,
-        body: Type.Object({ url: Type.Optional(Url), expiresAt: Type.Optional(Type.Union([DateTime, Type.Null()])) }, { additionalProperties: false, minProperties: 1 }),
+        body: Type.Object(
+          { url: Type.Optional(Url), expiresAt: Type.Optional(Type.Union([DateTime, Type.Null()])) },
+          { additionalProperties: false, minProperties: 1 },
+        ),
         response: { 200: Type.Ref('Link'), ...problemResponses(400, 401, 404) },
       },
     },
@@ -77,7 +93,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.delete(
     '/:id',
-    { schema: { summary: 'Delete one of my links (its code then answers 410)', tags: ['links'], security: bearer, params: IdParams, response: { 204: Type.Null(), ...problemResponses(400, 401, 404) } } },
+    {
+      schema: {
+        summary: 'Delete one of my links (its code then answers 410)',
+        tags: ['links'],
+        security: bearer,
+        params: IdParams,
+        response: { 204: Type.Null(), ...problemResponses(400, 401, 404) },
+      },
+    },
     async (req, reply) => {
       await links.deleteLink(deps, req.user, req.params.id)
       return reply.code(204).send(null)
@@ -94,7 +118,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         params: IdParams,
         querystring: Type.Object({ days: Type.Integer({ minimum: 1, maximum: 366, default: 30 }) }, { additionalProperties: false }),
         response: {
-          200: Type.Object({ linkId: Uuid, total: Type.Integer(), days: Type.Array(Type.Object({ day: Type.String(), clicks: Type.Integer() })), generatedAt: DateTime }),
+          200: Type.Object({
+            linkId: Uuid,
+            total: Type.Integer(),
+            days: Type.Array(Type.Object({ day: Type.String(), clicks: Type.Integer() })),
+            generatedAt: DateTime,
+          }),
           ...problemResponses(400, 401, 404),
         },
       },
@@ -113,13 +142,23 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['exports'],
         security: bearer,
         params: IdParams,
-        response: { 202: Type.Object({ exportId: Uuid, status: Type.String(), statusUrl: Type.String() }), ...problemResponses(400, 401, 404, 503) },
+        response: {
+          202: Type.Object({ exportId: Uuid, status: Type.String(), statusUrl: Type.String() }),
+          ...problemResponses(400, 401, 404, 503),
+        },
       },
     },
     async (req, reply) => {
       const link = await links.requireLink(app.db, req.user, req.params.id)
-      const exp = await requestExport({ db: app.db, queue: app.queues.exports, queueReady: () => producerReady(app.redisProducer) }, req.user, link.id)
-      return reply.code(202).header('location', `/api/v1/exports/${exp.id}`).send({ exportId: exp.id, status: exp.status, statusUrl: `/api/v1/exports/${exp.id}` })
+      const exp = await requestExport(
+        { db: app.db, queue: app.queues.exports, queueReady: () => producerReady(app.redisProducer) },
+        req.user,
+        link.id,
+      )
+      return reply
+        .code(202)
+        .header('location', `/api/v1/exports/${exp.id}`)
+        .send({ exportId: exp.id, status: exp.status, statusUrl: `/api/v1/exports/${exp.id}` })
     },
   )
 }
