@@ -55,6 +55,8 @@ export interface LoadResult {
   servedPerLink: Record<string, number>
   shedWithRetryAfter: number
   shedWithoutRetryAfter: number
+  /** Every request as [unix ms, duration ms, class], for percentiles over any window. */
+  samples: [number, number, 'redirect' | 'api'][]
 }
 
 export interface Live {
@@ -184,6 +186,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
   let shedWithoutRetryAfter = 0
   // k6 writes http_req_duration before http_req_failed for a request; the failure's duration comes from there.
   const lastDuration = new Map<string, number>()
+  const samples: LoadResult['samples'] = []
   const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity })
   for await (const line of lines) {
     if (!line.includes('"Point"')) continue
@@ -206,6 +209,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
     } else if (p.metric === 'http_req_duration') {
       b.durations.push(p.data.value)
       durations[slo].push(p.data.value)
+      samples.push([ms, p.data.value, slo])
       lastDuration.set(slo, p.data.value)
     } else if (p.metric === 'http_req_failed' && p.data.value === 1) {
       b.failed += 1
@@ -223,7 +227,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
       b.durations.sort((x, y) => x - y)
       return { t, reqs: b.reqs, failed: b.failed, p50: quantile(b.durations, 0.5), p99: quantile(b.durations, 0.99), max: b.durations.at(-1) ?? 0 }
     })
-  return { exitCode, seconds, redirect: cls.redirect, api: cls.api, failures, servedPerLink, shedWithRetryAfter, shedWithoutRetryAfter }
+  return { exitCode, seconds, redirect: cls.redirect, api: cls.api, failures, servedPerLink, shedWithRetryAfter, shedWithoutRetryAfter, samples }
 }
 
 function newClass(): ClassFigures {

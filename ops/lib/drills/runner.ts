@@ -9,7 +9,7 @@ import pg from 'pg'
 import { randomUUID } from 'node:crypto'
 import { QUEUES, defaultJobOptions, type ClickJob } from '../../../common/queues.ts'
 import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from './client.ts'
-import { Load, type LoadResult, type Second } from './load.ts'
+import { Load, quantile, type LoadResult, type Second } from './load.ts'
 import { NativePlatform, type Kind, type Platform } from './platform.ts'
 import { writeReport, type Check, type Report, type Window } from './report.ts'
 
@@ -353,18 +353,23 @@ export class DrillRun {
   }
 
   /** Requests, failures and latency of the seconds inside [from, to] (unix ms) from the load's samples. */
-  window(from: number, to: number, slo?: 'redirect' | 'api'): { requests: number; failed: number; failedShare: number; p99: number; max: number } {
+  window(from: number, to: number, slo?: 'redirect' | 'api'): { requests: number; failed: number; failedShare: number; p99: number; max: number; worstSecondP99: number } {
     const r = this.loadResult!
     const secs = r.seconds.filter((s) => s.t * 1000 >= from - 999 && s.t * 1000 <= to)
     const fails = r.failures.filter((f) => f.at >= from && f.at <= to && (!slo || f.slo === slo))
     const requests = secs.reduce((a, s) => a + s.reqs, 0)
     const failed = slo ? fails.length : secs.reduce((a, s) => a + s.failed, 0)
+    const durations = r.samples
+      .filter(([at, , c]) => at >= from && at <= to && (!slo || c === slo))
+      .map(([, ms]) => ms)
+      .sort((x, y) => x - y)
     return {
       requests,
       failed,
       failedShare: failed / Math.max(1, requests),
-      p99: Math.max(0, ...secs.map((s) => s.p99)),
-      max: Math.max(0, ...secs.map((s) => s.max)),
+      p99: round(quantile(durations, 0.99)),
+      max: round(durations.at(-1) ?? 0),
+      worstSecondP99: round(Math.max(0, ...secs.map((s) => s.p99))),
     }
   }
 
@@ -475,6 +480,7 @@ function merge(a: LoadResult, b: LoadResult): LoadResult {
     servedPerLink: sumStatus(a.servedPerLink, b.servedPerLink),
     shedWithRetryAfter: a.shedWithRetryAfter + b.shedWithRetryAfter,
     shedWithoutRetryAfter: a.shedWithoutRetryAfter + b.shedWithoutRetryAfter,
+    samples: [...a.samples, ...b.samples],
   }
 }
 
