@@ -29,6 +29,7 @@ export function instrumentations() {
       '@opentelemetry/instrumentation-pg': { requireParentSpan: true, enhancedDatabaseReporting: false },
     }),
     // Fastify spans (routes, hooks) from the Fastify team's own instrumentation.
+    // The redirect route opts out with `config: { otel: false }` (service/routes/redirect.ts).
     new FastifyOtelInstrumentation({ registerOnInitialization: true, ignorePaths: (opts) => /^\/(healthz|readyz)$/.test(opts.url) }),
   ]
 }

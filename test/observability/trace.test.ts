@@ -83,3 +83,25 @@ void t.test('when a sampled request is measured, then the latency histogram carr
   const text = await registry.metrics()
   t.match(text, /opsdrill_http_request_duration_seconds_bucket\{[^}]*route="\/api\/v1\/links"[^}]*\} \d+ # \{trace_id="[0-9a-f]{32}"\}/)
 })
+
+void t.test('when a redirect is traced, then the HTTP server span is named by its route and Fastify hook spans are skipped', async (t) => {
+  const { app } = await testApp(t)
+  const { auth } = await login(app)
+  const link = (
+    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/r' } })
+  ).json() as { code: string }
+  // Over a real socket: inject() bypasses Node's HTTP server, whose instrumentation makes the server span.
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  exporter.reset()
+  const res = await fetch(`${address}/${link.code}`, { redirect: 'manual' })
+  t.equal(res.status, 302)
+  await new Promise((r) => setTimeout(r, 50))
+  const spans = exporter.getFinishedSpans()
+  const server = spans.find((s) => s.attributes['http.route'] === '/:code')
+  t.ok(server, `a span carries http.route /:code (spans: ${spans.map((s) => s.name).join(', ')})`)
+  t.equal(server?.name, 'GET /:code')
+  t.notOk(
+    spans.some((s) => s.instrumentationScope.name === '@fastify/otel'),
+    'no per-hook Fastify spans on the hot path',
+  )
+})
