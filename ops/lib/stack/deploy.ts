@@ -58,9 +58,8 @@ export async function deploy(stack: Stack, opts: DeployOptions): Promise<DeployR
   if (stack.replicas('api').length === 0) {
     throw new DeployUsageError(`no stack is running from ${stack.dir}: start it with \`npm run stack -- up\``)
   }
-  const from = currentRelease(stack)
-
   if (opts.rollback) {
+    const from = currentRelease(stack)
     const last = readHistory(stack)
       .reverse()
       .find((e) => e.outcome === 'deployed' && sameRelease(e.to, from))
@@ -77,9 +76,11 @@ export async function deploy(stack: Stack, opts: DeployOptions): Promise<DeployR
   if (!opts.ref) throw new DeployUsageError('deploy needs a git ref (branch, tag or commit), or --rollback')
   const repo = resolve(opts.repo ?? ROOT)
   const sha = resolveRef(repo, opts.ref)
-  say(`==> deploy ${opts.ref} = ${sha}${repo === ROOT ? '' : ` (from ${repo})`}; running now: ${describe(from)}`)
+  say(`==> deploy ${opts.ref} = ${sha}${repo === ROOT ? '' : ` (from ${repo})`}`)
   const to = { sha, dir: buildRelease(repo, sha, say) }
-  if (stack.replicas('api').every((r) => sameRelease(r.release, to)) && stack.replicas('worker').every((r) => sameRelease(r.release, to))) {
+  const from = currentRelease(stack, to)
+  say(`    running now: ${describe(from)}`)
+  if ([...stack.replicas('api'), ...stack.replicas('worker')].every((r) => sameRelease(r.release, to))) {
     say(`==> every replica already runs ${describe(to)}: nothing to do`)
     return { outcome: 'unchanged', from, to, ms: { total: Date.now() - t0, replace: 0 } }
   }
@@ -130,9 +131,14 @@ export async function deploy(stack: Stack, opts: DeployOptions): Promise<DeployR
   }
 }
 
-/** The release the API replicas run: api-1's (a deploy replaces every replica, so they agree unless one was cut short). */
-export function currentRelease(stack: Stack): Release {
-  return stack.replicas('api')[0]?.release ?? checkoutRelease()
+/**
+ * The release the replicas run. They agree unless a deploy was cut short; then, when deploying `target` again (which
+ * skips the replicas already on it), the one to roll back to is the release of a replica not on it yet.
+ */
+export function currentRelease(stack: Stack, target?: Release): Release {
+  const parts = [...stack.replicas('api'), ...stack.replicas('worker')]
+  const older = target ? parts.find((p) => !sameRelease(p.release, target)) : undefined
+  return (older ?? parts[0])?.release ?? checkoutRelease()
 }
 
 /** The checkout as a release: what `up` starts when no deploy has happened. */
