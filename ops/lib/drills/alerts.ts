@@ -68,6 +68,10 @@ export const alertDrill: Drill = {
     await d.startLoad()
     d.phase('baseline')
     await d.watch(d.timing.baselineSec)
+    // An alert already active before the fault proves nothing about this fault: say which were.
+    const before: Record<string, string> = {}
+    for (const e of EXPECTED) before[e.alert] = (await active(e.alert)).state
+    const dropped0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
     d.phase('fault')
     d.faultStart('workers 0, api-2 SIGKILL, Redis and Postgres stopped')
     await d.platform.scale({ worker: 0 })
@@ -92,6 +96,7 @@ export const alertDrill: Drill = {
       await d.progress(async () => `waiting for ${[...pendingAlerts].join(', ') || 'nothing'}`)
       await sleep(2000)
     }
+    const droppedInFault = (await d.metric('api', 'opsdrill_clicks_dropped_total')) - dropped0
     d.phase('restore')
     await d.platform.startStore('postgres')
     await d.platform.startStore('redis')
@@ -117,8 +122,23 @@ export const alertDrill: Drill = {
     }
     await d.stopLoad()
     d.measured.alerts = Object.fromEntries(
-      EXPECTED.map((e) => [e.alert, { for: rules.get(e.alert)!.for ?? '0s', firedAfterSec: firedAfter[e.alert], sawPending: seenPending.has(e.alert), resolvedAfterSec: resolvedAfter[e.alert] }]),
+      EXPECTED.map((e) => [
+        e.alert,
+        { for: rules.get(e.alert)!.for ?? '0s', beforeFault: before[e.alert], firedAfterSec: firedAfter[e.alert], sawPending: seenPending.has(e.alert), resolvedAfterSec: resolvedAfter[e.alert] },
+      ]),
     )
+    d.measured.clicksDroppedDuringFault = droppedInFault
+    for (const e of EXPECTED) {
+      const was = before[e.alert]!
+      const quiet = was === 'expr false' || was === 'inactive'
+      // ClicksDropped looks back 5 minutes: a drill that dropped clicks just before (redis-down) leaves it true, and
+      // the fault is then proven by the counter growing during it.
+      if (e.alert === 'ClicksDropped' && !quiet) {
+        d.check('ClicksDropped: clicks were dropped during the fault', droppedInFault > 0, `already ${was} before the fault (drops in the last 5 min); +${droppedInFault} dropped during it`)
+        continue
+      }
+      d.check(`${e.alert} inactive before the fault`, quiet, was)
+    }
     for (const e of EXPECTED) {
       const f = firedAfter[e.alert]
       const within = d.short ? 60 : forSeconds(rules.get(e.alert)!.for) + 90

@@ -33,7 +33,8 @@ export interface Platform {
   kill(replica: string, signal: Signal): Promise<void>
   pause(replica: string): Promise<void>
   resume(replica: string): Promise<void>
-  scale(want: { api?: number; worker?: number }): Promise<void>
+  /** env applies to the replicas this call starts (native; compose and k8s take env from their files). */
+  scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void>
   /** Restarts one replica (an API replica is drained first); env overrides stay with it until the next restart. */
   restart(replica: string, env?: Record<string, string>): Promise<void>
   /** A real stop of the store's server (not the proxy): what "Redis down" means in the drills. */
@@ -90,8 +91,8 @@ export class NativePlatform implements Platform {
     this.stack.kill(replica, 'SIGCONT')
   }
 
-  async scale(want: { api?: number; worker?: number }): Promise<void> {
-    await this.stack.scale(want)
+  async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
+    await this.stack.scale(want, env)
   }
 
   async restart(replica: string, env?: Record<string, string>): Promise<void> {

@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue } from 'bullmq'
-import { Redis } from 'ioredis'
 import pg from 'pg'
 import { randomUUID } from 'node:crypto'
 import { QUEUES, defaultJobOptions, type ClickJob } from '../../../common/queues.ts'
@@ -180,7 +179,10 @@ export class DrillRun {
   /** The clicks queue of the stack (direct Redis); the caller closes it. */
   clicksQueue(): Queue<ClickJob> {
     const { url, prefix } = this.redis
-    return new Queue<ClickJob>(QUEUES.clicks, { connection: new Redis(url, { maxRetriesPerRequest: null }), prefix })
+    const u = new URL(url)
+    // Connection options, not a client: BullMQ closes the connections it made itself on close().
+    const connection = { host: u.hostname, port: Number(u.port || 6379), ...(u.password ? { password: decodeURIComponent(u.password) } : {}), maxRetriesPerRequest: null }
+    return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
   }
 
   /** Adds n click jobs for the links the way the API does (addBulk, jobId = clickId); returns how many per link. */
