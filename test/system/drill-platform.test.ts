@@ -6,7 +6,7 @@ import { alertRules, forSeconds } from '../../ops/lib/drills/alerts.ts'
 import { DRILLS } from '../../ops/lib/drills/catalogue.ts'
 import { sumMetric } from '../../ops/lib/drills/client.ts'
 
-t.test('when a compose drill signals one replica, then only that container gets the signal', async (t) => {
+void t.test('when a compose drill signals one replica, then only that container gets the signal', async (t) => {
   const c = composeCommands()
   t.same(c.kill('api-2', 'SIGTERM'), ['docker', 'kill', '--signal', 'SIGTERM', 'opsdrill-api-2'])
   t.same(c.kill('worker-1', 'SIGKILL'), ['docker', 'kill', '--signal', 'SIGKILL', 'opsdrill-worker-1'])
@@ -16,18 +16,23 @@ t.test('when a compose drill signals one replica, then only that container gets 
   t.throws(() => c.kill('nginx', 'SIGTERM'), /not a replica name/)
 })
 
-t.test('when a compose drill scales or stops a store, then it runs docker compose on the project', async (t) => {
+void t.test('when a compose drill scales or stops a store, then it runs docker compose on the project', async (t) => {
   const c = composeCommands('opsdrill')
-  t.same(c.scale({ api: 3, worker: 2 }), [['docker', 'compose', '-p', 'opsdrill', 'up', '-d', '--no-recreate', '--scale', 'api=3', '--scale', 'worker=2', 'api', 'worker']])
+  t.same(c.scale({ api: 3, worker: 2 }), [
+    ['docker', 'compose', '-p', 'opsdrill', 'up', '-d', '--no-recreate', '--scale', 'api=3', '--scale', 'worker=2', 'api', 'worker'],
+  ])
   t.same(c.stopStore('redis'), ['docker', 'compose', '-p', 'opsdrill', 'stop', 'redis'])
   t.same(c.startStore('postgres'), ['docker', 'compose', '-p', 'opsdrill', 'start', 'postgres'])
 })
 
-t.test('when a k8s drill kills a replica, then SIGTERM is a pod delete and SIGKILL a forced one', async (t) => {
+void t.test('when a k8s drill kills a replica, then SIGTERM is a pod delete and SIGKILL a forced one', async (t) => {
   const k = k8sCommands('opsdrill')
   const [sh, flag, term] = k.kill('api-2', 'SIGTERM')
   t.same([sh, flag], ['sh', '-c'])
-  t.match(term!, /^kubectl -n opsdrill delete \$\(kubectl -n opsdrill get pods -l app.kubernetes.io\/name=opsdrill-api -o name \| sed -n 2p\) --wait=false$/)
+  t.match(
+    term!,
+    /^kubectl -n opsdrill delete \$\(kubectl -n opsdrill get pods -l app.kubernetes.io\/name=opsdrill-api -o name \| sed -n 2p\) --wait=false$/,
+  )
   t.match(k.kill('worker-1', 'SIGKILL')[2]!, /name=opsdrill-worker .*sed -n 1p\) --grace-period=0 --force --wait=false$/)
   t.match(k.pause('api-1')[2]!, /exec .* -- kill -STOP 1$/)
   t.same(k.scale({ api: 4 }), [['kubectl', '-n', 'opsdrill', 'scale', 'deployment/opsdrill-api', '--replicas=4']])
@@ -36,7 +41,7 @@ t.test('when a k8s drill kills a replica, then SIGTERM is a pod delete and SIGKI
   t.same(k.startStore('redis'), ['kubectl', '-n', 'opsdrill', 'scale', 'deployment/redis', '--replicas=1'])
 })
 
-t.test('when a command platform runs a fault, then it hands the built commands to its runner in order', async (t) => {
+void t.test('when a command platform runs a fault, then it hands the built commands to its runner in order', async (t) => {
   const ran: string[][] = []
   const run = async (argv: string[]) => void ran.push(argv)
   const compose = new ComposePlatform({ run })
@@ -59,7 +64,7 @@ t.test('when a command platform runs a fault, then it hands the built commands t
   t.equal(compose.toxiproxy.url, 'http://127.0.0.1:8474')
 })
 
-t.test('when the alerts drill reads the rules, then every alert it expects exists with a readable for', async (t) => {
+void t.test('when the alerts drill reads the rules, then every alert it expects exists with a readable for', async (t) => {
   const rules = alertRules()
   const alerts = DRILLS.find((d) => d.name === 'alerts')!.alerts
   for (const a of alerts) {
@@ -70,7 +75,7 @@ t.test('when the alerts drill reads the rules, then every alert it expects exist
   t.throws(() => forSeconds('2 minutes'))
 })
 
-t.test('when drills are listed, then names are unique and each has criteria and dashboards', async (t) => {
+void t.test('when drills are listed, then names are unique and each has criteria and dashboards', async (t) => {
   const names = DRILLS.map((d) => d.name)
   t.equal(new Set(names).size, names.length)
   t.ok(DRILLS.length >= 13)
@@ -80,7 +85,7 @@ t.test('when drills are listed, then names are unique and each has criteria and 
   }
 })
 
-t.test('when a /metrics page is summed, then labels filter and other names with the same prefix do not count', async (t) => {
+void t.test('when a /metrics page is summed, then labels filter and other names with the same prefix do not count', async (t) => {
   const page = [
     '# HELP opsdrill_clicks_dropped_total x',
     'opsdrill_clicks_dropped_total{reason="redis_unavailable"} 7',

@@ -45,14 +45,17 @@ t.teardown(async () => {
 })
 
 for (const drill of DRILLS.filter((d) => !only || only.includes(d.name))) {
-  t.test(`when the ${drill.name} drill runs (short form), then it passes and writes its report`, async (t) => {
+  void t.test(`when the ${drill.name} drill runs (short form), then it passes and writes its report`, async (t) => {
     const log: string[] = []
     const out = await runDrill(drill, { short: true, platform, outDir, log: (l) => log.push(l) })
     const failed = out.report.checks.filter((c) => !c.pass)
     const known = KNOWN_FINDINGS[drill.name]
     const unexpected = failed.filter((c) => !known?.criteria.some((k) => c.name.startsWith(k)))
     if (known && failed.length > 0) t.comment(`known finding (${known.fix}): ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
-    t.same(unexpected, [], known ? `${drill.name}: no criterion fails beyond the known finding` : `${drill.name} passed`, { notes: out.report.notes, logTail: log.slice(-15) })
+    t.same(unexpected, [], known ? `${drill.name}: no criterion fails beyond the known finding` : `${drill.name} passed`, {
+      notes: out.report.notes,
+      logTail: log.slice(-15),
+    })
     for (const f of ['report.md', 'report.json', 'chart.svg']) t.ok(existsSync(join(out.dir, f)), `${f} written`)
     t.match(readFileSync(join(out.dir, 'chart.svg'), 'utf8'), /^<svg/, 'chart.svg is an SVG')
     t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), out.passed ? /: PASSED/ : /: FAILED/, 'report.md states the verdict')

@@ -39,19 +39,29 @@ const EXPECTED: { alert: string; fault: string; match: (s: Sample) => boolean; r
 
 export const alertDrill: Drill = {
   name: 'alerts',
-  title: 'The faults that have an alert (instance down, workers absent, Redis down, clicks dropped, Postgres down) at once: each alert goes pending/firing, then resolves.',
+  title:
+    'The faults that have an alert (instance down, workers absent, Redis down, clicks dropped, Postgres down) at once: each alert goes pending/firing, then resolves.',
   criteria: EXPECTED.map((e) => `${e.alert} fires for "${e.fault}" and resolves after`),
   alerts: EXPECTED.map((e) => e.alert),
   dashboards: ['opsdrill-overview', 'opsdrill-datastores', 'opsdrill-queues'],
   shape: { api: 2, worker: 1 },
-  timing: { full: { rate: 50, baselineSec: 10, faultSec: 0, recoverSec: 0 }, short: { rate: 50, baselineSec: 3, faultSec: 0, recoverSec: 0 } },
+  timing: {
+    full: { rate: 50, baselineSec: 10, faultSec: 0, recoverSec: 0 },
+    short: { rate: 50, baselineSec: 3, faultSec: 0, recoverSec: 0 },
+  },
   targets: ['native', 'compose', 'k8s'],
   async run(d: DrillRun) {
     const rules = alertRules()
     const prom = d.platform.prometheusUrl
     for (const e of EXPECTED) if (!rules.has(e.alert)) throw new Error(`prometheus/rules/alerts.yml has no alert ${e.alert}`)
-    if (d.short) d.notes.push("Short form: each alert's expression is evaluated in Prometheus without its `for` (minutes), during the fault and after recovery. ClicksDropped looks back 5 minutes (increase[5m]), so its resolution is only awaited in the full form.")
-    else d.notes.push('Full form: waits for ALERTS{alertstate="firing"} of each alert (its `for` plus rule evaluation), then for the alert to leave ALERTS after the restore.')
+    if (d.short)
+      d.notes.push(
+        "Short form: each alert's expression is evaluated in Prometheus without its `for` (minutes), during the fault and after recovery. ClicksDropped looks back 5 minutes (increase[5m]), so its resolution is only awaited in the full form.",
+      )
+    else
+      d.notes.push(
+        'Full form: waits for ALERTS{alertstate="firing"} of each alert (its `for` plus rule evaluation), then for the alert to leave ALERTS after the restore.',
+      )
 
     const active = async (alert: string): Promise<{ on: boolean; state: string }> => {
       const e = EXPECTED.find((x) => x.alert === alert)!
@@ -111,7 +121,12 @@ export const alertDrill: Drill = {
     const rlimit = (alert: string) => (d.short ? 60 : alert === 'ClicksDropped' ? 420 : 180)
     while (open.size > 0 && Date.now() - t1 < Math.max(...waitResolve.map((e) => rlimit(e.alert))) * 1000) {
       for (const a of [...open]) {
-        if (!(await active(a)).on && (await queryVector(prom, d.short ? rules.get(a)!.expr : `ALERTS{alertname="${a}"}`)).filter(EXPECTED.find((x) => x.alert === a)!.match).length === 0) {
+        if (
+          !(await active(a)).on &&
+          (await queryVector(prom, d.short ? rules.get(a)!.expr : `ALERTS{alertname="${a}"}`)).filter(
+            EXPECTED.find((x) => x.alert === a)!.match,
+          ).length === 0
+        ) {
           resolvedAfter[a] = (Date.now() - t1) / 1000
           open.delete(a)
           d.log(`${a}: resolved after ${resolvedAfter[a]!.toFixed(0)} s`)
@@ -124,7 +139,13 @@ export const alertDrill: Drill = {
     d.measured.alerts = Object.fromEntries(
       EXPECTED.map((e) => [
         e.alert,
-        { for: rules.get(e.alert)!.for ?? '0s', beforeFault: before[e.alert], firedAfterSec: firedAfter[e.alert], sawPending: seenPending.has(e.alert), resolvedAfterSec: resolvedAfter[e.alert] },
+        {
+          for: rules.get(e.alert)!.for ?? '0s',
+          beforeFault: before[e.alert],
+          firedAfterSec: firedAfter[e.alert],
+          sawPending: seenPending.has(e.alert),
+          resolvedAfterSec: resolvedAfter[e.alert],
+        },
       ]),
     )
     d.measured.clicksDroppedDuringFault = droppedInFault
@@ -134,7 +155,11 @@ export const alertDrill: Drill = {
       // ClicksDropped looks back 5 minutes: a drill that dropped clicks just before (redis-down) leaves it true, and
       // the fault is then proven by the counter growing during it.
       if (e.alert === 'ClicksDropped' && !quiet) {
-        d.check('ClicksDropped: clicks were dropped during the fault', droppedInFault > 0, `already ${was} before the fault (drops in the last 5 min); +${droppedInFault} dropped during it`)
+        d.check(
+          'ClicksDropped: clicks were dropped during the fault',
+          droppedInFault > 0,
+          `already ${was} before the fault (drops in the last 5 min); +${droppedInFault} dropped during it`,
+        )
         continue
       }
       d.check(`${e.alert} inactive before the fault`, quiet, was)

@@ -10,7 +10,13 @@ const t = (rate: number, baselineSec: number, faultSec: number, recoverSec: numb
 const pct = (x: number) => `${(x * 100).toFixed(3)}%`
 
 /** Baseline, fault, restore, recovery under the steady load; returns the fault window. */
-async function steadyFault(d: DrillRun, label: string, inject: () => Promise<void>, restore: () => Promise<void>, during?: () => Promise<string>) {
+async function steadyFault(
+  d: DrillRun,
+  label: string,
+  inject: () => Promise<void>,
+  restore: () => Promise<void>,
+  during?: () => Promise<string>,
+) {
   await d.startLoad()
   d.phase('baseline')
   await d.watch(d.timing.baselineSec)
@@ -43,7 +49,11 @@ function cleanExit(log: string, done: RegExp): { clean: boolean; why: string } {
 const apiSigterm: Drill = {
   name: 'api-sigterm',
   title: 'One of the API replicas gets SIGTERM under load (a deploy or a node drain); nginx keeps serving through the others.',
-  criteria: ['< 0.1% failed requests', 'in-flight requests complete (no request cut: no 502 or status 0)', `the process exits 0 within SHUTDOWN_GRACE_MS (${APP.API_SHUTDOWN_GRACE_MS} ms)`],
+  criteria: [
+    '< 0.1% failed requests',
+    'in-flight requests complete (no request cut: no 502 or status 0)',
+    `the process exits 0 within SHUTDOWN_GRACE_MS (${APP.API_SHUTDOWN_GRACE_MS} ms)`,
+  ],
   alerts: [],
   dashboards: ['opsdrill-overview', 'opsdrill-runtime'],
   shape: { api: 2, worker: 1 },
@@ -69,7 +79,11 @@ const apiSigterm: Drill = {
     d.measured.exitMs = exitMs
     d.measured.failures = d.loadResult!.failures.slice(0, 20)
     d.check('< 0.1% failed requests', all.failedShare < 0.001, `${all.failed} of ${all.requests} (${pct(all.failedShare)})`)
-    d.check('in-flight requests complete', cut.length === 0, `${cut.length} requests cut (502 or no response) around ${new Date(w.from).toISOString()}`)
+    d.check(
+      'in-flight requests complete',
+      cut.length === 0,
+      `${cut.length} requests cut (502 or no response) around ${new Date(w.from).toISOString()}`,
+    )
     d.check(
       `exits within ${APP.API_SHUTDOWN_GRACE_MS} ms`,
       exitMs !== undefined && exitMs <= APP.API_SHUTDOWN_GRACE_MS,
@@ -78,7 +92,9 @@ const apiSigterm: Drill = {
     if (d.native) {
       const c = cleanExit(log, /shutdown complete/)
       d.check('exit code 0 (graceful)', c.clean, c.why)
-      d.notes.push('The native stack starts replicas detached, so their exit status is not observable; exit 0 is read from the log (close-with-grace exits 1 only after logging a timeout or an error).')
+      d.notes.push(
+        'The native stack starts replicas detached, so their exit status is not observable; exit 0 is read from the log (close-with-grace exits 1 only after logging a timeout or an error).',
+      )
     }
   },
 }
@@ -109,7 +125,11 @@ const apiSigkill: Drill = {
     const all = d.window(r.seconds[0]!.t * 1000, Date.now())
     const late = r.failures.filter((f) => f.at < killedAt || f.at > killedAt + 10_000)
     d.check('< 1% failed requests', all.failedShare < 0.01, `${all.failed} of ${all.requests} (${pct(all.failedShare)})`)
-    d.check('every failure within 10 s of the kill', late.length === 0, `${r.failures.length} failures, ${late.length} outside [kill, kill + 10 s]`)
+    d.check(
+      'every failure within 10 s of the kill',
+      late.length === 0,
+      `${r.failures.length} failures, ${late.length} outside [kill, kill + 10 s]`,
+    )
     // Rejoined: its own request counter grows while nginx balances (native: read from its /metrics).
     if (d.native) {
       await d.startLoad({ rate: Math.min(50, d.timing.rate) })
@@ -118,7 +138,11 @@ const apiSigkill: Drill = {
       const after = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
       await d.stopLoad()
       d.measured.rejoinedRequests = after - before
-      d.check('the replica rejoins and takes traffic', after - before > 0, `${victim} served ${after - before} requests in 3 s after its restart`)
+      d.check(
+        'the replica rejoins and takes traffic',
+        after - before > 0,
+        `${victim} served ${after - before} requests in 3 s after its restart`,
+      )
     }
   },
 }
@@ -153,7 +177,11 @@ const rollingRestart: Drill = {
 const workerSigterm: Drill = {
   name: 'worker-sigterm',
   title: 'A worker gets SIGTERM while it has a click backlog in hand: it finishes its active jobs and exits 0.',
-  criteria: ['each job completes exactly once (stored = enqueued, rollups = stored)', 'no stalled jobs', `the worker exits 0 within SHUTDOWN_GRACE_MS (${APP.WORKER_SHUTDOWN_GRACE_MS} ms)`],
+  criteria: [
+    'each job completes exactly once (stored = enqueued, rollups = stored)',
+    'no stalled jobs',
+    `the worker exits 0 within SHUTDOWN_GRACE_MS (${APP.WORKER_SHUTDOWN_GRACE_MS} ms)`,
+  ],
   alerts: [],
   dashboards: ['opsdrill-queues'],
   shape: { api: 2, worker: 1 },
@@ -184,8 +212,20 @@ const workerSigterm: Drill = {
     const log = d.logSince(victim, logFrom)
     const s = await d.stored(backlogLinks)
     const stalled = await d.metric('worker', 'opsdrill_jobs_stalled_total')
-    Object.assign(d.measured, { jobs, activeAtSigterm: active, exitMs, drainSec, stored: s.stored, rollup: s.rollup, stalledAfterRestart: stalled })
-    d.check('every job stored once (stored = enqueued)', s.stored === jobs, `${jobs} enqueued, ${s.stored} stored (lost ${jobs - s.stored}); drained in ${drainSec?.toFixed(1) ?? 'never'} s`)
+    Object.assign(d.measured, {
+      jobs,
+      activeAtSigterm: active,
+      exitMs,
+      drainSec,
+      stored: s.stored,
+      rollup: s.rollup,
+      stalledAfterRestart: stalled,
+    })
+    d.check(
+      'every job stored once (stored = enqueued)',
+      s.stored === jobs,
+      `${jobs} enqueued, ${s.stored} stored (lost ${jobs - s.stored}); drained in ${drainSec?.toFixed(1) ?? 'never'} s`,
+    )
     d.check('no duplicate counts (rollup sum = stored)', s.rollup === s.stored, `rollup sum ${s.rollup}, stored ${s.stored}`)
     d.check('no stalled jobs', stalled === 0, `opsdrill_jobs_stalled_total on the restarted worker: ${stalled}`)
     d.check(
@@ -202,8 +242,13 @@ const workerSigterm: Drill = {
 
 const workerLedger: Drill = {
   name: 'worker-ledger',
-  title: 'Jepsen-style click ledger: clicks flow while a worker is SIGKILLed and restarted again and again; every acknowledged click must be stored exactly once.',
-  criteria: ['lost = acknowledged - stored = 0', 'duplicated = rollup sum - stored = 0', 'every served redirect is acknowledged or counted as dropped'],
+  title:
+    'Jepsen-style click ledger: clicks flow while a worker is SIGKILLed and restarted again and again; every acknowledged click must be stored exactly once.',
+  criteria: [
+    'lost = acknowledged - stored = 0',
+    'duplicated = rollup sum - stored = 0',
+    'every served redirect is acknowledged or counted as dropped',
+  ],
   alerts: ['WorkersAbsent (only if the worker stayed down 2 min: it does not)'],
   dashboards: ['opsdrill-queues', 'opsdrill-datastores'],
   shape: { api: 2, worker: 1 },
@@ -212,7 +257,11 @@ const workerLedger: Drill = {
     const clicks = d.short ? 2000 : 10_000
     const killEveryMs = d.short ? 5000 : 15_000
     const workerEnv = { JOB_LOCK_MS: '2000', STALLED_INTERVAL_MS: '1000' }
-    d.notes.push(`The worker runs with ${Object.entries(workerEnv).map(([k, v]) => `${k}=${v}`).join(', ')}, so a killed worker's jobs are back in the queue within about 3 s.`)
+    d.notes.push(
+      `The worker runs with ${Object.entries(workerEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}, so a killed worker's jobs are back in the queue within about 3 s.`,
+    )
     await d.platform.restart('worker-1', workerEnv)
     await d.makeLinks(50)
     const enq0 = await d.metric('api', 'opsdrill_clicks_enqueued_total')
@@ -255,18 +304,37 @@ const workerLedger: Drill = {
     const duplicated = s.rollup - s.stored
     const counts = await d.queueCounts()
     Object.assign(d.measured, {
-      ledger: { served, acknowledged: enq, dropped, stored: s.stored, rollupSum: s.rollup, lost, duplicated, linksWithMismatch: perLinkMismatch },
+      ledger: {
+        served,
+        acknowledged: enq,
+        dropped,
+        stored: s.stored,
+        rollupSum: s.rollup,
+        lost,
+        duplicated,
+        linksWithMismatch: perLinkMismatch,
+      },
       kills,
       drainSec,
       clicksQueueAfter: counts,
     })
-    d.log(`ledger: served ${served}, acknowledged ${enq}, dropped ${dropped}, stored ${s.stored}, rollup ${s.rollup}, lost ${lost}, duplicated ${duplicated}`)
-    d.check('the backlog drained', drainSec !== undefined, drainSec === undefined ? `queue still has ${JSON.stringify(counts)}` : `${drainSec.toFixed(1)} s after the load stopped`)
+    d.log(
+      `ledger: served ${served}, acknowledged ${enq}, dropped ${dropped}, stored ${s.stored}, rollup ${s.rollup}, lost ${lost}, duplicated ${duplicated}`,
+    )
+    d.check(
+      'the backlog drained',
+      drainSec !== undefined,
+      drainSec === undefined ? `queue still has ${JSON.stringify(counts)}` : `${drainSec.toFixed(1)} s after the load stopped`,
+    )
     d.check(`${kills} worker kills happened`, kills >= (d.short ? 2 : 3), `${kills} SIGKILLs, every ${killEveryMs / 1000} s`)
     d.check('lost = acknowledged - stored = 0', lost === 0, `acknowledged ${enq}, stored ${s.stored}`)
     d.check('duplicated = rollup sum - stored = 0', duplicated === 0, `rollup sum ${s.rollup}, stored ${s.stored}`)
     d.check('served = acknowledged + dropped', served === enq + dropped, `served ${served} 302s, acknowledged ${enq}, dropped ${dropped}`)
-    d.check('per link: served = stored = rollup', perLinkMismatch === 0, `${perLinkMismatch} of ${d.data.links.length} links disagree (dropped clicks make served > stored)`)
+    d.check(
+      'per link: served = stored = rollup',
+      perLinkMismatch === 0,
+      `${perLinkMismatch} of ${d.data.links.length} links disagree (dropped clicks make served > stored)`,
+    )
     d.check(`at least ${clicks} clicks`, served >= clicks * 0.98, `${served} redirects served (${seconds} s at ${d.timing.rate}/s)`)
     await d.platform.restart('worker-1', {})
   },
@@ -275,7 +343,12 @@ const workerLedger: Drill = {
 const redisDown: Drill = {
   name: 'redis-down',
   title: 'The Redis server is stopped (a real stop of redis-server, not the proxy) and started again.',
-  criteria: ['no process crashes (API and worker pids unchanged)', 'redirects >= 99.9% successful during the outage (served from Postgres)', 'dropped clicks are counted', 'workers process again within 30 s of Redis returning'],
+  criteria: [
+    'no process crashes (API and worker pids unchanged)',
+    'redirects >= 99.9% successful during the outage (served from Postgres)',
+    'dropped clicks are counted',
+    'workers process again within 30 s of Redis returning',
+  ],
   alerts: ['RedisDown', 'ClicksDropped'],
   dashboards: ['opsdrill-cache', 'opsdrill-queues', 'opsdrill-datastores'],
   shape: { api: 2, worker: 1 },
@@ -305,9 +378,19 @@ const redisDown: Drill = {
     const share = 1 - red.failed / Math.max(1, redirectsInFault * 0.9)
     Object.assign(d.measured, { pidsBefore: before, pidsAfter: after, dropped, workersBackAfterSec: backAfter, ingestedAfter: ingested })
     d.check('no process crashed (pids unchanged)', before === after && alive, `${after}`)
-    d.check('redirects >= 99.9% successful during the outage', share >= 0.999, `${red.failed} redirect failures of ~${Math.round(redirectsInFault * 0.9)} redirects in the fault window (${(share * 100).toFixed(3)}% ok)`)
+    d.check(
+      'redirects >= 99.9% successful during the outage',
+      share >= 0.999,
+      `${red.failed} redirect failures of ~${Math.round(redirectsInFault * 0.9)} redirects in the fault window (${(share * 100).toFixed(3)}% ok)`,
+    )
     d.check('dropped clicks are counted', dropped > 0, `opsdrill_clicks_dropped_total +${dropped}`)
-    d.check('workers process again within 30 s', backAfter !== undefined, backAfter === undefined ? 'no click ingested 30 s after Redis returned' : `first click ingested ${backAfter.toFixed(1)} s after Redis was up`)
+    d.check(
+      'workers process again within 30 s',
+      backAfter !== undefined,
+      backAfter === undefined
+        ? 'no click ingested 30 s after Redis returned'
+        : `first click ingested ${backAfter.toFixed(1)} s after Redis was up`,
+    )
   },
 }
 
@@ -361,15 +444,35 @@ const postgresDown: Drill = {
     await sleep(1000)
     const total = await d.perReplica('api', 'opsdrill_pg_pool_connections', { state: 'total' })
     const waiting = await d.perReplica('api', 'opsdrill_pg_pool_connections', { state: 'waiting' })
-    Object.assign(d.measured, { readinessDuringOutage: ready, recoverSec, apiFailures: apiFails.length, maxApiFailureMs: round(Math.max(0, ...apiFails.map((f) => f.durationMs))), pool: { total, waiting } })
-    d.check('cached redirects keep succeeding', red.failed / Math.max(1, redirects) < 0.01, `${red.failed} redirect failures of ~${Math.round(redirects)}`)
+    Object.assign(d.measured, {
+      readinessDuringOutage: ready,
+      recoverSec,
+      apiFailures: apiFails.length,
+      maxApiFailureMs: round(Math.max(0, ...apiFails.map((f) => f.durationMs))),
+      pool: { total, waiting },
+    })
+    d.check(
+      'cached redirects keep succeeding',
+      red.failed / Math.max(1, redirects) < 0.01,
+      `${red.failed} redirect failures of ~${Math.round(redirects)}`,
+    )
     d.check(
       `Postgres-backed requests get 503 within ${APP.PG_CONNECT_TIMEOUT_MS + 500} ms`,
       apiFails.length > 0 && not503.length === 0 && slow.length === 0,
       `${apiFails.length} API failures: ${not503.length} not 503, ${slow.length} slower than the bound (max ${Math.max(0, ...apiFails.map((f) => f.durationMs)).toFixed(0)} ms)`,
     )
-    d.check('/readyz fails during the outage', Object.values(ready).length > 0 && Object.values(ready).every((c) => c === 503), JSON.stringify(ready))
-    d.check('recovered within 15 s of Postgres returning', recoverSec !== undefined, recoverSec === undefined ? 'not ready 15 s after Postgres returned' : `ready and creating links ${recoverSec.toFixed(1)} s after Postgres was up`)
+    d.check(
+      '/readyz fails during the outage',
+      Object.values(ready).length > 0 && Object.values(ready).every((c) => c === 503),
+      JSON.stringify(ready),
+    )
+    d.check(
+      'recovered within 15 s of Postgres returning',
+      recoverSec !== undefined,
+      recoverSec === undefined
+        ? 'not ready 15 s after Postgres returned'
+        : `ready and creating links ${recoverSec.toFixed(1)} s after Postgres was up`,
+    )
     d.check(
       'no pool leak',
       Object.values(total).every((n) => n <= APP.PG_POOL_MAX) && Object.values(waiting).every((n) => n === 0),
@@ -384,7 +487,9 @@ async function warmCache(d: DrillRun): Promise<void> {
 
 /** Postgres queries per second over every API replica and worker, measured over sec seconds. */
 async function pgRate(d: DrillRun, sec: number, during?: () => Promise<string>): Promise<number> {
-  const q = async () => (await d.metric('api', 'opsdrill_pg_query_duration_seconds_count')) + (await d.metric('worker', 'opsdrill_pg_query_duration_seconds_count'))
+  const q = async () =>
+    (await d.metric('api', 'opsdrill_pg_query_duration_seconds_count')) +
+    (await d.metric('worker', 'opsdrill_pg_query_duration_seconds_count'))
   const a = await q()
   const t0 = Date.now()
   await d.watch(sec, during)
@@ -403,7 +508,10 @@ function pgToxicDrill(name: string, title: string, toxic: 'latency' | 'blackhole
       'no retry storm: Postgres queries/s <= 1.1 x baseline',
       'API requests succeed again within 15 s of the toxic being removed',
     ],
-    alerts: toxic === 'latency' ? ['ApiLatencyErrorBudgetBurn (if sustained)'] : ['ApiAvailabilityErrorBudgetBurn (if sustained)', 'PostgresPoolSaturated (after 5 min)'],
+    alerts:
+      toxic === 'latency'
+        ? ['ApiLatencyErrorBudgetBurn (if sustained)']
+        : ['ApiAvailabilityErrorBudgetBurn (if sustained)', 'PostgresPoolSaturated (after 5 min)'],
     dashboards: ['opsdrill-datastores', 'opsdrill-slo'],
     shape: { api: 2, worker: 1 },
     timing: { full: t(200, 20, 30, 20), short: t(100, 6, 8, 4) },
@@ -416,9 +524,17 @@ function pgToxicDrill(name: string, title: string, toxic: 'latency' | 'blackhole
       const from = d.faultStart(toxic === 'latency' ? 'Postgres +100 ms latency' : 'Postgres blackhole (timeout toxic 0)')
       await d.platform.toxiproxy.addToxic(
         'postgres',
-        toxic === 'latency' ? { name: 'drill', type: 'latency', attributes: { latency: 100, jitter: 0 } } : { name: 'drill', type: 'timeout', attributes: { timeout: 0 } },
+        toxic === 'latency'
+          ? { name: 'drill', type: 'latency', attributes: { latency: 100, jitter: 0 } }
+          : { name: 'drill', type: 'timeout', attributes: { timeout: 0 } },
       )
-      if (toxic === 'blackhole') await d.platform.toxiproxy.addToxic('postgres', { name: 'drill-up', type: 'timeout', stream: 'upstream', attributes: { timeout: 0 } })
+      if (toxic === 'blackhole')
+        await d.platform.toxiproxy.addToxic('postgres', {
+          name: 'drill-up',
+          type: 'timeout',
+          stream: 'upstream',
+          attributes: { timeout: 0 },
+        })
       const fault = await pgRate(d, d.timing.faultSec)
       await d.platform.toxiproxy.reset()
       const w = d.faultEnd()
@@ -438,10 +554,29 @@ function pgToxicDrill(name: string, title: string, toxic: 'latency' | 'blackhole
       void from
       const inFault = d.window(w.from, w.to + bound)
       const max = Math.max(d.loadResult!.redirect.max, d.loadResult!.api.max)
-      Object.assign(d.measured, { pgQueriesPerSec: { baseline: round(base), fault: round(fault), ratio: round(fault / Math.max(0.001, base), 2) }, maxRequestMs: round(max), faultWindow: inFault, recoverSec })
-      d.check(`no request outlives ${bound} ms`, max <= bound, `k6 max ${max.toFixed(0)} ms (redirect ${d.loadResult!.redirect.max.toFixed(0)}, API ${d.loadResult!.api.max.toFixed(0)})`)
-      d.check('no retry storm (queries/s <= 1.1 x baseline)', fault <= 1.1 * base, `${fault.toFixed(1)}/s during the fault vs ${base.toFixed(1)}/s baseline (x${(fault / Math.max(0.001, base)).toFixed(2)})`)
-      d.check('recovered within 15 s', recoverSec !== undefined, recoverSec === undefined ? 'link creation still failing 15 s after' : `link creation succeeded ${recoverSec.toFixed(1)} s after the toxic was removed`)
+      Object.assign(d.measured, {
+        pgQueriesPerSec: { baseline: round(base), fault: round(fault), ratio: round(fault / Math.max(0.001, base), 2) },
+        maxRequestMs: round(max),
+        faultWindow: inFault,
+        recoverSec,
+      })
+      d.check(
+        `no request outlives ${bound} ms`,
+        max <= bound,
+        `k6 max ${max.toFixed(0)} ms (redirect ${d.loadResult!.redirect.max.toFixed(0)}, API ${d.loadResult!.api.max.toFixed(0)})`,
+      )
+      d.check(
+        'no retry storm (queries/s <= 1.1 x baseline)',
+        fault <= 1.1 * base,
+        `${fault.toFixed(1)}/s during the fault vs ${base.toFixed(1)}/s baseline (x${(fault / Math.max(0.001, base)).toFixed(2)})`,
+      )
+      d.check(
+        'recovered within 15 s',
+        recoverSec !== undefined,
+        recoverSec === undefined
+          ? 'link creation still failing 15 s after'
+          : `link creation succeeded ${recoverSec.toFixed(1)} s after the toxic was removed`,
+      )
     },
   }
 }
@@ -449,7 +584,11 @@ function pgToxicDrill(name: string, title: string, toxic: 'latency' | 'blackhole
 const redisLatency: Drill = {
   name: 'redis-latency',
   title: `Redis answers 1 s late (toxiproxy latency, above REDIS_COMMAND_TIMEOUT_MS ${APP.REDIS_COMMAND_TIMEOUT_MS} ms): cache reads time out and redirects fall back to Postgres.`,
-  criteria: ['cache errors / fallbacks grow (opsdrill_cache_errors_total, opsdrill_cache_fallbacks_total)', `p99 in the fault window <= 2 x command timeout (rate limiter, then cache GET) + DB time + 1 s margin (${APP.REDIS_COMMAND_TIMEOUT_MS * 2 + 1000} ms)`, '< 1% failed requests'],
+  criteria: [
+    'cache errors / fallbacks grow (opsdrill_cache_errors_total, opsdrill_cache_fallbacks_total)',
+    `p99 in the fault window <= 2 x command timeout (rate limiter, then cache GET) + DB time + 1 s margin (${APP.REDIS_COMMAND_TIMEOUT_MS * 2 + 1000} ms)`,
+    '< 1% failed requests',
+  ],
   alerts: ['CacheHitRatioCollapsed (after 10 min)', 'RedirectLatencyErrorBudgetBurn (if sustained)'],
   dashboards: ['opsdrill-cache', 'opsdrill-slo'],
   shape: { api: 2, worker: 1 },
@@ -470,7 +609,11 @@ const redisLatency: Drill = {
     const all = d.window(d.loadResult!.seconds[0]!.t * 1000, Date.now())
     Object.assign(d.measured, { cacheErrorsAndFallbacks: errs, faultWindow: red })
     d.check('cache reads time out to Postgres', errs > 0, `cache errors + fallbacks +${errs}`)
-    d.check(`p99 <= ${bound} ms during the fault`, red.p99 <= bound, `p99 ${red.p99.toFixed(0)} ms over the fault window (worst second ${red.worstSecondP99.toFixed(0)} ms), max ${red.max.toFixed(0)} ms`)
+    d.check(
+      `p99 <= ${bound} ms during the fault`,
+      red.p99 <= bound,
+      `p99 ${red.p99.toFixed(0)} ms over the fault window (worst second ${red.worstSecondP99.toFixed(0)} ms), max ${red.max.toFixed(0)} ms`,
+    )
     d.check('< 1% failed requests', all.failedShare < 0.01, `${all.failed} of ${all.requests}`)
   },
 }
@@ -478,7 +621,10 @@ const redisLatency: Drill = {
 const cpuStarvation: Drill = {
   name: 'cpu-starvation',
   title: 'stress-ng takes both cores (--cpu 2): the API sheds with 503 + Retry-After or stays bounded; no job stalls.',
-  criteria: ['no stalled jobs (opsdrill_jobs_stalled_total unchanged)', 'shed responses carry Retry-After, or (no shedding needed) p99 stays <= 2.5 s'],
+  criteria: [
+    'no stalled jobs (opsdrill_jobs_stalled_total unchanged)',
+    'shed responses carry Retry-After, or (no shedding needed) p99 stays <= 2.5 s',
+  ],
   alerts: ['ApiSheddingLoad (after 5 min)', 'EventLoopSaturated (after 5 min)'],
   dashboards: ['opsdrill-runtime', 'opsdrill-overview'],
   shape: { api: 2, worker: 1 },
@@ -503,12 +649,26 @@ const cpuStarvation: Drill = {
     const shed = (await d.metric('api', 'opsdrill_http_requests_shed_total')) - shed0
     const f = d.window(w.from, w.to)
     const r = d.loadResult!
-    Object.assign(d.measured, { stalled, shed, shedWithRetryAfter: r.shedWithRetryAfter, shedWithoutRetryAfter: r.shedWithoutRetryAfter, faultWindow: f })
+    Object.assign(d.measured, {
+      stalled,
+      shed,
+      shedWithRetryAfter: r.shedWithRetryAfter,
+      shedWithoutRetryAfter: r.shedWithoutRetryAfter,
+      faultWindow: f,
+    })
     d.check('no stalled jobs', stalled === 0, `opsdrill_jobs_stalled_total +${stalled}`)
     if (shed > 0) {
-      d.check('shedding answered 503 + Retry-After', r.shedWithoutRetryAfter === 0 && r.shedWithRetryAfter > 0, `${shed} shed by the API; k6 saw ${r.shedWithRetryAfter} 503s with Retry-After, ${r.shedWithoutRetryAfter} without`)
+      d.check(
+        'shedding answered 503 + Retry-After',
+        r.shedWithoutRetryAfter === 0 && r.shedWithRetryAfter > 0,
+        `${shed} shed by the API; k6 saw ${r.shedWithRetryAfter} 503s with Retry-After, ${r.shedWithoutRetryAfter} without`,
+      )
     } else {
-      d.check('no shedding needed: p99 stayed <= 2500 ms', f.p99 <= 2500, `nothing shed; p99 ${f.p99.toFixed(0)} ms in the fault window (worst second ${f.worstSecondP99.toFixed(0)} ms, max ${f.max.toFixed(0)} ms)`)
+      d.check(
+        'no shedding needed: p99 stayed <= 2500 ms',
+        f.p99 <= 2500,
+        `nothing shed; p99 ${f.p99.toFixed(0)} ms in the fault window (worst second ${f.worstSecondP99.toFixed(0)} ms, max ${f.max.toFixed(0)} ms)`,
+      )
     }
   },
 }
@@ -523,8 +683,12 @@ const scaleOut: Drill = {
   timing: { full: t(0, 0, 20, 0), short: t(0, 0, 6, 0) },
   targets: ['native'],
   async run(d) {
-    d.notes.push('k6, nginx, Postgres, Redis, Prometheus and the replicas share 2 cores here: a second replica can only use what the first leaves idle, so factors near 2 are not possible on this box.')
-    d.notes.push('Drain: each worker runs with CLICK_CONCURRENCY=20 (at the default 200 one worker already takes the CPU that is left); the queue is paused while the workers start, and the drain is timed from resume to an empty queue.')
+    d.notes.push(
+      'k6, nginx, Postgres, Redis, Prometheus and the replicas share 2 cores here: a second replica can only use what the first leaves idle, so factors near 2 are not possible on this box.',
+    )
+    d.notes.push(
+      'Drain: each worker runs with CLICK_CONCURRENCY=20 (at the default 200 one worker already takes the CPU that is left); the queue is paused while the workers start, and the drain is timed from resume to an empty queue.',
+    )
     const hold = d.timing.faultSec
     const throughput = async (api: number) => {
       await d.platform.scale({ api })
@@ -570,14 +734,21 @@ const scaleOut: Drill = {
     const drain2 = await drain(2)
     const f1 = rps1 > 0 ? rps2 / rps1 : 0
     const f2 = drain1 > 0 ? drain2 / drain1 : 0
-    Object.assign(d.measured, { throughput: { api1: round(rps1), api2: round(rps2), factor: round(f1, 2) }, drain: { jobs, worker1PerSec: round(drain1), worker2PerSec: round(drain2), factor: round(f2, 2) } })
+    Object.assign(d.measured, {
+      throughput: { api1: round(rps1), api2: round(rps2), factor: round(f1, 2) },
+      drain: { jobs, worker1PerSec: round(drain1), worker2PerSec: round(drain2), factor: round(f2, 2) },
+    })
     const busy = Math.min(...runs.map((r) => r.busy))
     d.check(
       'API throughput factor 1 -> 2 replicas > 1.0',
       f1 > 1.0,
       `${rps1.toFixed(0)} -> ${rps2.toFixed(0)} req/s (x${f1.toFixed(2)}), the box at least ${(busy * 100).toFixed(0)}% busy in every run`,
     )
-    d.check('drain factor 1 -> 2 workers > 1.1', f2 > 1.1, `${drain1.toFixed(0)} -> ${drain2.toFixed(0)} clicks/s over ${jobs} jobs (x${f2.toFixed(2)})`)
+    d.check(
+      'drain factor 1 -> 2 workers > 1.1',
+      f2 > 1.1,
+      `${drain1.toFixed(0)} -> ${drain2.toFixed(0)} clicks/s over ${jobs} jobs (x${f2.toFixed(2)})`,
+    )
   },
 }
 
@@ -602,7 +773,11 @@ export const DRILLS: Drill[] = [
   redisDown,
   postgresDown,
   pgToxicDrill('postgres-latency', 'Postgres answers 100 ms late (toxiproxy latency toxic on the postgres proxy).', 'latency'),
-  pgToxicDrill('postgres-blackhole', 'Postgres stops answering without closing connections (toxiproxy timeout toxic 0, both directions).', 'blackhole'),
+  pgToxicDrill(
+    'postgres-blackhole',
+    'Postgres stops answering without closing connections (toxiproxy timeout toxic 0, both directions).',
+    'blackhole',
+  ),
   redisLatency,
   cpuStarvation,
   scaleOut,

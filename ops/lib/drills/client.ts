@@ -23,7 +23,11 @@ export async function makeData(baseUrl: string, n: number): Promise<DrillData> {
   const body = JSON.stringify({ email, password: 'correct-horse-battery-staple' })
   const headers = { 'content-type': 'application/json' }
   await json(await fetch(`${baseUrl}/api/v1/auth/register`, { method: 'POST', body, headers }), 'register', 201)
-  const { accessToken } = await json<{ accessToken: string }>(await fetch(`${baseUrl}/api/v1/auth/login`, { method: 'POST', body, headers }), 'login', 200)
+  const { accessToken } = await json<{ accessToken: string }>(
+    await fetch(`${baseUrl}/api/v1/auth/login`, { method: 'POST', body, headers }),
+    'login',
+    200,
+  )
   const links: Link[] = []
   for (let start = 0; start < n; start += 20) {
     const batch = Array.from({ length: Math.min(20, n - start) }, async (_, i) => {

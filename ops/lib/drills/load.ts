@@ -80,7 +80,9 @@ export class Load {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       K6_NO_USAGE_REPORT: 'true',
-      ...(opts.prometheusUrl ? { K6_PROMETHEUS_RW_SERVER_URL: `${opts.prometheusUrl}/api/v1/write`, K6_PROMETHEUS_RW_TREND_STATS: 'p(99),max' } : {}),
+      ...(opts.prometheusUrl
+        ? { K6_PROMETHEUS_RW_SERVER_URL: `${opts.prometheusUrl}/api/v1/write`, K6_PROMETHEUS_RW_TREND_STATS: 'p(99),max' }
+        : {}),
     }
     const vars: Record<string, string> = {
       BASE_URL: opts.baseUrl,
@@ -111,7 +113,9 @@ export class Load {
     child.stdout.pipe(log)
     child.stderr.pipe(log)
     const exited = new Promise<number>((done, fail) => {
-      child.once('error', (err) => fail(new Error(`could not run k6 (${err.message}): source /tmp/env.sh or run ops/stack up, which installs it`)))
+      child.once('error', (err) =>
+        fail(new Error(`could not run k6 (${err.message}): source /tmp/env.sh or run ops/stack up, which installs it`)),
+      )
       child.once('close', (code) => log.end(() => done(code ?? 1)))
     })
     const load = new Load(opts, port, exited)
@@ -123,7 +127,9 @@ export class Load {
       if ((await load.live()).requests > 0) return load
       await sleep(200)
     }
-    const tail = existsSync(join(opts.dir, 'k6.log')) ? readFileSync(join(opts.dir, 'k6.log'), 'utf8').trim().split('\n').slice(-5).join('\n') : ''
+    const tail = existsSync(join(opts.dir, 'k6.log'))
+      ? readFileSync(join(opts.dir, 'k6.log'), 'utf8').trim().split('\n').slice(-5).join('\n')
+      : ''
     throw new Error(`k6 sent no request within 30 s (exit ${done ? await exited : 'pending'}):\n${tail}`)
   }
 
@@ -225,9 +231,26 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
     .sort(([a], [b]) => a - b)
     .map(([t, b]) => {
       b.durations.sort((x, y) => x - y)
-      return { t, reqs: b.reqs, failed: b.failed, p50: quantile(b.durations, 0.5), p99: quantile(b.durations, 0.99), max: b.durations.at(-1) ?? 0 }
+      return {
+        t,
+        reqs: b.reqs,
+        failed: b.failed,
+        p50: quantile(b.durations, 0.5),
+        p99: quantile(b.durations, 0.99),
+        max: b.durations.at(-1) ?? 0,
+      }
     })
-  return { exitCode, seconds, redirect: cls.redirect, api: cls.api, failures, servedPerLink, shedWithRetryAfter, shedWithoutRetryAfter, samples }
+  return {
+    exitCode,
+    seconds,
+    redirect: cls.redirect,
+    api: cls.api,
+    failures,
+    servedPerLink,
+    shedWithRetryAfter,
+    shedWithoutRetryAfter,
+    samples,
+  }
 }
 
 function newClass(): ClassFigures {

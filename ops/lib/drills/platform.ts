@@ -65,7 +65,9 @@ export class NativePlatform implements Platform {
   }
 
   replicas(kind: Kind): Replica[] {
-    return this.stack.replicas(kind).map((p: Part) => ({ name: p.name, pid: p.pid, port: p.port, ...(p.metricsPort ? { metricsPort: p.metricsPort } : {}) }))
+    return this.stack
+      .replicas(kind)
+      .map((p: Part) => ({ name: p.name, pid: p.pid, port: p.port, ...(p.metricsPort ? { metricsPort: p.metricsPort } : {}) }))
   }
 
   private part(name: string): Part {

@@ -51,7 +51,9 @@ function markdown(r: Report): string {
     '',
     `- target: ${r.target}, ${r.form} form, started ${r.startedAt}, ${r.durationSec.toFixed(0)} s`,
     `- load: ${r.load}`,
-    ...r.windows.map((w) => `- ${w.label}: ${rel(w.from)} to ${rel(w.to)} after the load started (${((w.to - w.from) / 1000).toFixed(1)} s)`),
+    ...r.windows.map(
+      (w) => `- ${w.label}: ${rel(w.from)} to ${rel(w.to)} after the load started (${((w.to - w.from) / 1000).toFixed(1)} s)`,
+    ),
     '',
     '## Criteria',
     '',
@@ -83,28 +85,33 @@ async function chart(r: Report): Promise<string> {
     { x: s.t - t0, y: s.max, series: 'max ms', panel: 'latency' },
   ])
   const windows = r.windows.map((w) => ({ from: w.from / 1000 - t0, to: w.to / 1000 - t0, label: w.label }))
-  const panel = (name: string, title: string, yTitle: string, logY = false): NonNullable<TopLevelSpec> => ({
-    width: 680,
-    height: 150,
-    title,
-    layer: [
-      { data: { values: windows }, mark: { type: 'rect', opacity: 0.15, color: '#d62728' }, encoding: { x: { field: 'from', type: 'quantitative' }, x2: { field: 'to' } } },
-      {
-        data: { values: windows },
-        mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, dy: 3, fontSize: 10, color: '#a00' },
-        encoding: { x: { field: 'from', type: 'quantitative' }, y: { value: 0 }, text: { field: 'label' } },
-      },
-      {
-        data: { values: rows.filter((x) => x.panel === name) },
-        mark: { type: 'line', strokeWidth: 1.5 },
-        encoding: {
-          x: { field: 'x', type: 'quantitative', title: 'seconds since the load started' },
-          y: { field: 'y', type: 'quantitative', title: yTitle, ...(logY ? { scale: { type: 'symlog' } } : {}) },
-          color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'top' } },
+  const panel = (name: string, title: string, yTitle: string, logY = false): NonNullable<TopLevelSpec> =>
+    ({
+      width: 680,
+      height: 150,
+      title,
+      layer: [
+        {
+          data: { values: windows },
+          mark: { type: 'rect', opacity: 0.15, color: '#d62728' },
+          encoding: { x: { field: 'from', type: 'quantitative' }, x2: { field: 'to' } },
         },
-      },
-    ],
-  } as unknown as TopLevelSpec)
+        {
+          data: { values: windows },
+          mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, dy: 3, fontSize: 10, color: '#a00' },
+          encoding: { x: { field: 'from', type: 'quantitative' }, y: { value: 0 }, text: { field: 'label' } },
+        },
+        {
+          data: { values: rows.filter((x) => x.panel === name) },
+          mark: { type: 'line', strokeWidth: 1.5 },
+          encoding: {
+            x: { field: 'x', type: 'quantitative', title: 'seconds since the load started' },
+            y: { field: 'y', type: 'quantitative', title: yTitle, ...(logY ? { scale: { type: 'symlog' } } : {}) },
+            color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'top' } },
+          },
+        },
+      ],
+    }) as unknown as TopLevelSpec
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: `${r.drill} (${r.form}): ${r.passed ? 'passed' : 'FAILED'}`,

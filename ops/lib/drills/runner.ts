@@ -89,7 +89,10 @@ export class DrillRun {
     this.short = opts.short
     this.platform = opts.platform
     this.timing = opts.short ? drill.timing.short : drill.timing.full
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')
     this.dir = join(opts.outDir ?? join(ROOT, '.run/drills'), `${drill.name}-${stamp}`)
     mkdirSync(this.dir, { recursive: true })
     this.say = opts.log ?? ((l) => process.stdout.write(`${l}\n`))
@@ -181,7 +184,12 @@ export class DrillRun {
     const { url, prefix } = this.redis
     const u = new URL(url)
     // Connection options, not a client: BullMQ closes the connections it made itself on close().
-    const connection = { host: u.hostname, port: Number(u.port || 6379), ...(u.password ? { password: decodeURIComponent(u.password) } : {}), maxRetriesPerRequest: null }
+    const connection = {
+      host: u.hostname,
+      port: Number(u.port || 6379),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+      maxRetriesPerRequest: null,
+    }
     return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
   }
 
@@ -193,7 +201,14 @@ export class DrillRun {
       for (let i = 0; i < n; i += 1000) {
         const batch = Array.from({ length: Math.min(1000, n - i) }, (_, j) => {
           const clickId = randomUUID()
-          const data: ClickJob = { clickId, linkId: links[(i + j) % links.length]!.id, at: new Date().toISOString(), referrer: null, uaFamily: 'Other', country: null }
+          const data: ClickJob = {
+            clickId,
+            linkId: links[(i + j) % links.length]!.id,
+            at: new Date().toISOString(),
+            referrer: null,
+            uaFamily: 'Other',
+            country: null,
+          }
           return { name: 'click', data, opts: { ...opts, jobId: clickId } }
         })
         await q.addBulk(batch)
@@ -270,7 +285,9 @@ export class DrillRun {
 
   // ------------------------------------------------------------------------------------------ load
 
-  async startLoad(opts: { rate?: number; apiShare?: number; links?: Link[]; mode?: 'steady' | 'saturate'; vus?: number; duration?: string } = {}): Promise<void> {
+  async startLoad(
+    opts: { rate?: number; apiShare?: number; links?: Link[]; mode?: 'steady' | 'saturate'; vus?: number; duration?: string } = {},
+  ): Promise<void> {
     if (!this.data.token) await this.makeLinks(50)
     const data: DrillData = { token: this.data.token, links: opts.links ?? this.data.links }
     const file = join(this.dir, 'data.json')
@@ -336,7 +353,9 @@ export class DrillRun {
     const rate = (live.failed / Math.max(1, live.requests)) * 100
     const recent = (dFail / Math.max(1, dReq)) * 100
     this.lastLive = { at: Date.now(), ...live }
-    this.log(`${this.phaseName.padEnd(9)} +${this.elapsed()}  req ${live.requests}  errors ${rate.toFixed(2)}% (last 2 s: ${recent.toFixed(2)}%)${more}`)
+    this.log(
+      `${this.phaseName.padEnd(9)} +${this.elapsed()}  req ${live.requests}  errors ${rate.toFixed(2)}% (last 2 s: ${recent.toFixed(2)}%)${more}`,
+    )
   }
 
   /** Waits until cond holds (polled every 100 ms) or timeoutSec passes; returns the seconds it took. */
@@ -355,7 +374,11 @@ export class DrillRun {
   }
 
   /** Requests, failures and latency of the seconds inside [from, to] (unix ms) from the load's samples. */
-  window(from: number, to: number, slo?: 'redirect' | 'api'): { requests: number; failed: number; failedShare: number; p99: number; max: number; worstSecondP99: number } {
+  window(
+    from: number,
+    to: number,
+    slo?: 'redirect' | 'api',
+  ): { requests: number; failed: number; failedShare: number; p99: number; max: number; worstSecondP99: number } {
     const r = this.loadResult!
     const secs = r.seconds.filter((s) => s.t * 1000 >= from - 999 && s.t * 1000 <= to)
     const fails = r.failures.filter((f) => f.at >= from && f.at <= to && (!slo || f.slo === slo))
@@ -391,7 +414,15 @@ export class DrillRun {
 
   async finish(error?: unknown): Promise<Outcome> {
     if (this.load) await this.stopLoad().catch(() => undefined)
-    if (error) this.check('the drill ran to its end', false, String((error as Error).stack ?? error).split('\n').slice(0, 3).join(' '))
+    if (error)
+      this.check(
+        'the drill ran to its end',
+        false,
+        String((error as Error).stack ?? error)
+          .split('\n')
+          .slice(0, 3)
+          .join(' '),
+      )
     if (this.checks.length === 0) this.check('the drill judged something', false, 'no criterion was evaluated')
     const passed = this.checks.every((c) => c.pass)
     const report: Report = {
@@ -410,7 +441,11 @@ export class DrillRun {
         ...(this.loadResult
           ? {
               k6: {
-                redirect: { ...this.loadResult.redirect, p99: round(this.loadResult.redirect.p99), max: round(this.loadResult.redirect.max) },
+                redirect: {
+                  ...this.loadResult.redirect,
+                  p99: round(this.loadResult.redirect.p99),
+                  max: round(this.loadResult.redirect.max),
+                },
                 api: { ...this.loadResult.api, p99: round(this.loadResult.api.p99), max: round(this.loadResult.api.max) },
                 failedRequests: this.loadResult.failures.length,
               },

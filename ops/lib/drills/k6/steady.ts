@@ -14,8 +14,14 @@ import type { Options } from 'k6/options'
 declare const __ENV: Record<string, string | undefined>
 declare function open(path: string): string
 
-interface Link { id: string; code: string }
-interface Data { token: string; links: Link[] }
+interface Link {
+  id: string
+  code: string
+}
+interface Data {
+  token: string
+  links: Link[]
+}
 
 const BASE_URL = (__ENV.BASE_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '')
 const RATE = Number(__ENV.RATE ?? 200)
@@ -32,7 +38,17 @@ export const options: Options = {
   discardResponseBodies: true,
   scenarios:
     __ENV.MODE === 'saturate'
-      ? { saturate: { executor: 'ramping-vus', startVUs: 1, stages: [{ duration: '2s', target: VUS }, { duration: DURATION, target: VUS }], gracefulRampDown: '0s' } }
+      ? {
+          saturate: {
+            executor: 'ramping-vus',
+            startVUs: 1,
+            stages: [
+              { duration: '2s', target: VUS },
+              { duration: DURATION, target: VUS },
+            ],
+            gracefulRampDown: '0s',
+          },
+        }
       : {
           steady: {
             executor: 'constant-arrival-rate',
@@ -60,15 +76,23 @@ export default function (): void {
   const every = API_SHARE > 0 ? Math.round(1 / API_SHARE) : 0
   const slot = every ? exec.scenario.iterationInTest % every : -1
   if (slot !== 0 && slot !== 1) {
-    const res = http.get(`${BASE_URL}/${link.code}`, { redirects: 0, timeout: '30s', tags: { slo: 'redirect', name: 'GET /:code', link: link.code } })
+    const res = http.get(`${BASE_URL}/${link.code}`, {
+      redirects: 0,
+      timeout: '30s',
+      tags: { slo: 'redirect', name: 'GET /:code', link: link.code },
+    })
     check(res, { 'redirect answers 302': (x) => x.status === 302 })
     note503(res)
   } else if (slot === 0) {
-    const res = http.post(`${BASE_URL}/api/v1/links`, JSON.stringify({ url: `https://example.com/drill/${Math.floor(Math.random() * 1e9)}` }), {
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${data.token}` },
-      timeout: '30s',
-      tags: { slo: 'api', name: 'POST /api/v1/links' },
-    })
+    const res = http.post(
+      `${BASE_URL}/api/v1/links`,
+      JSON.stringify({ url: `https://example.com/drill/${Math.floor(Math.random() * 1e9)}` }),
+      {
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${data.token}` },
+        timeout: '30s',
+        tags: { slo: 'api', name: 'POST /api/v1/links' },
+      },
+    )
     check(res, { 'link created (201)': (x) => x.status === 201 })
     note503(res)
   } else {
