@@ -1,4 +1,4 @@
-// `npm run stack -- deploy` on a stack at offset 900: a good commit replaces every replica under a steady trickle of
+// `npm run stack -- deploy` on a stack at offset 950: a good commit replaces every replica under a steady trickle of
 // requests without failing one; a commit that cannot start, and one that passes its health gate but fails the k6
 // smoke gate, are both rolled back automatically; `--rollback` returns to the checkout. The commits are made in a
 // throwaway clone (`--repo`), never in this checkout.
@@ -14,7 +14,7 @@ import { ROOT, stackAt, type Release } from '../../ops/lib/stack/index.ts'
 
 // The file as a whole (tap's default is 120 s per file, .taprc).
 t.setTimeout(9 * 60_000)
-const OFFSET = 900
+const OFFSET = 950
 const stack = stackAt({ offset: OFFSET, log: (line) => t.comment(line) })
 const loadPerCore = loadavg()[0]! / cpus().length
 // As in load.test.ts: on a busy box the smoke gate's latency bounds widen (its error bounds never do).

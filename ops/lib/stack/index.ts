@@ -658,8 +658,12 @@ export class Stack {
     if (!nginx || !alive(nginx.pid)) return
     this.nginxTest()
     signal(nginx.pid, 'SIGHUP')
-    // Give the master time to start the new workers before callers stop a replica the old set still knew.
+    // Callers stop a replica the old workers still knew: wait until those workers have finished their requests and
+    // exited, so none of their keep-alive connections to it is reused mid-shutdown (a POST on such a connection
+    // fails without a retry). Bounded; at least 1 s for the master to start the new workers.
     await sleep(1000)
+    const until = Date.now() + 10_000
+    while (Date.now() < until && oldNginxWorkers(nginx.pid) > 0) await sleep(200)
   }
 
   private writeAllTargets(s: State, cfg: ConfigPaths): void {
@@ -793,6 +797,12 @@ async function waitForFile(file: string, timeoutMs: number): Promise<string> {
     await sleep(50)
   }
   return readFileSync(file, 'utf8')
+}
+
+/** nginx workers of the previous configuration still draining after a reload. */
+function oldNginxWorkers(masterPid: number): number {
+  const res = spawnSync('pgrep', ['-a', '-P', String(masterPid)], { encoding: 'utf8' })
+  return (res.stdout ?? '').split('\n').filter((l) => l.includes('shutting down')).length
 }
 
 function replicaIndex(name: string): number {
