@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { queryScalar } from '../stack/prometheus.ts'
 import { alertDrill } from './alerts.ts'
 import { APP, round, type Drill, type DrillRun, type Timing } from './runner.ts'
 
@@ -268,11 +269,12 @@ const workerLedger: Drill = {
     const drop0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
     // A fixed number of requests, ended by k6 itself: stopping it early would abandon requests the API may already
     // have counted, and the ledger's "served" side must be exact.
-    const seconds = Math.ceil(clicks / d.timing.rate)
+    // A few per cent over, because an open-model run under faults can skip an iteration now and then.
+    const seconds = Math.ceil((clicks * 1.03) / d.timing.rate) + 1
     await d.startLoad({ apiShare: 0, duration: `${seconds}s` })
     d.phase('fault')
     let kills = 0
-    d.faultStart(`SIGKILL worker-1 every ${killEveryMs / 1000} s`)
+    const from = d.faultStart(`SIGKILL worker-1 every ${killEveryMs / 1000} s`)
     let next = Date.now() + killEveryMs / 2
     while (!(await d.loadDone())) {
       if (Date.now() >= next) {
@@ -303,6 +305,15 @@ const workerLedger: Drill = {
     const lost = enq - s.stored
     const duplicated = s.rollup - s.stored
     const counts = await d.queueCounts()
+    // Evidence that the kills hit jobs in flight: stalled jobs moved back and deliveries the primary key absorbed.
+    // Each restart resets a worker's counters, which increase() over Prometheus's series handles.
+    const lookback = `${Math.ceil((Date.now() - from) / 1000) + 10}s`
+    await sleep(6000)
+    const stalledRecovered = await queryScalar(
+      d.platform.prometheusUrl,
+      `sum(increase(opsdrill_jobs_stalled_total{queue="clicks"}[${lookback}]))`,
+    )
+    const redelivered = await queryScalar(d.platform.prometheusUrl, `sum(increase(opsdrill_clicks_duplicate_total[${lookback}]))`)
     Object.assign(d.measured, {
       ledger: {
         served,
@@ -317,6 +328,8 @@ const workerLedger: Drill = {
       kills,
       drainSec,
       clicksQueueAfter: counts,
+      stalledJobsRecovered: Math.round(stalledRecovered),
+      duplicateDeliveriesAbsorbed: Math.round(redelivered),
     })
     d.log(
       `ledger: served ${served}, acknowledged ${enq}, dropped ${dropped}, stored ${s.stored}, rollup ${s.rollup}, lost ${lost}, duplicated ${duplicated}`,
@@ -335,7 +348,7 @@ const workerLedger: Drill = {
       perLinkMismatch === 0,
       `${perLinkMismatch} of ${d.data.links.length} links disagree (dropped clicks make served > stored)`,
     )
-    d.check(`at least ${clicks} clicks`, served >= clicks * 0.98, `${served} redirects served (${seconds} s at ${d.timing.rate}/s)`)
+    d.check(`at least ${clicks} clicks`, served >= clicks, `${served} redirects served (${seconds} s at ${d.timing.rate}/s)`)
     await d.platform.restart('worker-1', {})
   },
 }
@@ -586,7 +599,7 @@ const redisLatency: Drill = {
   title: `Redis answers 1 s late (toxiproxy latency, above REDIS_COMMAND_TIMEOUT_MS ${APP.REDIS_COMMAND_TIMEOUT_MS} ms): cache reads time out and redirects fall back to Postgres.`,
   criteria: [
     'cache errors / fallbacks grow (opsdrill_cache_errors_total, opsdrill_cache_fallbacks_total)',
-    `p99 in the fault window <= 2 x command timeout (rate limiter, then cache GET) + DB time + 1 s margin (${APP.REDIS_COMMAND_TIMEOUT_MS * 2 + 1000} ms)`,
+    `redirect p99 in the fault window <= 2 x command timeout (rate limiter, then cache GET) + DB time + 1 s margin (${APP.REDIS_COMMAND_TIMEOUT_MS * 2 + 1000} ms)`,
     '< 1% failed requests',
   ],
   alerts: ['CacheHitRatioCollapsed (after 10 min)', 'RedirectLatencyErrorBudgetBurn (if sustained)'],
@@ -605,12 +618,16 @@ const redisLatency: Drill = {
       () => d.platform.toxiproxy.reset(),
     )
     const errs = (await d.metric('api', 'opsdrill_cache_errors_total')) + (await d.metric('api', 'opsdrill_cache_fallbacks_total')) - err0
-    const red = d.window(w.from, w.to)
+    const red = d.window(w.from, w.to, 'redirect')
+    const api = d.window(w.from, w.to, 'api')
     const all = d.window(d.loadResult!.seconds[0]!.t * 1000, Date.now())
-    Object.assign(d.measured, { cacheErrorsAndFallbacks: errs, faultWindow: red })
+    Object.assign(d.measured, { cacheErrorsAndFallbacks: errs, faultWindowRedirects: red, faultWindowApi: api })
+    d.notes.push(
+      `API calls meet Redis more often (rate limiter, the route's own limiter, cache invalidation and publish on create), each up to the command timeout: p99 ${api.p99.toFixed(0)} ms in the fault window. Not a criterion of this drill; a reason to bound the rate limiter's Redis wait separately.`,
+    )
     d.check('cache reads time out to Postgres', errs > 0, `cache errors + fallbacks +${errs}`)
     d.check(
-      `p99 <= ${bound} ms during the fault`,
+      `redirect p99 <= ${bound} ms during the fault`,
       red.p99 <= bound,
       `p99 ${red.p99.toFixed(0)} ms over the fault window (worst second ${red.worstSecondP99.toFixed(0)} ms), max ${red.max.toFixed(0)} ms`,
     )
