@@ -203,6 +203,12 @@ async function clicksQueue(stack: Stack): Promise<Queue> {
   return new Queue(QUEUES.clicks, { connection: { host: url.hostname, port: Number(url.port) }, prefix: stack.redisPrefix })
 }
 
+/** Clicks waiting in the queue: the API enqueues batch jobs (`clicks`, up to 500 each); a single `click` counts one. */
+async function waitingClicks(queue: Queue): Promise<number> {
+  const jobs = await queue.getWaiting(0, -1)
+  return jobs.reduce((n, j) => n + (j?.name === 'clicks' ? (j.data as { clicks: unknown[] }).clicks.length : j ? 1 : 0), 0)
+}
+
 /** Stops the workers, queues `clicks` clicks through redirects, starts `workers` workers and times the drain. */
 export async function drain(o: RunOptions, workers: number, clicks: number, workerEnv?: Record<string, string>): Promise<DrainResult> {
   const say = o.say ?? stdout
@@ -216,7 +222,7 @@ export async function drain(o: RunOptions, workers: number, clicks: number, work
     let waiting = -1
     for (let same = 0; same < 5;) {
       await sleep(100)
-      const now = (await queue.getJobCounts('waiting')).waiting ?? 0
+      const now = await waitingClicks(queue)
       same = now === waiting ? same + 1 : 0
       waiting = now
     }
@@ -234,7 +240,7 @@ export async function drain(o: RunOptions, workers: number, clicks: number, work
     }
     const last = performance.now()
     const seconds = (last - t0) / 1000
-    say(`    ${workers} worker(s) drained ${waiting} clicks in ${seconds.toFixed(2)} s (${(waiting / seconds).toFixed(0)} jobs/s)`)
+    say(`    ${workers} worker(s) drained ${waiting} clicks in ${seconds.toFixed(2)} s (${(waiting / seconds).toFixed(0)} clicks/s)`)
     return { workers, clicks: waiting, seconds, jobsPerSec: waiting / seconds }
   } finally {
     await queue.close()
@@ -397,13 +403,13 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     `Queue backlog: workers stopped, ${d1?.clicks} clicks queued through redirects, the queue paused while the workers start (each with \`CLICK_CONCURRENCY=${DRAIN_WORKER_ENV.CLICK_CONCURRENCY}\`, see below), then resumed; drain time from resume to an empty queue.`,
     '',
-    '| workers | clicks | drain time | jobs/s |',
+    '| workers | clicks | drain time | clicks/s |',
     '|---|---|---|---|',
     ...s.drains.map((d) => `| ${d.workers} | ${d.clicks} | ${d.seconds.toFixed(2)} s | ${d.jobsPerSec.toFixed(0)} |`),
     '',
     '## Where the box, not the code, is the limit',
     '',
-    `k6 and everything it tests share ${cpus().length} cores. A second API replica adds a process but no CPU: the ramp gave ${r1?.maxSustained.toFixed(0)} req/s with 1 replica and ${r2?.maxSustained.toFixed(0)} req/s with 2, with the box ${((r2?.run.cpuBusy ?? 0) * 100).toFixed(0)}% busy, so past that point the replicas compete with k6, nginx and Postgres for the same cores and the curve is the machine's. Likewise for workers: at the default \`CLICK_CONCURRENCY=200\` one worker already takes what CPU is left and a second one adds little, so the drain comparison bounds each worker to ${DRAIN_WORKER_ENV.CLICK_CONCURRENCY} concurrent jobs; then two workers drained at ${d2?.jobsPerSec.toFixed(0)} jobs/s against ${d1?.jobsPerSec.toFixed(0)} with one. On separate machines (or the Kubernetes manifests with CPU limits) each replica brings its own core and the same runs measure the code; here they measure the box once it is saturated, and the SLO breaks where the CPU runs out, not where a queue or pool does.`,
+    `k6 and everything it tests share ${cpus().length} cores. A second API replica adds a process but no CPU: the ramp gave ${r1?.maxSustained.toFixed(0)} req/s with 1 replica and ${r2?.maxSustained.toFixed(0)} req/s with 2, with the box ${((r2?.run.cpuBusy ?? 0) * 100).toFixed(0)}% busy, so past that point the replicas compete with k6, nginx and Postgres for the same cores and the curve is the machine's. Likewise for workers: at the default \`CLICK_CONCURRENCY=200\` one worker already takes what CPU is left and a second one adds little, so the drain comparison bounds each worker to ${DRAIN_WORKER_ENV.CLICK_CONCURRENCY} concurrent jobs; then two workers drained at ${d2?.jobsPerSec.toFixed(0)} clicks/s against ${d1?.jobsPerSec.toFixed(0)} with one. On separate machines (or the Kubernetes manifests with CPU limits) each replica brings its own core and the same runs measure the code; here they measure the box once it is saturated, and the SLO breaks where the CPU runs out, not where a queue or pool does.`,
     '',
   ]
   const md = lines.join('\n')

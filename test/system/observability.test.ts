@@ -79,6 +79,21 @@ async function driveTraffic(t: Test) {
   // Postgres unreachable: Postgres-backed routes answer 503; cached redirects still succeed and their clicks fail to
   // store in the worker, whose jobs are retried once Postgres is back.
   await toxiproxy('postgres', false)
+  // A click batch that reaches the worker now fails to store and is retried once Postgres is back (not left to the
+  // timing of the redirects' own clicks).
+  const retryConn = new Redis(stack.redisUrl, { maxRetriesPerRequest: null })
+  const retryQ = new Queue(QUEUES.clicks, { connection: retryConn, prefix: stack.redisPrefix })
+  const click = {
+    clickId: crypto.randomUUID(),
+    linkId: links[3]!.id,
+    at: new Date().toISOString(),
+    referrer: null,
+    uaFamily: 'Chrome',
+    country: null,
+  }
+  await retryQ.add('clicks', { clicks: [click] }, { attempts: 5, backoff: { type: 'fixed', delay: 2000 } })
+  await retryQ.close()
+  await retryConn.quit()
   const during = await Promise.all(Array.from({ length: 5 }, () => call('GET', '/api/v1/links', { token })))
   t.ok(
     during.some((r) => r.status === 503),
