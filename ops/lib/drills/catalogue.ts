@@ -151,7 +151,7 @@ const apiSigkill: Drill = {
 const rollingRestart: Drill = {
   name: 'rolling-restart',
   title: 'Every API replica is restarted in turn, each drained from nginx first (upstream list + graceful reload).',
-  criteria: ['0 failed requests'],
+  criteria: ['0 failed requests', 'no HTTP error answered (every failure, if any, is a connection reset)'],
   alerts: [],
   dashboards: ['opsdrill-overview'],
   shape: { api: 2, worker: 1 },
@@ -172,6 +172,12 @@ const rollingRestart: Drill = {
     const all = d.window(r.seconds[0]!.t * 1000, Date.now())
     d.measured.failures = r.failures.slice(0, 20)
     d.check('0 failed requests', all.failed === 0, `${all.failed} of ${all.requests} failed`)
+    const answered = r.failures.filter((f) => f.status !== 0)
+    d.check(
+      'no HTTP error answered',
+      answered.length === 0,
+      `${answered.length} failures with an HTTP status; ${r.failures.length - answered.length} connection resets (no response)`,
+    )
   },
 }
 
@@ -254,6 +260,10 @@ const workerLedger: Drill = {
   dashboards: ['opsdrill-queues', 'opsdrill-datastores'],
   shape: { api: 2, worker: 1 },
   timing: { full: t(200, 0, 0, 0), short: t(80, 0, 0, 0) },
+  // The short stall timings must not outlive the drill (under CPU starvation a 2 s lock stalls jobs).
+  async cleanup(d) {
+    await d.platform.restart('worker-1', {})
+  },
   async run(d) {
     const clicks = d.short ? 2000 : 10_000
     const killEveryMs = d.short ? 5000 : 15_000
@@ -349,7 +359,6 @@ const workerLedger: Drill = {
       `${perLinkMismatch} of ${d.data.links.length} links disagree (dropped clicks make served > stored)`,
     )
     d.check(`at least ${clicks} clicks`, served >= clicks, `${served} redirects served (${seconds} s at ${d.timing.rate}/s)`)
-    await d.platform.restart('worker-1', {})
   },
 }
 

@@ -81,6 +81,7 @@ export class NativePlatform implements Platform {
     this.stack.kill(replica, signal)
   }
 
+  /** The process last killed under this name is gone (or, without a kill since its last start, the current one). */
   gone(replica: string): boolean {
     return !alive(this.killedPids.get(replica) ?? this.part(replica).pid)
   }
@@ -94,10 +95,12 @@ export class NativePlatform implements Platform {
   }
 
   async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
+    this.killedPids.clear()
     await this.stack.scale(want, env)
   }
 
   async restart(replica: string, env?: Record<string, string>): Promise<void> {
+    this.killedPids.delete(replica)
     // Right after a SIGKILL the kernel may still hold the dead process's listening port for a moment.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -121,6 +124,8 @@ export class NativePlatform implements Platform {
 
   /** `up` starts whatever part of the stack is not running, here the stopped store, and keeps the rest. */
   async startStore(store: Store): Promise<void> {
+    // up() also restarts any replica that is not running.
+    this.killedPids.clear()
     await this.stack.up()
     if (!alive(this.part(store).pid)) throw new Error(`${store} did not start again`)
   }

@@ -48,6 +48,8 @@ export interface Drill {
   /** Platforms the drill can run on; default all. */
   targets?: Platform['target'][]
   run(d: DrillRun): Promise<void>
+  /** Undoes what run() changed beyond the starting shape (runs even when run() failed). */
+  cleanup?(d: DrillRun): Promise<void>
 }
 
 export interface RunOptions {
@@ -478,6 +480,7 @@ export async function runDrill(drill: Drill, opts: RunOptions): Promise<Outcome>
     if (d.windows.length === 0 && error === undefined) d.notes.push('no fault window was recorded')
     await d.platform.toxiproxy.reset()
     await d.prepare()
+    await drill.cleanup?.(d)
   } catch (err) {
     d.notes.push(`could not restore the stack after the drill: ${(err as Error).message}`)
   }
