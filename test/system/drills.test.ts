@@ -31,6 +31,10 @@ const KNOWN_FINDINGS: Record<string, { criteria: string[]; fix: string }> = {
     criteria: ['cached redirects keep succeeding', 'Postgres-backed requests get 503'],
     fix: 'nginx/nginx.conf: proxy_next_upstream http_503 + max_fails=2 marks every replica failed on application 503s (502 no live upstreams)',
   },
+  'worker-ledger': {
+    criteria: ['lost = acknowledged - stored = 0', 'per link: served = stored = rollup'],
+    fix: 'worker/lib/build-worker.ts: maxStalledCount 1 fails a click job that is active in two killed workers in a row; it is dead-lettered, not stored (idempotent click storage allows a higher maxStalledCount)',
+  },
   'rolling-restart': {
     criteria: ['0 failed requests'],
     fix: 'ops/lib/stack drain: an nginx reload closes client keep-alive connections, and a request racing the close is reset (k6 status 0; POSTs are not retried). HTTP errors are still not allowed',

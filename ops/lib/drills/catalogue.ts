@@ -276,6 +276,7 @@ const workerLedger: Drill = {
     await d.platform.restart('worker-1', workerEnv)
     await d.makeLinks(50)
     const enq0 = await d.metric('api', 'opsdrill_clicks_enqueued_total')
+    const failed0 = (await d.queueCounts()).failed ?? 0
     const drop0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
     // A fixed number of requests, ended by k6 itself: stopping it early would abandon requests the API may already
     // have counted, and the ledger's "served" side must be exact.
@@ -340,6 +341,7 @@ const workerLedger: Drill = {
       clicksQueueAfter: counts,
       stalledJobsRecovered: Math.round(stalledRecovered),
       duplicateDeliveriesAbsorbed: Math.round(redelivered),
+      clickJobsFailedForGood: (counts.failed ?? 0) - failed0,
     })
     d.log(
       `ledger: served ${served}, acknowledged ${enq}, dropped ${dropped}, stored ${s.stored}, rollup ${s.rollup}, lost ${lost}, duplicated ${duplicated}`,
@@ -350,7 +352,13 @@ const workerLedger: Drill = {
       drainSec === undefined ? `queue still has ${JSON.stringify(counts)}` : `${drainSec.toFixed(1)} s after the load stopped`,
     )
     d.check(`${kills} worker kills happened`, kills >= (d.short ? 2 : 3), `${kills} SIGKILLs, every ${killEveryMs / 1000} s`)
-    d.check('lost = acknowledged - stored = 0', lost === 0, `acknowledged ${enq}, stored ${s.stored}`)
+    // A job that stalls twice (killed twice while active) exceeds maxStalledCount 1 and fails for good: its click
+    // goes to the dead-letter queue (replayable by an admin) instead of Postgres.
+    d.check(
+      'lost = acknowledged - stored = 0',
+      lost === 0,
+      `acknowledged ${enq}, stored ${s.stored}; ${(counts.failed ?? 0) - failed0} click jobs failed for good during the drill (dead-lettered)`,
+    )
     d.check('duplicated = rollup sum - stored = 0', duplicated === 0, `rollup sum ${s.rollup}, stored ${s.stored}`)
     d.check('served = acknowledged + dropped', served === enq + dropped, `served ${served} 302s, acknowledged ${enq}, dropped ${dropped}`)
     d.check(
@@ -703,7 +711,7 @@ const scaleOut: Drill = {
   name: 'scale-out',
   title: 'Throughput with 1 -> 2 API replicas under a saturating ramp, and backlog drain with 1 -> 2 workers.',
   criteria: [
-    'API throughput factor (2 replicas / 1, interleaved runs) > 1.0, unless one replica already kept the box >= 85% busy (then reported as inconclusive)',
+    'API throughput factor (2 replicas / 1, interleaved runs) > 1.0, unless one replica already kept the box >= 80% busy (then reported as inconclusive)',
     'drain rate factor (2 workers / 1, each CLICK_CONCURRENCY=20) > 1.1',
   ],
   alerts: [],
@@ -723,11 +731,14 @@ const scaleOut: Drill = {
       await d.platform.scale({ api })
       d.phase(`api=${api}`)
       const from = d.faultStart(`${api} API replica${api > 1 ? 's' : ''}`)
-      const cpu0 = cpuTimes()
       await d.startLoad({ mode: 'saturate', vus: 32, apiShare: 0, duration: `${hold}s` })
-      await d.watch(hold + 2)
-      await d.stopLoad()
+      // CPU over the measured part of the run only (after the ramp, before the end).
+      await d.watch(3)
+      const cpu0 = cpuTimes()
+      await d.watch(hold - 3)
       const busy = cpuBusy(cpu0, cpuTimes())
+      await d.watch(2)
+      await d.stopLoad()
       d.faultEnd()
       const secs = d.loadResult!.seconds.filter((s) => s.t * 1000 >= from + 3000 && s.t * 1000 < Date.now() - 1000)
       return { rps: secs.reduce((a, s) => a + s.reqs - s.failed, 0) / Math.max(1, secs.length), busy }
@@ -767,11 +778,11 @@ const scaleOut: Drill = {
       throughput: { api1: round(rps1), api2: round(rps2), factor: round(f1, 2) },
       drain: { jobs, worker1PerSec: round(drain1), worker2PerSec: round(drain2), factor: round(f2, 2) },
     })
-    // A second replica can only add throughput with CPU to spare: when the box was already >= 85% busy with one
-    // replica (k6 and whatever else runs on it included), the comparison measures the box, not the replicas, and
+    // A second replica can only add throughput with CPU to spare: when the box was already >= 80% busy with one
+    // replica (k6 and whatever else runs on it included, measured while the load held), the comparison measures the box, not the replicas, and
     // the report says so instead of calling it either way.
     const busy1 = Math.min(...runs.filter((r) => r.api === 1).map((r) => r.busy))
-    const saturated = busy1 >= 0.85
+    const saturated = busy1 >= 0.8
     d.measured.throughputVerdict =
       f1 > 1.0 ? 'scales' : saturated ? 'inconclusive: the box was saturated with one replica' : 'does not scale'
     d.check(
