@@ -110,7 +110,7 @@ void t.test('when nginx.conf is read, then it has no absolute pid or log paths a
   for (const d of ['zone opsdrill_api', 'least_conn;', 'include upstreams/api.conf;', 'keepalive 64;']) {
     t.ok(upstreamBlock.includes(d), `nginx/nginx.conf: upstream opsdrill_api lacks ${d}`)
   }
-  t.match(conf, /proxy_next_upstream error timeout http_502;/, 'retries on connection errors, timeouts and 502, not on the app\'s own 503s')
+  t.match(conf, /proxy_next_upstream error timeout http_502;/, "retries on connection errors, timeouts and 502, not on the app's own 503s")
   t.notMatch(conf, /^\s*proxy_next_upstream [^;#]*non_idempotent/m, 'nginx/nginx.conf: POSTs that reached a replica must not be retried')
   t.match(conf, /proxy_next_upstream_tries 3;/)
   t.match(conf, /listen 127\.0\.0\.1:8081;[\s\S]*location = \/nginx_status \{\s*stub_status;/)
