@@ -195,7 +195,7 @@ export class DrillRun {
     return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
   }
 
-  /** Adds n click jobs for the links the way the API does (addBulk, jobId = clickId); returns how many per link. */
+  /** Adds n single-click jobs (jobId = clickId) for the links: the API now sends batch jobs, and the worker takes both shapes. */
   async enqueueClicks(links: Link[], n: number): Promise<number> {
     const q = this.clicksQueue()
     try {
