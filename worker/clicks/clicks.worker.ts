@@ -11,7 +11,13 @@ export function createClicksWorker(ctx: WorkerContext, db: Db) {
     maxSize: ctx.config.CLICK_BATCH_SIZE,
     maxWaitMs: ctx.config.CLICK_BATCH_MAX_WAIT_MS,
   })
-  const worker = buildWorker(QUEUES.clicks, createClickProcessor(batcher), ctx, { concurrency: ctx.config.CLICK_CONCURRENCY })
+  const worker = buildWorker(QUEUES.clicks, createClickProcessor(batcher), ctx, {
+    concurrency: ctx.config.CLICK_CONCURRENCY,
+    // Storing clicks is idempotent (the click id is the key), so a job whose worker was killed may run again as often
+    // as it takes: with the default of 1, a batch killed twice in flight went to the dead letters unstored (found by
+    // the worker-ledger drill).
+    worker: { maxStalledCount: 10 },
+  })
   return {
     worker,
     /** Stops fetching, lets the active jobs finish (their batch is flushed on its timer), then flushes what is left. */
