@@ -13,6 +13,28 @@ export interface DbOptions {
   applicationName: string
 }
 
+/** The pool settings both processes read from their environment (BaseEnv in config.ts). */
+export interface DbEnv {
+  DATABASE_URL: string
+  PG_POOL_MAX: number
+  PG_CONNECT_TIMEOUT_MS: number
+  PG_STATEMENT_TIMEOUT_MS: number
+  PG_QUERY_TIMEOUT_MS: number
+  PG_IDLE_TIMEOUT_MS: number
+}
+
+export function dbOptions(env: DbEnv, applicationName: string): DbOptions {
+  return {
+    url: env.DATABASE_URL,
+    max: env.PG_POOL_MAX,
+    connectTimeoutMs: env.PG_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: env.PG_STATEMENT_TIMEOUT_MS,
+    queryTimeoutMs: env.PG_QUERY_TIMEOUT_MS,
+    idleTimeoutMs: env.PG_IDLE_TIMEOUT_MS,
+    applicationName,
+  }
+}
+
 export type Db = ReturnType<typeof createDb>
 export type Queryable = Pick<pg.PoolClient, 'query'>
 

@@ -2,7 +2,7 @@
 // it in-process and close it.
 import type { Queue } from 'bullmq'
 import type { WorkerConfig } from '../common/config.ts'
-import { createDb } from '../common/db.ts'
+import { createDb, dbOptions } from '../common/db.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { collectRuntimeMetrics, observePgPool } from '../common/metrics.ts'
 import { startMetricsServer } from '../common/metrics-server.ts'
@@ -29,18 +29,7 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
   // /metrics and /healthz answer while the rest connects; /readyz says 200 once jobs are being fetched.
   const metricsServer = await startMetricsServer(config.METRICS_HOST, config.METRICS_PORT, () => ready)
 
-  const db = createDb(
-    {
-      url: config.DATABASE_URL,
-      max: config.PG_POOL_MAX,
-      connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
-      statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
-      queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
-      idleTimeoutMs: config.PG_IDLE_TIMEOUT_MS,
-      applicationName: SERVICE_NAME,
-    },
-    log,
-  )
+  const db = createDb(dbOptions(config, SERVICE_NAME), log)
   observePgPool(db.pool)
   const connection = createRedis(
     'bullmq',

@@ -1,7 +1,7 @@
 // Postgres pool and Redis clients as named plugins, each closed in onClose.
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
-import { createDb, type Db } from '../../common/db.ts'
+import { createDb, dbOptions, type Db } from '../../common/db.ts'
 import { closeRedis, createRedis } from '../../common/redis.ts'
 import { observePgPool } from '../../common/metrics.ts'
 import type { ApiConfig } from '../../common/config.ts'
@@ -21,18 +21,7 @@ declare module 'fastify' {
 
 export const dbPlugin = fp<{ config: ApiConfig }>(
   async (app, { config }) => {
-    const db = createDb(
-      {
-        url: config.DATABASE_URL,
-        max: config.PG_POOL_MAX,
-        connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
-        statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
-        queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
-        idleTimeoutMs: config.PG_IDLE_TIMEOUT_MS,
-        applicationName: `opsdrill-api:${config.INSTANCE_ID}`,
-      },
-      app.log,
-    )
+    const db = createDb(dbOptions(config, `opsdrill-api:${config.INSTANCE_ID}`), app.log)
     observePgPool(db.pool)
     app.decorate('db', db)
     app.addHook('onClose', async () => db.close())
