@@ -2,17 +2,9 @@ import t from 'tap'
 import { testApp, login } from '../helpers/app.ts'
 import { assertProblem, sql } from '../helpers/service.ts'
 import type { App } from '../../service/app.ts'
+import type { LinkView } from '../../service/usecases/links.ts'
 
-interface Link {
-  id: string
-  code: string
-  shortUrl: string
-  url: string
-  createdAt: string
-  updatedAt: string
-  expiresAt: string | null
-  ownerId: string
-}
+type Link = LinkView
 type Auth = { authorization: string }
 
 const create = (app: App, auth: Auth, payload: Record<string, unknown>) =>
