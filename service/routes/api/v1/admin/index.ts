@@ -1,6 +1,7 @@
 // /api/v1/admin: dead-letter operations for admins (the same functions `npm run ops -- dlq` uses).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { DeadLetterJob } from '../../../../../common/queues.ts'
 import {
   DeadLetterNotFoundError,
   DeadLetterNotReplayableError,
@@ -12,17 +13,8 @@ import { HttpProblem, notFound, unavailable } from '../../../../problems.ts'
 import { problemResponses } from '../../../../problems.ts'
 import { bearer } from '../../../schemas.ts'
 
-const DeadLetter = Type.Object({
-  id: Type.String(),
-  queue: Type.String(),
-  jobId: Type.String(),
-  name: Type.String(),
-  data: Type.Unknown(),
-  failedReason: Type.String(),
-  attemptsMade: Type.Integer(),
-  failedAt: Type.String(),
-  deadLetteredAt: Type.String(),
-})
+// The queued payload (common/queues.ts) plus the dead letter's own id and time.
+const DeadLetter = Type.Object({ ...DeadLetterJob.properties, id: Type.String(), deadLetteredAt: Type.String() })
 const Replay = Type.Object({ id: Type.String(), queue: Type.String(), jobId: Type.String() })
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
