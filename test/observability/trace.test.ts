@@ -3,6 +3,8 @@
 // load, as `node --import` does in production, so the app and worker are imported dynamically below.
 import t from 'tap'
 import { register } from 'node:module'
+import { connect, type AddressInfo } from 'node:net'
+import { SpanKind } from '@opentelemetry/api'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace'
 import { createSdk } from '../../common/telemetry/sdk.ts'
 
@@ -19,6 +21,17 @@ const { workerConfig } = await import('../helpers/env.ts')
 const { startWorker } = await import('../../worker/app.ts')
 const { registry } = await import('../../common/metrics.ts')
 const pg = (await import('pg')).default
+
+/** GET over a plain socket: returns the response head. */
+async function rawGet(app: { server: { address(): unknown } }, path: string, headers: Record<string, string>): Promise<string> {
+  const { port } = app.server.address() as AddressInfo
+  const socket = connect(port, '127.0.0.1')
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`)
+  socket.write(`GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n${extra.join('')}\r\n`)
+  let text = ''
+  for await (const chunk of socket) text += String(chunk)
+  return text.split('\r\n\r\n')[0] ?? ''
+}
 
 const spanId = (s: ReadableSpan) => s.spanContext().spanId
 const parentId = (s: ReadableSpan) => s.parentSpanContext?.spanId
@@ -84,24 +97,56 @@ void t.test('when a sampled request is measured, then the latency histogram carr
   t.match(text, /opsdrill_http_request_duration_seconds_bucket\{[^}]*route="\/api\/v1\/links"[^}]*\} \d+ # \{trace_id="[0-9a-f]{32}"\}/)
 })
 
-void t.test('when a redirect is traced, then the HTTP server span is named by its route and Fastify hook spans are skipped', async (t) => {
+void t.test("when a redirect is traced, then it has one SERVER span named by its route, in the caller's trace", async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
   const link = (
     await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/r' } })
   ).json() as { code: string }
-  // Over a real socket: inject() bypasses Node's HTTP server, whose instrumentation makes the server span.
+  // Over a raw socket, as a traced proxy would call it (fetch and http.request are instrumented in this process
+  // and would put their own client span's traceparent on the request).
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  exporter.reset()
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const head = await rawGet(app, `/${link.code}`, { traceparent: `00-${traceId}-00f067aa0ba902b7-01` })
+  t.match(head, /^HTTP\/1\.1 302 /)
+  await new Promise((r) => setTimeout(r, 50))
+  const spans = exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId)
+  const fastify = spans.filter((s) => s.instrumentationScope.name === '@fastify/otel')
+  t.same(
+    fastify.map((s) => ({
+      name: s.name,
+      kind: s.kind,
+      route: s.attributes['http.route'],
+      status: s.attributes['http.response.status_code'],
+    })),
+    [{ name: 'GET /:code', kind: SpanKind.SERVER, route: '/:code', status: 302 }],
+    'one SERVER span, no per-hook spans on the hot path',
+  )
+  const server = fastify[0]
+  t.equal(server?.parentSpanContext?.spanId, '00f067aa0ba902b7', "the caller's span is its parent (W3C traceparent)")
+  const others = spans.filter((s) => s !== server)
+  t.ok(
+    others.length > 0,
+    `the first lookup misses the cache, so its Redis and SQL spans are in the trace (${others.map((s) => s.name).join(', ')})`,
+  )
+  t.ok(
+    others.every((s) => parentId(s) === server?.spanContext().spanId),
+    'and they are children of the server span',
+  )
+})
+
+void t.test('when an API route is traced, then its SERVER span is named {method} {route} with hook spans below it', async (t) => {
+  const { app } = await testApp(t)
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   exporter.reset()
-  const res = await fetch(`${address}/${link.code}`, { redirect: 'manual' })
-  t.equal(res.status, 302)
+  t.equal((await fetch(`${address}/api/v1/links`)).status, 401)
   await new Promise((r) => setTimeout(r, 50))
   const spans = exporter.getFinishedSpans()
-  const server = spans.find((s) => s.attributes['http.route'] === '/:code')
-  t.ok(server, `a span carries http.route /:code (spans: ${spans.map((s) => s.name).join(', ')})`)
-  t.equal(server?.name, 'GET /:code')
-  t.notOk(
-    spans.some((s) => s.instrumentationScope.name === '@fastify/otel'),
-    'no per-hook Fastify spans on the hot path',
+  const server = spans.find((s) => s.kind === SpanKind.SERVER)
+  t.equal(server?.name, 'GET /api/v1/links')
+  t.ok(
+    spans.some((s) => s.instrumentationScope.name === '@fastify/otel' && parentId(s) === server?.spanContext().spanId && s !== server),
+    `hook spans are children of the server span (${spans.map((s) => s.name).join(', ')})`,
   )
 })
