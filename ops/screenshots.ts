@@ -77,6 +77,7 @@ async function main() {
       LOG_LEVEL: 'warn',
       PUBLIC_BASE_URL: BASE,
       RATE_LIMIT_GLOBAL_MAX: '1000000',
+      RATE_LIMIT_REDIRECT_MAX: '1000000',
       RATE_LIMIT_AUTH_MAX: '1000',
       RATE_LIMIT_LINK_CREATE_MAX: '100000',
     },

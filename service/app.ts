@@ -103,21 +103,6 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   })
   await app.register(dbPlugin, { config })
   await app.register(redisPlugin, { config })
-  if (config.RATE_LIMIT_ENABLED) {
-    await app.register(rateLimit, {
-      global: true,
-      max: config.RATE_LIMIT_GLOBAL_MAX,
-      timeWindow: config.RATE_LIMIT_WINDOW_MS,
-      redis: app.redis,
-      nameSpace: `${config.REDIS_PREFIX}:rl:`,
-      // With Redis down the limiter lets requests through rather than failing them.
-      skipOnError: true,
-      errorResponseBuilder: (_req, ctx) =>
-        Object.assign(new Error(`rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), {
-          statusCode: 429,
-        }),
-    })
-  }
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -129,17 +114,43 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   })
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
   await app.register(auth)
   await app.register(linkCache)
   await app.register(queues)
 
   await app.register(health)
-  await app.register(authRoutes, { prefix: '/api/v1/auth' })
-  await app.register(linkRoutes, { prefix: '/api/v1/links' })
-  await app.register(exportRoutes, { prefix: '/api/v1/exports' })
-  await app.register(adminRoutes, { prefix: '/api/v1/admin' })
-  await app.register(queuesUi, { prefix: QUEUES_UI })
-  await app.register(redirectRoute)
+  // Rate limits, one limiter per scope. The API routes count in Redis, so every replica shares one budget per
+  // client. The redirect counts in each replica's memory: a Redis round trip on every redirect cost 37% of its
+  // throughput (docs/benchmarks.md), and a public hot path is limited at the edge as well (nginx, the ingress).
+  const limits = (max: number) => ({
+    global: true,
+    max,
+    timeWindow: config.RATE_LIMIT_WINDOW_MS,
+    errorResponseBuilder: (_req: unknown, ctx: { max: number; after: string; ttl: number }) =>
+      Object.assign(new Error(`rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), {
+        statusCode: 429,
+      }),
+  })
+  await app.register(async (api) => {
+    if (config.RATE_LIMIT_ENABLED) {
+      await api.register(rateLimit, {
+        ...limits(config.RATE_LIMIT_GLOBAL_MAX),
+        redis: app.redis,
+        nameSpace: `${config.REDIS_PREFIX}:rl:`,
+        // With Redis down the limiter lets requests through rather than failing them.
+        skipOnError: true,
+      })
+    }
+    await api.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+    await api.register(authRoutes, { prefix: '/api/v1/auth' })
+    await api.register(linkRoutes, { prefix: '/api/v1/links' })
+    await api.register(exportRoutes, { prefix: '/api/v1/exports' })
+    await api.register(adminRoutes, { prefix: '/api/v1/admin' })
+    await api.register(queuesUi, { prefix: QUEUES_UI })
+  })
+  await app.register(async (hot) => {
+    if (config.RATE_LIMIT_ENABLED) await hot.register(rateLimit, limits(config.RATE_LIMIT_REDIRECT_MAX))
+    await hot.register(redirectRoute)
+  })
   return app
 }

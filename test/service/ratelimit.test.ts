@@ -84,3 +84,26 @@ void t.test('when a trusted proxy forwards two clients, then each client is limi
   // A client cannot prepend a fake hop: the proxy appends the real address, which is what counts.
   assertLimited(t, await loginAttempt(app, '10.0.0.1', '192.0.2.55, 203.0.113.1'))
 })
+
+void t.test(
+  'when a client follows links past RATE_LIMIT_REDIRECT_MAX, then 429 from the replica, with no Redis key and the API budget untouched',
+  async (t) => {
+    const { app, config } = await testApp(t, { RATE_LIMIT_REDIRECT_MAX: '3', RATE_LIMIT_GLOBAL_MAX: '5' })
+    const { auth } = await login(app)
+    const { code } = (
+      await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/rl' } })
+    ).json() as { code: string }
+    const follow = (remoteAddress = '198.51.100.9') => app.inject({ method: 'GET', url: `/${code}`, remoteAddress })
+    for (let i = 0; i < 3; i++) t.equal((await follow()).statusCode, 302)
+    assertLimited(t, await follow())
+    t.equal((await follow('198.51.100.10')).statusCode, 302, 'another client has its own budget')
+    const keys = await app.redis.keys(`${config.REDIS_PREFIX}:rl:*`)
+    t.ok(keys.length > 0, `the API routes count in Redis (${keys.join(', ')})`)
+    t.same(
+      keys.filter((k) => k.includes('198.51.100.9')),
+      [],
+      'redirects are counted in memory, not in Redis',
+    )
+    t.equal((await app.inject({ method: 'GET', url: '/api/v1/links', headers: auth, remoteAddress: '198.51.100.9' })).statusCode, 200)
+  },
+)
