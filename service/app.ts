@@ -4,7 +4,6 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import helmet from '@fastify/helmet'
 import underPressure from '@fastify/under-pressure'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
@@ -20,6 +19,7 @@ import linkCache from './plugins/link-cache.ts'
 import queues from './plugins/queues.ts'
 import auth from './plugins/auth.ts'
 import httpMetrics from './plugins/http-metrics.ts'
+import securityHeaders from './plugins/security-headers.ts'
 import { LinkSchema, ExportSchema } from './routes/schemas.ts'
 import health from './routes/health.ts'
 import authRoutes from './routes/api/v1/auth/index.ts'
@@ -87,8 +87,7 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   // An API that answers JSON and redirects needs only the minimal CSP OWASP gives for REST services
   // (https://cheatsheetseries.owasp.org/cheatsheets/REST_Security_Cheat_Sheet.html#security-headers); the Swagger UI
   // sets its own (staticCSP) and bull-board's pages relax it. Helmet's other headers stay at their defaults.
-  await app.register(helmet, {
-    global: true,
+  await app.register(securityHeaders, {
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
   })
   await app.register(underPressure, {
@@ -149,7 +148,10 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     await api.register(queuesUi, { prefix: QUEUES_UI })
   })
   await app.register(async (hot) => {
-    if (config.RATE_LIMIT_ENABLED) await hot.register(rateLimit, limits(config.RATE_LIMIT_REDIRECT_MAX))
+    // A browser following a redirect never reads X-RateLimit-*: they are sent on the 429 alone.
+    const quiet = { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false }
+    if (config.RATE_LIMIT_ENABLED)
+      await hot.register(rateLimit, { ...limits(config.RATE_LIMIT_REDIRECT_MAX), addHeadersOnExceeding: quiet })
     await hot.register(redirectRoute)
   })
   return app
