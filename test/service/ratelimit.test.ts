@@ -94,8 +94,14 @@ void t.test(
       await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/rl' } })
     ).json() as { code: string }
     const follow = (remoteAddress = '198.51.100.9') => app.inject({ method: 'GET', url: `/${code}`, remoteAddress })
-    for (let i = 0; i < 3; i++) t.equal((await follow()).statusCode, 302)
-    assertLimited(t, await follow())
+    for (let i = 0; i < 3; i++) {
+      const res = await follow()
+      t.equal(res.statusCode, 302)
+      t.notOk(res.headers['x-ratelimit-remaining'], 'a redirect carries no X-RateLimit-* headers (no browser reads them)')
+    }
+    const limited = await follow()
+    assertLimited(t, limited)
+    t.equal(limited.headers['x-ratelimit-limit'], '3', 'the 429 says the limit')
     t.equal((await follow('198.51.100.10')).statusCode, 302, 'another client has its own budget')
     const keys = await app.redis.keys(`${config.REDIS_PREFIX}:rl:*`)
     t.ok(keys.length > 0, `the API routes count in Redis (${keys.join(', ')})`)
