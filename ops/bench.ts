@@ -2,8 +2,11 @@
 //  1. bare Fastify returning a constant (the ceiling)        2-3. the redirect, cache on (hot keys) and off
 //  4-7. the redirect and a Postgres-backed route with observability off and fully on (metrics, ECS logs, traces at
 //       the default sampling, exported over OTLP to a local sink so serialisation and export are paid for).
+// Every server is up for the whole run and the rows are measured in interleaved rounds (row 1..6, then again),
+// each row's figure being the median of its rounds: a shared or virtual machine drifts by tens of per cent within
+// a minute, and interleaving spreads that drift over all rows instead of over whichever ran last.
 // Targets: cache-on redirect >= 60% of the ceiling and >= 2x cache-off; full observability keeps >= 85% of the
-// throughput and adds <= 2 ms to p99. Prints the table and the ratios; writes .run/bench/results.{json,md}.
+// throughput and adds <= 2 ms to p99. Prints the table and the ratios; writes results.{json,md} to BENCH_OUT (.run/bench).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -18,21 +21,36 @@ import { migrate } from '../common/migrate.ts'
 import { startPostgres, startRedis, waitForPort } from './lib/localdb.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
-const DURATION = Number(process.env.BENCH_DURATION ?? 10)
+const DURATION = Number(process.env.BENCH_DURATION ?? 5)
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 3)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64)
 const HOT_LINKS = 100
 const PORT = 4810
 const SINK_PORT = 4818
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
 
-interface Row {
-  name: string
+interface Sample {
   rps: number
   p50: number
   p99: number
   errors: number
   non2xx3xx: number
+}
+
+interface Row extends Sample {
+  name: string
+  /** Lowest and highest req/s over the rounds. */
+  spread: [number, number]
+}
+
+interface Case {
+  name: string
+  port: number
+  path: (i: number) => string
+  headers?: Record<string, string>
+  /** A fixed request rate (open model, latency counted from the scheduled send); saturation when unset. */
+  rate?: number
 }
 
 function log(msg: string) {
@@ -78,39 +96,64 @@ async function stop(child: ChildProcess) {
   await Promise.race([exited, sleep(15000).then(() => child.kill('SIGKILL'))])
 }
 
-async function measure(name: string, path: (i: number) => string, headers: Record<string, string> = {}): Promise<Row> {
-  const opts = { url: `http://127.0.0.1:${PORT}`, connections: CONNECTIONS, headers }
+async function measure(c: Case, seconds: number): Promise<Sample> {
   let i = 0
-  const requests = [{ setupRequest: (req: { path?: string }) => ({ ...req, path: path(i++) }) }]
-  await autocannon({ ...opts, duration: WARMUP, requests } as autocannon.Options)
-  const r = await autocannon({ ...opts, duration: DURATION, requests } as autocannon.Options)
-  const ok = Object.entries(r.statusCodeStats as Record<string, { count: number }>)
-    .filter(([code]) => code.startsWith('2') || code.startsWith('3'))
-    .reduce((n, [, v]) => n + v.count, 0)
-  const total = Object.values(r.statusCodeStats as Record<string, { count: number }>).reduce((n, v) => n + v.count, 0)
-  const row = {
-    name,
-    rps: Math.round(ok / DURATION),
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    errors: r.errors + r.timeouts,
-    non2xx3xx: total - ok,
+  const requests = [{ setupRequest: (req: { path?: string }) => ({ ...req, path: c.path(i++) }) }]
+  const opts = {
+    url: `http://127.0.0.1:${c.port}`,
+    connections: CONNECTIONS,
+    headers: c.headers ?? {},
+    duration: seconds,
+    requests,
+    ...(c.rate ? { overallRate: c.rate } : {}),
   }
-  log(
-    `${name}: ${row.rps} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms${row.errors || row.non2xx3xx ? `, ${row.errors} errors, ${row.non2xx3xx} bad statuses` : ''}`,
-  )
-  return row
+  const r = await autocannon(opts as autocannon.Options)
+  const stats = Object.entries(r.statusCodeStats as Record<string, { count: number }>)
+  const ok = stats.filter(([code]) => code.startsWith('2') || code.startsWith('3')).reduce((n, [, v]) => n + v.count, 0)
+  const total = stats.reduce((n, [, v]) => n + v.count, 0)
+  return { rps: Math.round(ok / seconds), p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx3xx: total - ok }
 }
 
-async function withApi<T>(env: Record<string, string>, observability: boolean, fn: () => Promise<T>): Promise<T> {
-  const args = observability ? ['--import', './common/telemetry/instrumentation.ts', 'service/server.ts'] : ['service/server.ts']
-  const child = start(args, { PORT: String(PORT), METRICS_PORT: String(PORT + 1), ...env })
-  try {
-    await waitForPort(PORT, 30000, 'the API')
-    return await fn()
-  } finally {
-    await stop(child)
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/** Warms every case up, then measures them in interleaved rounds; each row is the median of its rounds. */
+async function interleaved(cases: Case[], between: () => Promise<unknown>): Promise<Row[]> {
+  for (const c of cases) await measure(c, WARMUP)
+  const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]))
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const c of cases) {
+      const s = await measure(c, DURATION)
+      samples.get(c.name)!.push(s)
+      log(
+        `round ${round}/${ROUNDS} ${c.name}: ${s.rps} req/s, p99 ${s.p99} ms${s.errors || s.non2xx3xx ? `, ${s.errors} errors, ${s.non2xx3xx} bad statuses` : ''}`,
+      )
+    }
+    await between()
   }
+  return cases.map((c) => {
+    const xs = samples.get(c.name)!
+    const rps = xs.map((x) => x.rps)
+    return {
+      name: c.name,
+      rps: Math.round(median(rps)),
+      p50: median(xs.map((x) => x.p50)),
+      p99: median(xs.map((x) => x.p99)),
+      errors: xs.reduce((n, x) => n + x.errors, 0),
+      non2xx3xx: xs.reduce((n, x) => n + x.non2xx3xx, 0),
+      spread: [Math.min(...rps), Math.max(...rps)],
+    }
+  })
+}
+
+async function startApi(port: number, env: Record<string, string>, observability: boolean): Promise<ChildProcess> {
+  const args = observability ? ['--import', './common/telemetry/instrumentation.ts', 'service/server.ts'] : ['service/server.ts']
+  const child = start(args, { PORT: String(port), METRICS_PORT: String(port + 100), ...env })
+  await waitForPort(port, 30000, `the API on ${port}`)
+  return child
 }
 
 /** Accepts OTLP/HTTP exports and discards them, so the traced runs pay for serialising and sending spans. */
@@ -146,51 +189,67 @@ const obsOn = {
   OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
 }
 const hot = (i: number) => `/${codes[i % codes.length]}`
-const clear = () => redis.eval("for _,k in ipairs(redis.call('keys', 'bench:*')) do redis.call('del', k) end", 0)
+const clear = () => redis.eval("for _,k in ipairs(redis.call('keys', 'bench:*')) do redis.call('del', k) end return 0", 0)
+// Between rounds the clicks queue is emptied (no worker consumes it here), so Redis does not grow for the run.
+const trimClicks = () => redis.eval("for _,k in ipairs(redis.call('keys', 'bench:clicks:*')) do redis.call('del', k) end return 0", 0)
 
 log(
-  `machine: ${cpus().length} x ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${CONNECTIONS} connections, ${WARMUP}s warm-up + ${DURATION}s per row`,
+  `machine: ${cpus().length} x ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${CONNECTIONS} connections, ${WARMUP}s warm-up, then ${ROUNDS} interleaved rounds of ${DURATION}s per row`,
 )
-const rows: Row[] = []
-const ceiling = start(['ops/bench/ceiling.ts'], { PORT: String(PORT) })
-await waitForPort(PORT, 10000, 'the ceiling server')
-rows.push(await measure('ceiling: bare Fastify constant', () => '/'))
-await stop(ceiling)
-
-let token = ''
-await withApi({ ...obsOff, CACHE_ENABLED: 'true' }, false, async () => {
-  const res = await fetch(`http://127.0.0.1:${PORT}/api/v1/auth/login`, {
+await clear()
+const sink = otlpSink()
+const children = [
+  start(['ops/bench/ceiling.ts'], { PORT: String(PORT) }),
+  await startApi(PORT + 1, { ...obsOff, CACHE_ENABLED: 'true' }, false),
+  await startApi(PORT + 2, { ...obsOff, CACHE_ENABLED: 'false' }, false),
+  await startApi(PORT + 3, { ...obsOn, CACHE_ENABLED: 'true' }, true),
+]
+let rows: Row[]
+try {
+  await waitForPort(PORT, 10000, 'the ceiling server')
+  const res = await fetch(`http://127.0.0.1:${PORT + 1}/api/v1/auth/login`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ email: 'bench@example.test', password: 'bench password 123' }),
   })
-  token = ((await res.json()) as { accessToken: string }).accessToken
-  rows.push(await measure('redirect, cache on, observability off', hot))
-  rows.push(
-    await measure('pg route GET /api/v1/links/:id, observability off', () => `/api/v1/links/${linkId}`, {
-      authorization: `Bearer ${token}`,
-    }),
+  const auth = { authorization: `Bearer ${((await res.json()) as { accessToken: string }).accessToken}` }
+  const pgRoute = () => `/api/v1/links/${linkId}`
+  rows = await interleaved(
+    [
+      { name: 'ceiling: bare Fastify constant', port: PORT, path: () => '/' },
+      { name: 'redirect, cache on, observability off', port: PORT + 1, path: hot },
+      { name: 'pg route GET /api/v1/links/:id, observability off', port: PORT + 1, path: pgRoute, headers: auth },
+      { name: 'redirect, cache off, observability off', port: PORT + 2, path: hot },
+      { name: 'redirect, cache on, observability on', port: PORT + 3, path: hot },
+      { name: 'pg route GET /api/v1/links/:id, observability on', port: PORT + 3, path: pgRoute, headers: auth },
+    ],
+    trimClicks,
   )
-})
-await clear()
-await withApi({ ...obsOff, CACHE_ENABLED: 'false' }, false, async () => {
-  rows.push(await measure('redirect, cache off, observability off', hot))
-})
-await clear()
-const sink = otlpSink()
-await withApi({ ...obsOn, CACHE_ENABLED: 'true' }, true, async () => {
-  rows.push(await measure('redirect, cache on, observability on', hot))
+  // At saturation a closed-loop client's latency is connections / throughput, so the p99 there only restates the
+  // throughput ratio. The latency observability adds to a request is measured at a fixed rate both can serve:
+  // half the observability-on throughput.
+  const half = (name: string) => Math.max(100, Math.floor(rows.find((r) => r.name === name)!.rps / 200) * 100)
+  const redirectRate = half('redirect, cache on, observability on')
+  const pgRate = half('pg route GET /api/v1/links/:id, observability on')
   rows.push(
-    await measure('pg route GET /api/v1/links/:id, observability on', () => `/api/v1/links/${linkId}`, {
-      authorization: `Bearer ${token}`,
-    }),
+    ...(await interleaved(
+      [
+        { name: `redirect at ${redirectRate} req/s, observability off`, port: PORT + 1, path: hot, rate: redirectRate },
+        { name: `redirect at ${redirectRate} req/s, observability on`, port: PORT + 3, path: hot, rate: redirectRate },
+        { name: `pg route at ${pgRate} req/s, observability off`, port: PORT + 1, path: pgRoute, headers: auth, rate: pgRate },
+        { name: `pg route at ${pgRate} req/s, observability on`, port: PORT + 3, path: pgRoute, headers: auth, rate: pgRate },
+      ],
+      trimClicks,
+    )),
   )
-})
-await sink.close()
+} finally {
+  await Promise.all(children.map(stop))
+  await sink.close()
+}
 await clear()
 await redis.quit()
 
-const by = (name: string) => rows.find((r) => r.name.startsWith(name))!
+const by = (name: string, and = '') => rows.find((r) => r.name.startsWith(name) && r.name.includes(and))!
 const ratio = (a: Row, b: Row) => a.rps / b.rps
 const checks = [
   {
@@ -212,8 +271,8 @@ const checks = [
     pass: (v: number) => v >= 0.85,
   },
   {
-    what: 'redirect: observability on - off (p99 ms)',
-    value: by('redirect, cache on, observability on').p99 - by('redirect, cache on, observability off').p99,
+    what: 'redirect: observability on - off (p99 ms at a fixed rate)',
+    value: by('redirect at', 'observability on').p99 - by('redirect at', 'observability off').p99,
     target: '<= 2 ms',
     pass: (v: number) => v <= 2,
   },
@@ -224,28 +283,26 @@ const checks = [
     pass: (v: number) => v >= 0.85,
   },
   {
-    what: 'pg route: observability on - off (p99 ms)',
-    value: by('pg route GET /api/v1/links/:id, observability on').p99 - by('pg route GET /api/v1/links/:id, observability off').p99,
+    what: 'pg route: observability on - off (p99 ms at a fixed rate)',
+    value: by('pg route at', 'observability on').p99 - by('pg route at', 'observability off').p99,
     target: '<= 2 ms',
     pass: (v: number) => v <= 2,
   },
 ]
 
 const md = [
-  `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} x ${cpus()[0]?.model} (${Math.round(totalmem() / 2 ** 30)} GiB), Node ${process.version}, autocannon with ${CONNECTIONS} connections on the same box, ${DURATION} s per row after ${WARMUP} s warm-up. Traced runs export spans over OTLP/HTTP to a local sink (${Math.round(sink.bytes() / 1024)} KiB received).`,
+  `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} x ${cpus()[0]?.model} (${Math.round(totalmem() / 2 ** 30)} GiB), Node ${process.version}, autocannon with ${CONNECTIONS} connections on the same box, ${ROUNDS} interleaved rounds of ${DURATION} s per row after a ${WARMUP} s warm-up; each figure is the median of the rounds. Traced runs export spans over OTLP/HTTP to a local sink (${Math.round(sink.bytes() / 1024)} KiB received).`,
   '',
-  '| run | req/s | p50 ms | p99 ms | errors |',
-  '|---|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.name} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx3xx} |`),
+  '| run | req/s (median) | req/s (lowest - highest) | p50 ms | p99 ms | errors |',
+  '|---|---:|---:|---:|---:|---:|',
+  ...rows.map((r) => `| ${r.name} | ${r.rps} | ${r.spread[0]} - ${r.spread[1]} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx3xx} |`),
   '',
   '| ratio | value | target | met |',
   '|---|---:|---|---|',
   ...checks.map((c) => `| ${c.what} | ${c.value.toFixed(2)} | ${c.target} | ${c.pass(c.value) ? 'yes' : 'NO'} |`),
 ].join('\n')
 process.stdout.write(`\n${md}\n`)
-mkdirSync(resolve(ROOT, '.run/bench'), { recursive: true })
-writeFileSync(resolve(ROOT, '.run/bench/results.md'), md + '\n')
-writeFileSync(
-  resolve(ROOT, '.run/bench/results.json'),
-  JSON.stringify({ rows, checks: checks.map((c) => ({ ...c, pass: c.pass(c.value) })) }, null, 2),
-)
+const OUT = resolve(ROOT, process.env.BENCH_OUT ?? '.run/bench')
+mkdirSync(OUT, { recursive: true })
+writeFileSync(resolve(OUT, 'results.md'), md + '\n')
+writeFileSync(resolve(OUT, 'results.json'), JSON.stringify({ rows, checks: checks.map((c) => ({ ...c, pass: c.pass(c.value) })) }, null, 2))
