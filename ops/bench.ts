@@ -85,8 +85,7 @@ async function setup() {
 }
 
 function start(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
-  return child
+  return spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
 }
 
 async function stop(child: ChildProcess) {
@@ -125,7 +124,8 @@ async function interleaved(cases: Case[], between: () => Promise<unknown>): Prom
   for (const c of cases) await measure(c, WARMUP)
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]))
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const c of cases) {
+    // Every other round runs the rows in reverse, so no row always follows the same neighbour.
+    for (const c of round % 2 ? cases : [...cases].reverse()) {
       const s = await measure(c, DURATION)
       samples.get(c.name)!.push(s)
       log(

@@ -25,7 +25,9 @@ export function instrumentations() {
       // Only spans inside a request or job: BullMQ's own polling (blocking pops, lock renewals) would otherwise
       // produce a root span per Redis command.
       '@opentelemetry/instrumentation-ioredis': { requireParentSpan: true },
-      '@opentelemetry/instrumentation-pg': { requireParentSpan: true, enhancedDatabaseReporting: false },
+      // No span per pool checkout: the queue for a connection is a metric (opsdrill_pg_pool_connections{state="waiting"}), and a span per
+      // checkout doubled the spans of a one-query route.
+      '@opentelemetry/instrumentation-pg': { requireParentSpan: true, enhancedDatabaseReporting: false, ignoreConnectSpans: true },
     }),
     // The HTTP server span (W3C context extracted from the request headers) and the route handler's span, from the
     // Fastify team's own instrumentation. The server span is named `{method} {route}` as the HTTP semantic
