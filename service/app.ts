@@ -90,12 +90,21 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   await app.register(securityHeaders, {
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
   })
+  // Start-up (module loading, schema compilation) stalls the event loop, and under-pressure's first samples cover
+  // it: nothing is shed until two sample intervals after the app is ready, when every sample is of real traffic.
+  const sampleInterval = 1000
+  let shedFrom = Infinity
+  app.addHook('onReady', async () => {
+    shedFrom = Date.now() + 2 * sampleInterval
+  })
   await app.register(underPressure, {
     maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: config.MAX_EVENT_LOOP_UTILIZATION,
-    // A rejected promise ends the request through the error handler (one problem format); see handlePressure in
-    // @fastify/under-pressure. Health routes override this to pass (routes/health.ts).
+    sampleInterval,
+    // A rejected promise ends the request through the error handler (one problem format); a resolved one lets it
+    // through (see handlePressure in @fastify/under-pressure). Health routes override this to pass (routes/health.ts).
     pressureHandler: async (_req, _reply, type) => {
+      if (Date.now() < shedFrom) return
       metrics.httpShed.inc({ reason: type })
       throw overloaded()
     },

@@ -44,7 +44,7 @@ void t.test(
     })
     t.ok(await eventually(async () => out.includes('opsdrill-api listening'), 15000), `the server started: ${out.slice(-300)}`)
     const base = `http://127.0.0.1:${port}`
-    // The first under-pressure sample covers the start itself (busy loop): wait until real routes are served.
+    // Listening is logged before the first request is routed: wait until real routes are served.
     t.ok(await eventually(async () => (await fetch(`${base}/api/v1/links`)).status === 401, 5000, 100), 'the API serves requests')
 
     // Hold the API's INSERT on the unique email index with an uncommitted row of the same email.
