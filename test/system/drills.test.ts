@@ -27,10 +27,6 @@ const KNOWN_FINDINGS: Record<string, { criteria: string[]; fix: string }> = {
     criteria: ['< 0.1% failed requests', 'in-flight requests complete', 'exits within', 'exit code 0'],
     fix: 'service/server.ts: nginx keep-alive connections keep the closing server busy past SHUTDOWN_GRACE_MS (send Connection: close while shutting down)',
   },
-  'postgres-down': {
-    criteria: ['cached redirects keep succeeding', 'Postgres-backed requests get 503'],
-    fix: 'nginx/nginx.conf: proxy_next_upstream http_503 + max_fails=2 marks every replica failed on application 503s (502 no live upstreams)',
-  },
   'worker-ledger': {
     criteria: ['lost = acknowledged - stored = 0', 'per link: served = stored = rollup'],
     fix: 'worker/lib/build-worker.ts: maxStalledCount 1 fails a click job that is active in two killed workers in a row; it is dead-lettered, not stored (idempotent click storage allows a higher maxStalledCount)',
