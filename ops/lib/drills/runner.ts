@@ -375,28 +375,31 @@ export class DrillRun {
     return undefined
   }
 
-  /** Requests, failures and latency of the seconds inside [from, to] (unix ms) from the load's samples. */
+  /** Requests, failures and latency of the requests (all, or one class) that ended inside [from, to] (unix ms). */
   window(
     from: number,
     to: number,
     slo?: 'redirect' | 'api',
   ): { requests: number; failed: number; failedShare: number; p99: number; max: number; worstSecondP99: number } {
     const r = this.loadResult!
-    const secs = r.seconds.filter((s) => s.t * 1000 >= from - 999 && s.t * 1000 <= to)
-    const fails = r.failures.filter((f) => f.at >= from && f.at <= to && (!slo || f.slo === slo))
-    const requests = secs.reduce((a, s) => a + s.reqs, 0)
-    const failed = slo ? fails.length : secs.reduce((a, s) => a + s.failed, 0)
-    const durations = r.samples
-      .filter(([at, , c]) => at >= from && at <= to && (!slo || c === slo))
-      .map(([, ms]) => ms)
-      .sort((x, y) => x - y)
+    // One sample per request (its duration), so a class's figures, its worst second included, are its own.
+    const samples = r.samples.filter(([at, , c]) => at >= from && at <= to && (!slo || c === slo))
+    const failed = r.failures.filter((f) => f.at >= from && f.at <= to && (!slo || f.slo === slo)).length
+    const perSecond = new Map<number, number[]>()
+    for (const [at, ms] of samples) {
+      const second = perSecond.get(Math.floor(at / 1000))
+      if (second) second.push(ms)
+      else perSecond.set(Math.floor(at / 1000), [ms])
+    }
+    const sorted = (xs: number[]) => xs.sort((x, y) => x - y)
+    const durations = sorted(samples.map(([, ms]) => ms))
     return {
-      requests,
+      requests: samples.length,
       failed,
-      failedShare: failed / Math.max(1, requests),
+      failedShare: failed / Math.max(1, samples.length),
       p99: round(quantile(durations, 0.99)),
       max: round(durations.at(-1) ?? 0),
-      worstSecondP99: round(Math.max(0, ...secs.map((s) => s.p99))),
+      worstSecondP99: round(Math.max(0, ...[...perSecond.values()].map((xs) => quantile(sorted(xs), 0.99)))),
     }
   }
 
