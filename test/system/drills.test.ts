@@ -23,17 +23,9 @@ const only = process.env.OPSDRILL_DRILLS ? process.env.OPSDRILL_DRILLS.split(','
  * Remove an entry when its fix lands.
  */
 const KNOWN_FINDINGS: Record<string, { criteria: string[]; fix: string }> = {
-  'api-sigterm': {
-    criteria: ['< 0.1% failed requests', 'in-flight requests complete', 'exits within', 'exit code 0'],
-    fix: 'service/server.ts: nginx keep-alive connections keep the closing server busy past SHUTDOWN_GRACE_MS (send Connection: close while shutting down)',
-  },
   'worker-ledger': {
     criteria: ['lost = acknowledged - stored = 0', 'per link: served = stored = rollup'],
     fix: 'worker/lib/build-worker.ts: maxStalledCount 1 fails a click job that is active in two killed workers in a row; it is dead-lettered, not stored (idempotent click storage allows a higher maxStalledCount)',
-  },
-  'rolling-restart': {
-    criteria: ['0 failed requests'],
-    fix: 'ops/lib/stack drain: an nginx reload closes client keep-alive connections, and a request racing the close is reset (k6 status 0; POSTs are not retried). HTTP errors are still not allowed',
   },
 }
 

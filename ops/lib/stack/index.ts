@@ -309,7 +309,7 @@ export class Stack {
     await this.startReplicas(s, 'worker', range(1, workerCount))
     for (const extra of this.replicas('api').filter((r) => replicaIndex(r.name) > apiCount)) await this.stopReplica(s, extra)
     for (const extra of this.replicas('worker').filter((r) => replicaIndex(r.name) > workerCount)) await this.stopReplica(s, extra)
-    writeUpstreams(
+    const upstreamsChanged = writeUpstreams(
       cfg.upstreamFile,
       this.replicasOf(s, 'api').map((r) => r.port),
     )
@@ -324,7 +324,9 @@ export class Stack {
       await waitHealthy('nginx', nginxProbe, { pid, timeoutMs: 10_000, logFile })
       return pid
     })
-    if (previous) await this.reloadNginx(s)
+    // Only when the replicas changed: a reload under traffic resets client keep-alive requests (see reloadNginx), and
+    // `up` also runs to bring back a stopped store in the drills.
+    if (previous && upstreamsChanged) await this.reloadNginx(s)
 
     this.writeAllTargets(s, cfg)
     await this.part(s, 'prometheus', 'prometheus', p.prometheus, { http: `${this.prometheusUrl}/-/ready` }, async (logFile) => {
@@ -554,13 +556,11 @@ export class Stack {
       const now = this.replicasOf(s, 'api')
       await this.startReplicas(s, 'api', range(1, want.api), env)
       const extra = now.filter((r) => replicaIndex(r.name) > want.api!)
-      writeUpstreams(
-        cfg.upstreamFile,
-        this.replicasOf(s, 'api')
-          .filter((r) => !extra.includes(r))
-          .map((r) => r.port),
+      await this.setUpstreams(
+        s,
+        cfg,
+        this.replicasOf(s, 'api').filter((r) => !extra.includes(r)),
       )
-      await this.reloadNginx(s)
       for (const r of extra) await this.stopReplica(s, r)
     }
     if (want.worker !== undefined) {
@@ -572,9 +572,16 @@ export class Stack {
   }
 
   /**
-   * Restarts one replica (drained first when it is an API replica), optionally with env overrides that it keeps
-   * until the next restart ({} clears them), and optionally on another release (deploy). Brings back a replica that
-   * was killed. Throws when the new process is not ready within 60 s; an API replica is then left out of nginx.
+   * Restarts one replica, optionally with env overrides that it keeps until the next restart ({} clears them), and
+   * optionally on another release (deploy). Brings back a replica that was killed. Throws when the new process is not
+   * ready within 60 s; an API replica is then taken out of nginx.
+   *
+   * An API replica keeps its port and its place in nginx's upstream list, and nginx is not reloaded: a reload makes
+   * the old nginx workers close their client keep-alive connections, and a POST racing that close is lost (k6 status 0,
+   * the rolling-restart drill). The replica drains itself on SIGTERM (service/server.ts): in-flight requests finish with
+   * `Connection: close`, and once its listener is closed nginx retries the refused connections on the other replicas
+   * (safe for a POST: nothing was sent). Returns once nginx sends the new process requests again, so a rolling
+   * restart never stops the next replica while this one is still held out after its refused connections.
    */
   async restartReplica(name: string, env?: Record<string, string>, release?: Release): Promise<Part> {
     const s = this.state()
@@ -584,24 +591,18 @@ export class Stack {
     const kind = m[1] as 'api' | 'worker'
     const index = Number(m[2])
     const cfg = this.configs()
-    if (kind === 'api') {
-      const others = this.replicasOf(s, 'api').filter((r) => r.name !== name)
-      if (others.length > 0) {
-        writeUpstreams(
-          cfg.upstreamFile,
-          others.map((r) => r.port),
-        )
-        await this.reloadNginx(s)
-      }
-    }
     if (part) await this.stopReplica(s, part)
-    await this.startReplicas(s, kind, [index], env ?? part?.env ?? {}, release)
+    try {
+      await this.startReplicas(s, kind, [index], env ?? part?.env ?? {}, release)
+    } catch (err) {
+      const others = this.replicasOf(s, 'api').filter((r) => r.name !== name)
+      if (kind === 'api' && others.length > 0) await this.setUpstreams(s, cfg, others)
+      throw err
+    }
     if (kind === 'api') {
-      writeUpstreams(
-        cfg.upstreamFile,
-        this.replicasOf(s, 'api').map((r) => r.port),
-      )
-      await this.reloadNginx(s)
+      // Back in the list if a failed start took it out.
+      await this.setUpstreams(s, cfg, this.replicasOf(s, 'api'))
+      await this.untilNginxRoutesTo(s, s.parts[name]!)
     }
     this.writeAllTargets(s, cfg)
     return s.parts[name]!
@@ -651,6 +652,36 @@ export class Stack {
       stdio: ['ignore', 'ignore', 'pipe'],
     })
     if (res.status !== 0) throw new StackError(`nginx rejects its config: ${res.stderr.trim().split('\n')[0]}`)
+  }
+
+  /** Writes nginx's upstream list of API replicas and reloads nginx when the list changed. */
+  private async setUpstreams(s: State, cfg: ConfigPaths, apis: Part[]): Promise<void> {
+    const changed = writeUpstreams(
+      cfg.upstreamFile,
+      apis.map((r) => r.port),
+    )
+    if (changed) await this.reloadNginx(s)
+  }
+
+  /**
+   * Waits until nginx answers a request from this API replica (its X-Upstream header). After refused connections
+   * nginx holds a replica out for fail_timeout (5 s, targets.ts) and then tries it again.
+   */
+  private async untilNginxRoutesTo(s: State, part: Part): Promise<void> {
+    if (!s.parts.nginx || !alive(s.parts.nginx.pid)) return
+    const want = `127.0.0.1:${part.port}`
+    const t0 = Date.now()
+    while (Date.now() - t0 < 15_000) {
+      const res = await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+      await res?.arrayBuffer()
+      // One address per upstream tried ("a, b" after a retry): the last one answered.
+      if (res?.headers.get('x-upstream')?.split(', ').at(-1) === want) {
+        this.say(`    ${part.name}: back in nginx's rotation (${Date.now() - t0} ms)`)
+        return
+      }
+      await sleep(100)
+    }
+    throw new StackError(`${part.name} is ready, but nginx sent it no request within 15 s: see ${join(this.logsDir, 'nginx.log')}`)
   }
 
   /** Graceful reload: new workers take new connections, old ones finish what they serve, then exit. */

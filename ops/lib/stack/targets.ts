@@ -64,9 +64,13 @@ export function upstreamConf(apiPorts: number[]): string {
   return `# Written by ops/lib/stack (npm run stack): the API replicas nginx balances over.\n${lines.join('\n')}\n`
 }
 
-export function writeUpstreams(file: string, apiPorts: number[]): void {
+/** Writes the upstream list; true when it changed (nginx then needs a reload to see it). */
+export function writeUpstreams(file: string, apiPorts: number[]): boolean {
   if (apiPorts.length === 0) throw new Error('nginx needs at least one API replica: scale api to 1 or more')
-  atomicWrite(file, upstreamConf(apiPorts))
+  const body = upstreamConf(apiPorts)
+  if (existsSync(file) && readFileSync(file, 'utf8') === body) return false
+  atomicWrite(file, body)
+  return true
 }
 
 export function writeTargets(dir: string, job: PrometheusJob, targets: Target[]): void {
