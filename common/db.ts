@@ -71,19 +71,33 @@ export function createDb(opts: DbOptions, log: Log) {
     }
   }
 
-  /** Runs fn in a transaction; rolls back on any error. */
+  /**
+   * Runs fn in a transaction; rolls back on any error. A client whose connection was lost or timed out is destroyed,
+   * not put back in the pool.
+   */
   async function tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect()
+    // The pool listens for errors on idle clients only: a connection lost while checked out (Postgres restarting, a
+    // network cut ending) emits 'error' here, and unheard it would end the process (the postgres-blackhole drill's
+    // worker). The transaction's next query fails anyway.
+    let broken: Error | undefined
+    const onError = (err: Error) => {
+      broken = err
+      metrics.pgErrors.inc({ kind: 'checked_out_client' })
+    }
+    client.on('error', onError)
     try {
       await client.query('BEGIN')
       const out = await fn(client)
       await client.query('COMMIT')
       return out
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined)
+      if (isDbUnavailable(err)) broken ??= err as Error
+      if (!broken) await client.query('ROLLBACK').catch(() => undefined)
       throw err
     } finally {
-      client.release()
+      client.off('error', onError)
+      client.release(broken)
     }
   }
 
