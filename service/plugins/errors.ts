@@ -45,21 +45,19 @@ function fieldOf(v: NonNullable<FastifyError['validation']>[number], context: st
   return [context, path, leaf].filter(Boolean).join('.') || (context ?? 'request')
 }
 
-export function toProblem(err: FastifyError, req: FastifyRequest): { problem: Problem; headers: Record<string, string> } {
+type Answer = { problem: Problem; headers: Record<string, string> }
+
+/** One problem body: the type URI and the title follow from the code and the status. */
+function answer(status: number, code: string, detail: string, instance: string | undefined, extra: Partial<Problem> = {}): Answer {
+  const problem = { type: PROBLEM_BASE + code.toLowerCase(), title: TITLES[status] ?? 'Error', status, code, detail, instance, ...extra }
+  return { problem, headers: {} }
+}
+
+export function toProblem(err: FastifyError, req: FastifyRequest): Answer {
   const instance = req.url.split('?')[0]
   if (err instanceof HttpProblem) {
-    return {
-      problem: {
-        type: PROBLEM_BASE + err.code.toLowerCase(),
-        title: err.title,
-        status: err.status,
-        code: err.code,
-        detail: err.message,
-        instance,
-        ...(err.errors ? { errors: err.errors } : {}),
-      },
-      headers: err.headers,
-    }
+    const out = answer(err.status, err.code, err.message, instance, { title: err.title, ...(err.errors ? { errors: err.errors } : {}) })
+    return { ...out, headers: err.headers }
   }
   if (err.validation) {
     const errors = err.validation.map((v) => {
@@ -70,58 +68,19 @@ export function toProblem(err: FastifyError, req: FastifyRequest): { problem: Pr
       }
     })
     const first = errors[0]!
-    return {
-      problem: {
-        type: PROBLEM_BASE + 'validation_failed',
-        title: 'Bad Request',
-        status: 400,
-        code: 'VALIDATION_FAILED',
-        detail: `${first.field} ${first.message}`,
-        instance,
-        errors,
-      },
-      headers: {},
-    }
+    return answer(400, 'VALIDATION_FAILED', `${first.field} ${first.message}`, instance, { errors })
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
-  if (status === 429) {
-    return {
-      problem: { type: PROBLEM_BASE + 'rate_limited', title: TITLES[429]!, status, code: 'RATE_LIMITED', detail: err.message, instance },
-      headers: {},
-    }
-  }
+  if (status === 429) return answer(429, 'RATE_LIMITED', err.message, instance)
   if (status >= 500) {
     if (isDbUnavailable(err)) {
-      return {
-        problem: {
-          type: PROBLEM_BASE + 'service_unavailable',
-          title: TITLES[503]!,
-          status: 503,
-          code: 'SERVICE_UNAVAILABLE',
-          detail: 'a dependency is unavailable; retry shortly',
-          instance,
-        },
-        headers: { 'retry-after': '1' },
-      }
+      const out = answer(503, 'SERVICE_UNAVAILABLE', 'a dependency is unavailable; retry shortly', instance)
+      return { ...out, headers: { 'retry-after': '1' } }
     }
-    return {
-      problem: {
-        type: PROBLEM_BASE + 'internal',
-        title: TITLES[500]!,
-        status: 500,
-        code: 'INTERNAL',
-        detail: 'an unexpected error occurred; it has been logged',
-        instance,
-      },
-      headers: {},
-    }
+    return answer(500, 'INTERNAL', 'an unexpected error occurred; it has been logged', instance)
   }
   const code = CODES[err.code] ?? (status === 401 ? 'UNAUTHORIZED' : status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST')
-  const detail = code === 'UNAUTHORIZED' ? 'a valid bearer token is required' : err.message
-  return {
-    problem: { type: PROBLEM_BASE + code.toLowerCase(), title: TITLES[status] ?? 'Error', status, code, detail, instance },
-    headers: {},
-  }
+  return answer(status, code, code === 'UNAUTHORIZED' ? 'a valid bearer token is required' : err.message, instance)
 }
 
 export default fp(
@@ -135,16 +94,10 @@ export default fp(
       // Rate-limit and shedding headers set by plugins (retry-after, x-ratelimit-*) are kept on the reply.
       return sendProblem(reply, problem, headers)
     })
-    app.setNotFoundHandler((req, reply) =>
-      sendProblem(reply, {
-        type: PROBLEM_BASE + 'not_found',
-        title: 'Not Found',
-        status: 404,
-        code: 'NOT_FOUND',
-        detail: `no route for ${req.method} ${req.url.split('?')[0]}`,
-        instance: req.url.split('?')[0],
-      }),
-    )
+    app.setNotFoundHandler((req, reply) => {
+      const path = req.url.split('?')[0]
+      return sendProblem(reply, answer(404, 'NOT_FOUND', `no route for ${req.method} ${path}`, path).problem)
+    })
   },
   { name: 'opsdrill-errors' },
 )
