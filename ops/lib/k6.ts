@@ -32,6 +32,7 @@ export interface K6Options {
   log?: (line: string) => void
 }
 
+/** One second of a run: requests, failures and latency percentiles (ms). */
 export interface Bucket {
   t: number
   reqs: number
@@ -39,7 +40,11 @@ export interface Bucket {
   p50: number
   p95: number
   p99: number
+  max: number
 }
+
+/** Requests per unix second while k6's points are read; secondsOf turns it into Buckets. */
+export type PerSecond = Map<number, { reqs: number; failed: number; durations: number[] }>
 
 export interface Figures {
   requests: number
@@ -189,20 +194,34 @@ async function runDuring(
   await d.action()
 }
 
-interface Point {
+export interface Point {
   type: string
   metric: string
   data: { time: string; value: number; tags?: Record<string, string> }
 }
 
+/** The sample points of k6's JSON output (`--out json=<file>.gz`), in file order. */
+export async function* points(file: string): AsyncGenerator<Point> {
+  const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity })
+  for await (const line of lines) if (line.includes('"Point"')) yield JSON.parse(line) as Point
+}
+
+/** The seconds in time order, each with its percentiles (sorts each second's durations in place). */
+export function secondsOf(perSec: PerSecond): Bucket[] {
+  return [...perSec.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([t, b]) => {
+      b.durations.sort((x, y) => x - y)
+      const q = (x: number) => quantile(b.durations, x)
+      return { t, reqs: b.reqs, failed: b.failed, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: b.durations.at(-1) ?? 0 }
+    })
+}
+
 /** Per-second throughput, failures and latency percentiles of the scenario's requests (setup excluded). */
 export async function bucketPoints(file: string): Promise<Bucket[]> {
   if (!existsSync(file)) return []
-  const perSec = new Map<number, { reqs: number; failed: number; durations: number[] }>()
-  const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity })
-  for await (const line of lines) {
-    if (!line.includes('"Point"')) continue
-    const p = JSON.parse(line) as Point
+  const perSec: PerSecond = new Map()
+  for await (const p of points(file)) {
     if (!p.data.tags?.slo) continue
     const t = Math.floor(Date.parse(p.data.time) / 1000)
     let b = perSec.get(t)
@@ -211,24 +230,13 @@ export async function bucketPoints(file: string): Promise<Bucket[]> {
     else if (p.metric === 'http_req_failed') b.failed += p.data.value
     else if (p.metric === 'http_req_duration') b.durations.push(p.data.value)
   }
-  return [...perSec.entries()]
-    .sort(([a], [b]) => a - b)
-    .map(([t, b]) => {
-      b.durations.sort((x, y) => x - y)
-      return {
-        t,
-        reqs: b.reqs,
-        failed: b.failed,
-        p50: quantile(b.durations, 0.5),
-        p95: quantile(b.durations, 0.95),
-        p99: quantile(b.durations, 0.99),
-      }
-    })
+  return secondsOf(perSec)
 }
 
-function quantile(sorted: number[], q: number): number {
+/** The q-quantile of ascending values (nearest rank); 0 for none. */
+export function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return 0
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
 }
 
 function figuresOf(summary: Summary, series: Bucket[]): Figures {
@@ -264,7 +272,8 @@ export function maxSustained(series: Bucket[], sloP99Ms: number, window = 5): nu
   return best
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 at the time of asking. */
+export function freePort(): Promise<number> {
   return new Promise((done, fail) => {
     const srv = createServer()
     srv.once('error', fail)

@@ -2,12 +2,10 @@
 // through the same API when the drill is done, then every sample read back from k6's JSON output into per-second
 // buckets, per-class figures, the failures with their times, and the redirects served per link (the ledger).
 import { spawn } from 'node:child_process'
-import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createWriteStream, existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createGunzip } from 'node:zlib'
+import { freePort, points, quantile, secondsOf, type Bucket, type PerSecond } from '../k6.ts'
 
 const SCRIPT = resolve(import.meta.dirname, 'k6/steady.ts')
 
@@ -25,14 +23,7 @@ export interface LoadOptions {
   testid: string
 }
 
-export interface Second {
-  t: number
-  reqs: number
-  failed: number
-  p50: number
-  p99: number
-  max: number
-}
+export type Second = Bucket
 
 export interface ClassFigures {
   requests: number
@@ -114,7 +105,7 @@ export class Load {
     child.stderr.pipe(log)
     const exited = new Promise<number>((done, fail) => {
       child.once('error', (err) =>
-        fail(new Error(`could not run k6 (${err.message}): source /tmp/env.sh or run ops/stack up, which installs it`)),
+        fail(new Error(`could not run k6 (${err.message}): run ops/stack up or ops/test, which install it`)),
       )
       child.once('close', (code) => log.end(() => done(code ?? 1)))
     })
@@ -176,14 +167,8 @@ export class Load {
   }
 }
 
-interface Point {
-  type: string
-  metric: string
-  data: { time: string; value: number; tags?: Record<string, string> }
-}
-
 export async function readPoints(file: string, exitCode: number): Promise<LoadResult> {
-  const perSec = new Map<number, { reqs: number; failed: number; durations: number[] }>()
+  const perSec: PerSecond = new Map()
   const cls = { redirect: newClass(), api: newClass() }
   const durations = { redirect: [] as number[], api: [] as number[] }
   const failures: LoadResult['failures'] = []
@@ -193,10 +178,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
   // k6 writes http_req_duration before http_req_failed for a request; the failure's duration comes from there.
   const lastDuration = new Map<string, number>()
   const samples: LoadResult['samples'] = []
-  const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity })
-  for await (const line of lines) {
-    if (!line.includes('"Point"')) continue
-    const p = JSON.parse(line) as Point
+  for await (const p of points(file)) {
     if (p.metric === 'drill_503_with_retry_after') shedWithRetryAfter += p.data.value
     if (p.metric === 'drill_503_without_retry_after') shedWithoutRetryAfter += p.data.value
     const slo = p.data.tags?.slo as 'redirect' | 'api' | undefined
@@ -227,19 +209,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
     const d = durations[k].sort((x, y) => x - y)
     Object.assign(cls[k], { p50: quantile(d, 0.5), p95: quantile(d, 0.95), p99: quantile(d, 0.99), max: d.at(-1) ?? 0 })
   }
-  const seconds = [...perSec.entries()]
-    .sort(([a], [b]) => a - b)
-    .map(([t, b]) => {
-      b.durations.sort((x, y) => x - y)
-      return {
-        t,
-        reqs: b.reqs,
-        failed: b.failed,
-        p50: quantile(b.durations, 0.5),
-        p99: quantile(b.durations, 0.99),
-        max: b.durations.at(-1) ?? 0,
-      }
-    })
+  const seconds = secondsOf(perSec)
   return {
     exitCode,
     seconds,
@@ -255,20 +225,4 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
 
 function newClass(): ClassFigures {
   return { requests: 0, failed: 0, p50: 0, p95: 0, p99: 0, max: 0, byStatus: {} }
-}
-
-export function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return 0
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer()
-    srv.once('error', fail)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => done(port))
-    })
-  })
 }
