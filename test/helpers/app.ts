@@ -4,6 +4,7 @@ import { Writable } from 'node:stream'
 import { buildApp, type App } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
+import type { LinkView } from '../../service/usecases/links.ts'
 import { apiConfig, testDatabase } from './env.ts'
 
 interface T {
@@ -50,4 +51,11 @@ export async function login(
   if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
   const token = (res.json() as { accessToken: string }).accessToken
   return { token, email, auth: { authorization: `Bearer ${token}` } }
+}
+
+/** Creates a link through the API (POST /api/v1/links) and returns its view; throws unless the answer is 201. */
+export async function createLinkVia(app: App, auth: { authorization: string }, url = 'https://example.com/'): Promise<LinkView> {
+  const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url } })
+  if (res.statusCode !== 201) throw new Error(`create link failed: ${res.statusCode} ${res.body}`)
+  return res.json() as LinkView
 }

@@ -16,7 +16,7 @@ const sdk = createSdk({ spanProcessors: [new SimpleSpanProcessor({ exporter })] 
 sdk.start()
 t.teardown(() => sdk.shutdown())
 
-const { testApp, login } = await import('../helpers/app.ts')
+const { testApp, login, createLinkVia } = await import('../helpers/app.ts')
 const { workerConfig } = await import('../helpers/env.ts')
 const { startWorker } = await import('../../worker/app.ts')
 const { registry } = await import('../../common/metrics.ts')
@@ -41,9 +41,7 @@ void t.test('when an export is requested, then one trace runs from the HTTP requ
   const worker = await startWorker(workerConfig(databaseUrl, { REDIS_PREFIX: config.REDIS_PREFIX, LOG_LEVEL: 'silent' }))
   t.teardown(() => worker.close())
   const { auth } = await login(app)
-  const link = (
-    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/t' } })
-  ).json() as { id: string }
+  const link = await createLinkVia(app, auth, 'https://example.com/t')
   exporter.reset()
 
   const res = await app.inject({ method: 'POST', url: `/api/v1/links/${link.id}/exports`, headers: auth })
@@ -100,9 +98,7 @@ void t.test('when a sampled request is measured, then the latency histogram carr
 void t.test("when a redirect is traced, then it has one SERVER span named by its route, in the caller's trace", async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
-  const link = (
-    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/r' } })
-  ).json() as { code: string }
+  const link = await createLinkVia(app, auth, 'https://example.com/r')
   // Over a raw socket, as a traced proxy would call it (fetch and http.request are instrumented in this process
   // and would put their own client span's traceparent on the request).
   await app.listen({ host: '127.0.0.1', port: 0 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { testApp, login } from '../helpers/app.ts'
+import { testApp, login, createLinkVia } from '../helpers/app.ts'
 import { metrics, registry } from '../../common/metrics.ts'
 
 const count = async (route: string, status: string) => {
@@ -14,9 +14,7 @@ const count = async (route: string, status: string) => {
 void t.test('when requests are served without a sampled trace, then every one is counted by route template and status', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
-  const link = (
-    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/m' } })
-  ).json() as { code: string }
+  const link = await createLinkVia(app, auth, 'https://example.com/m')
   const before302 = await count('/:code', '302')
   const before404 = await count('/:code', '404')
   for (let i = 0; i < 5; i++) await app.inject({ method: 'GET', url: `/${link.code}` })
@@ -28,9 +26,7 @@ void t.test('when requests are served without a sampled trace, then every one is
 void t.test('when /metrics is read as Prometheus text, then business and cache counters moved', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)
-  const link = (
-    await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/n' } })
-  ).json() as { code: string }
+  const link = await createLinkVia(app, auth, 'https://example.com/n')
   await app.inject({ method: 'GET', url: `/${link.code}` })
   await app.inject({ method: 'GET', url: `/${link.code}` })
   registry.setContentType('text/plain; version=0.0.4; charset=utf-8')

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { testApp, login, uniqueEmail } from '../helpers/app.ts'
+import { testApp, login, uniqueEmail, createLinkVia } from '../helpers/app.ts'
 import { redisPrefix } from '../helpers/env.ts'
 import { assertProblem, sql } from '../helpers/service.ts'
 import type { App } from '../../service/app.ts'
@@ -90,9 +90,7 @@ void t.test(
   async (t) => {
     const { app, config } = await testApp(t, { RATE_LIMIT_REDIRECT_MAX: '3', RATE_LIMIT_GLOBAL_MAX: '5' })
     const { auth } = await login(app)
-    const { code } = (
-      await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/rl' } })
-    ).json() as { code: string }
+    const { code } = await createLinkVia(app, auth, 'https://example.com/rl')
     const follow = (remoteAddress = '198.51.100.9') => app.inject({ method: 'GET', url: `/${code}`, remoteAddress })
     for (let i = 0; i < 3; i++) {
       const res = await follow()

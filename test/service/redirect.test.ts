@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import { testApp, login } from '../helpers/app.ts'
+import { testApp, login, createLinkVia } from '../helpers/app.ts'
 import { redisPrefix, redisUrl } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { assertProblem, counterValue, eventually, pgQueries, sleep } from '../helpers/service.ts'
@@ -124,9 +124,7 @@ void t.test('when instance A changes or deletes a link, then instance B (warm L1
   const a = await testApp(t, shared)
   const b = await testApp(t, shared, a.databaseUrl)
   const { auth } = await login(a.app)
-  const link = (
-    await a.app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/v1' } })
-  ).json() as { id: string; code: string }
+  const link = await createLinkVia(a.app, auth, 'https://example.com/v1')
   t.equal((await a.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
   t.equal((await b.app.inject(`/${link.code}`)).headers.location, 'https://example.com/v1')
   const q0 = await linkQueries()

@@ -1,16 +1,13 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import { testApp, login } from '../helpers/app.ts'
+import { testApp, login, createLinkVia } from '../helpers/app.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { assertProblem, freePort, pgQueries, sql } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
 import type { App } from '../../service/app.ts'
 
-async function linkFor(app: App, auth: { authorization: string }): Promise<string> {
-  const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/s' } })
-  return (res.json() as { id: string }).id
-}
+const linkFor = async (app: App, auth: { authorization: string }) => (await createLinkVia(app, auth, 'https://example.com/s')).id
 const statsQueries = async () =>
   (await pgQueries(metrics.pgQueryDuration, 'stats_daily')) + (await pgQueries(metrics.pgQueryDuration, 'stats_total'))
 
