@@ -104,9 +104,7 @@ export class Load {
     child.stdout.pipe(log)
     child.stderr.pipe(log)
     const exited = new Promise<number>((done, fail) => {
-      child.once('error', (err) =>
-        fail(new Error(`could not run k6 (${err.message}): run ops/stack up or ops/test, which install it`)),
-      )
+      child.once('error', (err) => fail(new Error(`could not run k6 (${err.message}): run ops/stack up or ops/test, which install it`)))
       child.once('close', (code) => log.end(() => done(code ?? 1)))
     })
     const load = new Load(opts, port, exited)
