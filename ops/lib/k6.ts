@@ -119,18 +119,10 @@ export async function runK6(opts: K6Options): Promise<K6Result> {
     join(ROOT, 'loadtests/scenarios', `${opts.scenario}.ts`),
   ]
   say(`==> k6 ${opts.scenario}${opts.label ? ` (${opts.label})` : ''}${opts.short ? ' --short' : ''} -> ${dir}`)
-  const log = createWriteStream(join(dir, 'k6.log'))
-  const child = spawn('k6', args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stdout.pipe(log)
-  child.stderr.pipe(log)
-  const exited = new Promise<number>((done, fail) => {
-    child.once('error', (err) => fail(new Error(`could not run k6 (${err.message}): run ops/stack up or ops/test, which install it`)))
-    child.once('close', (code) => done(code ?? 1))
-  })
+  const exited = spawnK6(args, env, join(dir, 'k6.log'))
   const during = opts.during ? runDuring(apiPort, opts.during, exited, say) : Promise.resolve()
   const exitCode = await exited
   await during
-  await new Promise((r) => log.end(r))
   const summaryFile = join(dir, 'summary.json')
   if (!existsSync(summaryFile)) {
     const tail = readFileSync(join(dir, 'k6.log'), 'utf8').trim().split('\n').slice(-5).join('\n')
@@ -198,6 +190,21 @@ export interface Point {
   type: string
   metric: string
   data: { time: string; value: number; tags?: Record<string, string> }
+}
+
+/**
+ * Runs k6 with its stdout and stderr in one log file; resolves to its exit code once the log is flushed. Neither pipe
+ * ends the log (the default would let the first stream to close end it under the other's last writes).
+ */
+export function spawnK6(args: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<number> {
+  const log = createWriteStream(logFile)
+  const child = spawn('k6', args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout.pipe(log, { end: false })
+  child.stderr.pipe(log, { end: false })
+  return new Promise<number>((done, fail) => {
+    child.once('error', (err) => fail(new Error(`could not run k6 (${err.message}): run ops/stack up or ops/test, which install it`)))
+    child.once('close', (code) => log.end(() => done(code ?? 1)))
+  })
 }
 
 /** The sample points of k6's JSON output (`--out json=<file>.gz`), in file order. */

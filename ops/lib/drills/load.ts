@@ -1,11 +1,10 @@
 // Runs the drill's k6 load (k6/steady.ts) in the background: live figures from k6's REST API while it runs, a stop
 // through the same API when the drill is done, then every sample read back from k6's JSON output into per-second
 // buckets, per-class figures, the failures with their times, and the redirects served per link (the ledger).
-import { spawn } from 'node:child_process'
-import { createWriteStream, existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, points, quantile, secondsOf, type Bucket, type PerSecond } from '../k6.ts'
+import { freePort, points, quantile, secondsOf, spawnK6, type Bucket, type PerSecond } from '../k6.ts'
 
 const SCRIPT = resolve(import.meta.dirname, 'k6/steady.ts')
 
@@ -99,14 +98,7 @@ export class Load {
       ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
       SCRIPT,
     ]
-    const log = createWriteStream(join(opts.dir, 'k6.log'))
-    const child = spawn('k6', args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    child.stdout.pipe(log)
-    child.stderr.pipe(log)
-    const exited = new Promise<number>((done, fail) => {
-      child.once('error', (err) => fail(new Error(`could not run k6 (${err.message}): run ops/stack up or ops/test, which install it`)))
-      child.once('close', (code) => log.end(() => done(code ?? 1)))
-    })
+    const exited = spawnK6(args, env, join(opts.dir, 'k6.log'))
     const load = new Load(opts, port, exited)
     // Ready once the first request was counted (k6 compiles the script and runs setup first).
     const until = Date.now() + 30_000
