@@ -184,8 +184,14 @@ const add = (t: Tally) => {
   total.passed += t.passed
   total.failed += t.failed
 }
-if (args.length > 0) add(await runTap(testFiles(args), 2, env, args.some((a) => a.includes('system')) ? 1200 : 120))
-else {
+if (args.length > 0) {
+  // System suites share port offsets (stack and load both use 1000): they never run beside each other.
+  const files = testFiles(args)
+  const system = files.filter((f) => f.includes('test/system/'))
+  const fast = files.filter((f) => !system.includes(f))
+  if (fast.length > 0) add(await runTap(fast, 2, env))
+  if (system.length > 0) add(await runTap(system, 1, env, 1200))
+} else {
   log('fast suites (parallel)')
   add(await runTap(testFiles(['test/common', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2, env))
   if (exists('test/system')) {
