@@ -1,5 +1,6 @@
 // Runs the API: config, logger, metrics listener, listen, and graceful shutdown.
-// SIGTERM: readiness turns 503, in-flight requests finish, idle keep-alive connections close, pools close, exit 0;
+// SIGTERM: readiness turns 503 and responses close their connections for SHUTDOWN_READINESS_DELAY_MS, then the listener
+// closes, in-flight requests finish, idle keep-alive connections close, pools close, exit 0;
 // past SHUTDOWN_GRACE_MS close-with-grace exits 1.
 import closeWithGrace from 'close-with-grace'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -26,7 +27,9 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger }, async ({ signal, err
   if (err) logger.error({ err }, 'shutting down after an uncaught error')
   else logger.info({ signal }, 'shutting down: draining')
   app.shuttingDown = true
-  // Give load balancers time to see readiness fail before the listener closes.
+  // Give load balancers time to see readiness fail before the listener closes. Meanwhile each response carries
+  // `Connection: close` (app.ts), so the proxy retires the connections it reuses; closing an idle one it might be
+  // sending a POST on at that very moment is what loses a request (the rolling-restart drill saw a 502 that way).
   if (config.SHUTDOWN_READINESS_DELAY_MS > 0) await sleep(config.SHUTDOWN_READINESS_DELAY_MS)
   await app.close()
   await metricsServer.close()
