@@ -39,7 +39,7 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
       // ECS trace fields from the active OpenTelemetry span, so Kibana and Grafana join logs to traces by trace.id.
       mixin() {
         const ctx = trace.getActiveSpan()?.spanContext()
-        // An unsampled request has a non-recording span with an all-zero (invalid) context: nothing to join on.
+        // A request the sampling gate dropped has no span, so no trace fields (common/telemetry/sampling.ts).
         return ctx && isSpanContextValid(ctx) ? { trace: { id: ctx.traceId }, span: { id: ctx.spanId } } : {}
       },
     },

@@ -4,10 +4,13 @@
 import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node'
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { RequestGate, requestGate, samplerFor, samplingRuleFromEnv, setRequestGate } from './sampling.ts'
 
 export function defaultServiceName(entry = process.argv[1] ?? ''): string {
   return entry.includes('worker') ? 'opsdrill-worker' : 'opsdrill-api'
 }
+
+const HEALTH = /^\/(healthz|readyz)$/
 
 /** Instrumentations: http, pg, ioredis and Fastify (via @fastify/otel); the noisy or redundant ones off. */
 export function instrumentations() {
@@ -37,7 +40,8 @@ export function instrumentations() {
     new FastifyOtelInstrumentation({
       registerOnInitialization: true,
       instrumentHooks: false,
-      ignorePaths: (opts) => /^\/(healthz|readyz)$/.test(opts.url),
+      // Health probes are never traced; other requests the sampling gate dropped get no span (sampling.ts).
+      ignorePaths: (opts) => HEALTH.test(opts.url) || (requestGate()?.ignore(opts.url) ?? false),
       requestHook: (span, request) => {
         const route = request.routeOptions.url
         span.updateName(route ? `${request.method} ${route}` : request.method)
@@ -58,5 +62,14 @@ export function createSdk(overrides: Partial<NodeSDKConfiguration> = {}): NodeSD
     const attrs = process.env.OTEL_RESOURCE_ATTRIBUTES ? `${process.env.OTEL_RESOURCE_ATTRIBUTES},` : ''
     process.env.OTEL_RESOURCE_ATTRIBUTES = `${attrs}service.instance.id=${process.env.INSTANCE_ID}`
   }
-  return new NodeSDK({ instrumentations: instrumentations(), ...overrides })
+  // The sampler the OTEL_TRACES_SAMPLER variables name, behind the request gate that takes its decision for HTTP
+  // requests before a span exists (sampling.ts).
+  const rule = samplingRuleFromEnv()
+  const gate = rule && !overrides.sampler ? new RequestGate(rule) : undefined
+  setRequestGate(gate)
+  return new NodeSDK({
+    instrumentations: instrumentations(),
+    ...(gate && rule ? { sampler: gate.sampler(samplerFor(rule)) } : {}),
+    ...overrides,
+  })
 }
