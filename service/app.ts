@@ -13,7 +13,7 @@ import addFormats from 'ajv-formats'
 import type { Logger } from 'pino'
 import type { ApiConfig } from '../common/config.ts'
 import { metrics } from '../common/metrics.ts'
-import { requestGate } from '../common/telemetry/sampling.ts'
+import { fastifyTracing } from '../common/telemetry/sampling.ts'
 import errors from './plugins/errors.ts'
 import { dbPlugin, redisPlugin } from './plugins/infra.ts'
 import linkCache from './plugins/link-cache.ts'
@@ -69,10 +69,11 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     // /admin/queues and /admin/queues/ are the same page (bull-board mounts its index at the slash).
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  // The sampling gate decides whether a request is traced before @fastify/otel starts its span: this hook must come
-  // before that plugin's, which loads at the first `await app.register` below (common/telemetry/sampling.ts).
-  const gate = requestGate()
-  if (gate) app.addHook('onRequest', gate.hook)
+  // Tracing first, so the server span covers every other hook: the sampling gate's hook decides whether a request is
+  // traced, then @fastify/otel's starts the span, or none for a dropped request (common/telemetry/sampling.ts).
+  const tracing = fastifyTracing()
+  if (tracing?.gate) app.addHook('onRequest', tracing.gate.hook)
+  if (tracing) await app.register(tracing.instrumentation.plugin())
 
   const ajv = validators()
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajv.body : ajv.text).compile(schema))

@@ -9,7 +9,7 @@
 // Spans that do not start a request (worker jobs, timers) are sampled by the configured sampler as before.
 //
 // The hook, ignorePaths and the sampler run one after another in one synchronous call chain for the same request
-// (the hook is added before @fastify/otel's, see service/app.ts), so the decision is handed over in two fields,
+// (service/app.ts adds the hook, then registers @fastify/otel's plugin), so the decision is handed over in two fields,
 // each checked against the request it was made for. Without a decision (another order of hooks), nothing is
 // skipped and the SDK's sampler decides alone, as it would without the gate.
 import { type Attributes, type Context, type Link, type SpanKind } from '@opentelemetry/api'
@@ -22,6 +22,7 @@ import {
   type Sampler,
   type SamplingResult,
 } from '@opentelemetry/sdk-trace'
+import type { FastifyOtelInstrumentation } from '@fastify/otel'
 
 /** The share of new traces to sample, and whether a caller's decision (traceparent) is followed. */
 export interface SamplingRule {
@@ -123,14 +124,20 @@ export class RequestGate {
   }
 }
 
-const KEY = Symbol.for('opsdrill.telemetry.requestGate')
-type WithGate = typeof globalThis & { [KEY]?: RequestGate }
-
-/** The gate of this process's SDK (set by createSdk), or undefined when tracing is off or not mirrored. */
-export function requestGate(): RequestGate | undefined {
-  return (globalThis as WithGate)[KEY]
+/** What a Fastify app takes from the SDK started by `--import`: @fastify/otel and the gate whose hook runs before it. */
+export interface FastifyTracing {
+  instrumentation: FastifyOtelInstrumentation
+  gate: RequestGate | undefined
 }
 
-export function setRequestGate(gate: RequestGate | undefined): void {
-  ;(globalThis as WithGate)[KEY] = gate
+const KEY = Symbol.for('opsdrill.telemetry.fastify')
+type WithTracing = typeof globalThis & { [KEY]?: FastifyTracing }
+
+/** Set by the SDK's set-up (sdk.ts); undefined when tracing is off (OTEL_SDK_DISABLED, or no --import). */
+export function fastifyTracing(): FastifyTracing | undefined {
+  return (globalThis as WithTracing)[KEY]
+}
+
+export function setFastifyTracing(tracing: FastifyTracing): void {
+  ;(globalThis as WithTracing)[KEY] = tracing
 }

@@ -4,7 +4,7 @@
 import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node'
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
-import { RequestGate, requestGate, samplerFor, samplingRuleFromEnv, setRequestGate } from './sampling.ts'
+import { RequestGate, samplerFor, samplingRuleFromEnv, setFastifyTracing } from './sampling.ts'
 
 export function defaultServiceName(entry = process.argv[1] ?? ''): string {
   return entry.includes('worker') ? 'opsdrill-worker' : 'opsdrill-api'
@@ -13,7 +13,9 @@ export function defaultServiceName(entry = process.argv[1] ?? ''): string {
 const HEALTH = /^\/(healthz|readyz)$/
 
 /** Instrumentations: http, pg, ioredis and Fastify (via @fastify/otel); the noisy or redundant ones off. */
-export function instrumentations() {
+export function instrumentations(gate?: RequestGate) {
+  const fastify = fastifyInstrumentation(gate)
+  setFastifyTracing({ instrumentation: fastify, gate })
   return [
     getNodeAutoInstrumentations({
       // Off: per-call spans with no diagnostic value here that cost throughput on the hot path.
@@ -32,22 +34,28 @@ export function instrumentations() {
       // checkout doubled the spans of a one-query route.
       '@opentelemetry/instrumentation-pg': { requireParentSpan: true, enhancedDatabaseReporting: false, ignoreConnectSpans: true },
     }),
-    // The HTTP server span (W3C context extracted from the request headers) and the route handler's span, from the
-    // Fastify team's own instrumentation. The server span is named `{method} {route}` as the HTTP semantic
-    // conventions ask. No span per lifecycle hook: a request runs eight hooks, whose spans cost a third of the
-    // Postgres-backed route's throughput when exported and tell little the handler's Redis and SQL spans do not.
-    // The redirect keeps the server span alone (`config.otel` in service/routes/redirect.ts).
-    new FastifyOtelInstrumentation({
-      registerOnInitialization: true,
-      instrumentHooks: false,
-      // Health probes are never traced; other requests the sampling gate dropped get no span (sampling.ts).
-      ignorePaths: (opts) => HEALTH.test(opts.url) || (requestGate()?.ignore(opts.url) ?? false),
-      requestHook: (span, request) => {
-        const route = request.routeOptions.url
-        span.updateName(route ? `${request.method} ${route}` : request.method)
-      },
-    }),
+    fastify,
   ]
+}
+
+/**
+ * The HTTP server span (W3C context extracted from the request headers) and the route handler's span, from the
+ * Fastify team's own instrumentation. The server span is named `{method} {route}` as the HTTP semantic conventions
+ * ask. No span per lifecycle hook: a request runs eight hooks, whose spans cost a third of the Postgres-backed route's
+ * throughput when exported and tell little the handler's Redis and SQL spans do not. The redirect keeps the server
+ * span alone (`config.otel` in service/routes/redirect.ts). The app registers its plugin (service/app.ts) after the
+ * sampling gate's hook, which must run first.
+ */
+function fastifyInstrumentation(gate?: RequestGate): FastifyOtelInstrumentation {
+  return new FastifyOtelInstrumentation({
+    instrumentHooks: false,
+    // Health probes are never traced; other requests the sampling gate dropped get no span (sampling.ts).
+    ignorePaths: (opts) => HEALTH.test(opts.url) || (gate?.ignore(opts.url) ?? false),
+    requestHook: (span, request) => {
+      const route = request.routeOptions.url
+      span.updateName(route ? `${request.method} ${route}` : request.method)
+    },
+  })
 }
 
 export function createSdk(overrides: Partial<NodeSDKConfiguration> = {}): NodeSDK {
@@ -66,9 +74,8 @@ export function createSdk(overrides: Partial<NodeSDKConfiguration> = {}): NodeSD
   // requests before a span exists (sampling.ts).
   const rule = samplingRuleFromEnv()
   const gate = rule && !overrides.sampler ? new RequestGate(rule) : undefined
-  setRequestGate(gate)
   return new NodeSDK({
-    instrumentations: instrumentations(),
+    instrumentations: instrumentations(gate),
     ...(gate && rule ? { sampler: gate.sampler(samplerFor(rule)) } : {}),
     ...overrides,
   })

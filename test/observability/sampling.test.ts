@@ -6,7 +6,7 @@ import { register } from 'node:module'
 import { SpanKind, trace } from '@opentelemetry/api'
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import { createSdk } from '../../common/telemetry/sdk.ts'
-import { RequestGate, requestGate, samplingRuleFromEnv } from '../../common/telemetry/sampling.ts'
+import { RequestGate, fastifyTracing, samplingRuleFromEnv } from '../../common/telemetry/sampling.ts'
 
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
 process.env.OTEL_TRACES_SAMPLER = 'parentbased_traceidratio'
@@ -22,7 +22,7 @@ const { testApp, login, createLinkVia } = await import('../helpers/app.ts')
 const serverSpans = () => exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.SERVER)
 
 void t.test('when the SDK starts with a ratio sampler, then the gate mirrors it', async (t) => {
-  const gate = requestGate()
+  const gate = fastifyTracing()?.gate
   t.ok(gate, 'createSdk installed a gate')
   t.same(gate?.rule, { ratio: 0.5, parentBased: true })
 })
@@ -31,7 +31,7 @@ void t.test('when new requests arrive, then about half are traced and the droppe
   const { app } = await testApp(t)
   const { auth } = await login(app)
   const link = await createLinkVia(app, auth, 'https://example.com/s')
-  const gate = requestGate()!
+  const gate = fastifyTracing()!.gate!
   const before = { ...gate.decided }
   exporter.reset()
   const N = 400
