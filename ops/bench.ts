@@ -58,8 +58,8 @@ function log(msg: string) {
 }
 
 async function setup() {
-  const pgh = await startPostgres(resolve(ROOT, '.run/bench/postgres'), 55442)
-  const rh = await startRedis(resolve(ROOT, '.run/bench/redis'), 56390)
+  const pgh = await startPostgres(resolve(ROOT, '.run/bench/postgres'), 15442)
+  const rh = await startRedis(resolve(ROOT, '.run/bench/redis'), 16390)
   const admin = new pg.Client({ connectionString: pgh.url })
   await admin.connect()
   await admin.query('DROP DATABASE IF EXISTS opsdrill_bench WITH (FORCE)')

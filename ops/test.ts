@@ -29,8 +29,8 @@ async function services(): Promise<{ pgAdmin: string; redis: string; stop: () =>
     return { pgAdmin: p.getConnectionUri(), redis: r.getConnectionUrl(), stop: async () => void (await Promise.all([p.stop(), r.stop()])) }
   }
   log('no Docker engine: starting local Postgres and Redis under .run/test')
-  const p = await startPostgres(resolve(ROOT, '.run/test/postgres'), 55432)
-  const r = await startRedis(resolve(ROOT, '.run/test/redis'), 56379)
+  const p = await startPostgres(resolve(ROOT, '.run/test/postgres'), 15432)
+  const r = await startRedis(resolve(ROOT, '.run/test/redis'), 16379)
   return { pgAdmin: p.url, redis: r.url, stop: async () => undefined }
 }
 

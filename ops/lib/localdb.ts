@@ -25,13 +25,15 @@ export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
   })
 }
 
-export async function waitForPort(port: number, timeoutMs: number, what: string): Promise<void> {
+/** Waits for a listener on port; the error quotes the last lines of logFile, where a server says why it did not start. */
+export async function waitForPort(port: number, timeoutMs: number, what: string, logFile?: string): Promise<void> {
   const until = Date.now() + timeoutMs
   while (Date.now() < until) {
     if (await portOpen(port)) return
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`)
+  const log = logFile && existsSync(logFile) ? `: ${readFileSync(logFile, 'utf8').trim().split('\n').slice(-3).join(' | ')}` : ''
+  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms${log}`)
 }
 
 export interface PostgresHandle {
@@ -118,7 +120,7 @@ export async function startRedis(dir: string, port: number): Promise<RedisHandle
     '--save',
     '',
   ])
-  await waitForPort(port, 10000, 'redis-server')
+  await waitForPort(port, 10000, 'redis-server', join(dir, 'redis.log'))
   return { url, dir, port }
 }
 
