@@ -17,6 +17,8 @@ const targetsFile = (job: string) => join(stack.dir, 'config/prometheus/targets'
 
 t.teardown(() => stack.down())
 
+const logTail = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ') : 'no log')
+
 /** GET /healthz through nginx every 25 ms until stopped; counts failures and the replicas that answered. */
 function trickle() {
   let running = true
@@ -57,7 +59,13 @@ void t.test(
     await stack.down()
     await stack.up({ api: 2, worker: 1 })
 
-    const parts = await stack.status()
+    // up() waited for each part in turn; the check here is of all of them together, a few times while a busy box
+    // settles (an exporter answers its first scrape slowly), and names an unhealthy part's last log lines.
+    let parts = await stack.status()
+    for (let i = 0; i < 10 && parts.some((p) => !p.healthy); i++) {
+      await sleep(2000)
+      parts = await stack.status()
+    }
     t.same(parts.map((p) => p.name).sort(), [
       'alertmanager',
       'api-1',
@@ -71,10 +79,11 @@ void t.test(
       'toxiproxy',
       'worker-1',
     ])
+    const unhealthy = parts.filter((p) => !p.healthy)
     t.same(
-      parts.filter((p) => !p.healthy).map((p) => p.name),
+      unhealthy.map((p) => p.name),
       [],
-      'every part answers its health check',
+      `every part answers its health check${unhealthy.map((p) => `\n${p.name} (running: ${p.running}): ${logTail(p.logFile)}`).join('')}`,
     )
 
     const res = await fetch(`${stack.baseUrl}/readyz`)

@@ -732,7 +732,8 @@ export class Stack {
           pid: part.pid,
           port: part.port,
           running,
-          healthy: running && (await probeOk(this.healthProbe(part))),
+          // 3 s: an exporter's /metrics runs its queries, and a busy box answers them in over a second.
+          healthy: running && (await probeOk(this.healthProbe(part), 3000)),
           logFile: part.logFile,
           ...(part.release ? { release: part.release } : {}),
         }

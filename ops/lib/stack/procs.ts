@@ -88,8 +88,9 @@ export async function httpStatus(url: string, timeoutMs = 1000): Promise<number 
 
 export type Probe = { http: string } | { port: number }
 
-export async function probeOk(probe: Probe): Promise<boolean> {
-  return 'http' in probe ? (await httpStatus(probe.http)) === 200 : portOpen(probe.port)
+/** One health check; an HTTP probe waits timeoutMs for the answer. */
+export async function probeOk(probe: Probe, timeoutMs = 1000): Promise<boolean> {
+  return 'http' in probe ? (await httpStatus(probe.http, timeoutMs)) === 200 : portOpen(probe.port)
 }
 
 /** Waits until probe answers; fails early when pid dies, naming its log. */
