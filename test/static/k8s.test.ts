@@ -3,6 +3,7 @@
 // fetched, no kind is skipped), then read for the operational promises the schemas cannot check.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { ApiEnv, WorkerEnv, loadConfig, BaseEnv } from '../../common/config.ts'
@@ -251,4 +252,33 @@ void t.test('when the overlays differ, then local runs its own stores and produc
   t.ok(find('production', 'ServiceMonitor', 'opsdrill'), 'production includes the ServiceMonitor component')
   const replicas = (o: string) => find<Obj & { spec: { replicas: number } }>(o, 'Deployment', 'opsdrill-api')!.spec.replicas
   t.ok(replicas('production') > replicas('local'), 'production runs more API replicas')
+})
+
+void t.test('when the local overlay runs the stores, then the app reaches them through toxiproxy, as in compose', async (t) => {
+  type Proxy = { name: string; listen: string; upstream: string; enabled: boolean }
+  const cm = find<Obj & { data: Record<string, string> }>('local', 'ConfigMap', 'toxiproxy')
+  const proxies = JSON.parse(cm?.data['toxiproxy.json'] ?? '[]') as Proxy[]
+  t.same(proxies, JSON.parse(readFileSync(resolve(ROOT, 'compose/toxiproxy.json'), 'utf8')) as Proxy[], 'the proxies of compose')
+  t.ok(find('local', 'Deployment', 'toxiproxy'), 'local: toxiproxy Deployment')
+  const svc = find<Obj & { spec: { ports: { name: string; port: number }[] } }>('local', 'Service', 'toxiproxy')
+  const listeners = proxies.map((p) => Number(p.listen.split(':')[1]))
+  t.same(svc?.spec.ports.map((p) => p.port).sort(), [8474, ...listeners].sort(), 'Service toxiproxy: the API and every listener')
+
+  const secret = docsOf('local').find((d) => d.kind === 'Secret') as Obj & { data: Record<string, string> }
+  const databaseUrl = Buffer.from(secret.data.DATABASE_URL!, 'base64').toString()
+  const redisUrl = find<Obj & { data: Record<string, string> }>('local', 'ConfigMap', 'opsdrill-config')!.data.REDIS_URL!
+  const via = (url: string) => `${new URL(url).hostname}:${new URL(url).port}`
+  t.equal(via(databaseUrl), `toxiproxy:${proxies.find((p) => p.name === 'postgres')!.listen.split(':')[1]}`, 'DATABASE_URL: via toxiproxy')
+  t.equal(via(redisUrl), `toxiproxy:${proxies.find((p) => p.name === 'redis')!.listen.split(':')[1]}`, 'REDIS_URL: via toxiproxy')
+
+  type Policy = Obj & { spec: { egress?: { ports?: { port: number }[] }[]; ingress?: { ports?: { port: number }[] }[] } }
+  const egressPorts = find<Policy>('local', 'NetworkPolicy', 'app-egress')!.spec.egress!.flatMap((e) => e.ports?.map((p) => p.port) ?? [])
+  const ingressPorts = find<Policy>('local', 'NetworkPolicy', 'toxiproxy-ingress')?.spec.ingress?.flatMap(
+    (e) => e.ports?.map((p) => p.port) ?? [],
+  )
+  for (const port of listeners) {
+    t.ok(egressPorts.includes(port), `app-egress lets the app out to toxiproxy's ${port}`)
+    t.ok(ingressPorts?.includes(port), `toxiproxy-ingress lets the app in on ${port}`)
+  }
+  t.notOk(find('production', 'Deployment', 'toxiproxy'), 'production: no toxiproxy in the request path')
 })
