@@ -151,7 +151,7 @@ const apiSigkill: Drill = {
 
 const rollingRestart: Drill = {
   name: 'rolling-restart',
-  title: 'Every API replica is restarted in turn, each drained from nginx first (upstream list + graceful reload).',
+  title: 'Every API replica is restarted in turn, the next only once nginx sends the restarted one requests again.',
   criteria: ['0 failed requests', 'no HTTP error answered (every failure, if any, is a connection reset)'],
   alerts: [],
   dashboards: ['opsdrill-overview'],
