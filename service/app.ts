@@ -65,7 +65,10 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     genReqId: () => randomUUID(),
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // A request that reaches the router after close() began (the next one on a keep-alive connection that was busy
+    // when the listener closed) is served with `Connection: close`, not refused: nginx does not retry a 503, and the
+    // pools stay open until the last connection ends (a 503 here failed a request in the deploy test).
+    return503OnClosing: false,
     // /admin/queues and /admin/queues/ are the same page (bull-board mounts its index at the slash).
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>()

@@ -2,7 +2,11 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
-import { redisPrefix, redisUrl, testDatabase, TEST_JWT_SECRET } from '../helpers/env.ts'
+import { connect, type AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { buildApp } from '../../service/app.ts'
+import { createLogger } from '../../common/logger.ts'
+import { apiConfig, redisPrefix, redisUrl, testDatabase, TEST_JWT_SECRET } from '../helpers/env.ts'
 import { uniqueEmail, PASSWORD } from '../helpers/app.ts'
 import { eventually, freePort, sql } from '../helpers/service.ts'
 
@@ -106,5 +110,47 @@ void t.test(
     t.equal(code, 0, 'exit code 0')
     t.ok(Date.now() - killedAt < grace, `exited ${Date.now() - killedAt} ms after SIGTERM (grace ${grace} ms)`)
     t.match(out, 'shutdown complete')
+  },
+)
+
+void t.test(
+  'when a request arrives on a busy keep-alive connection after close() began, then it is served with Connection: close, not refused with 503',
+  async (t) => {
+    const config = apiConfig(await testDatabase(t))
+    const app = await buildApp({ config, logger: createLogger({ serviceName: 'opsdrill-api', instanceId: 'test', level: 'silent' }) })
+    let release = () => {}
+    const held = new Promise<void>((r) => (release = r))
+    let entered = () => {}
+    const inHandler = new Promise<void>((r) => (entered = r))
+    // A route that answers when the test lets it: it keeps the connection busy, so closing the idle ones spares it.
+    app.get('/held-for-test', async () => {
+      entered()
+      await held
+      return { ok: true }
+    })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const socket = connect((app.server.address() as AddressInfo).port, '127.0.0.1')
+    let data = ''
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString()))
+    const ended = once(socket, 'close')
+    socket.write('GET /held-for-test HTTP/1.1\r\nhost: test\r\n\r\n')
+    await inHandler
+
+    const closed = app.close()
+    t.ok(await eventually(async () => !app.server.listening, 2000, 10), 'the listener closed')
+    // nginx sends the next request on the connection it holds: that is the request a deploy must not lose.
+    socket.write('GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n')
+    await sleep(100)
+    release()
+    await ended
+    await closed
+
+    const responses = data.split(/(?=HTTP\/1\.1 \d{3} )/)
+    t.same(
+      responses.map((r) => r.match(/^HTTP\/1\.1 (\d{3})/)?.[1]),
+      ['200', '200'],
+      `both requests are answered in full:\n${data}`,
+    )
+    t.match(responses[1], /^connection: close\r$/im, 'the second answer closes the connection')
   },
 )
