@@ -3,6 +3,7 @@
 # Go-built tools on PATH. Sourced by ops/stack, ops/test and .ci/run. Elsewhere it says in one line what to install.
 #   OPSDRILL_NEED="core"      Node 24, npm packages, Postgres, Redis (the default)
 #   OPSDRILL_NEED="full"      plus Prometheus, Alertmanager, exporters, nginx, stress-ng, k6, toxiproxy, linters
+#   OPSDRILL_NEED="test"      plus Chromium (the screenshot suite)
 set -euo pipefail
 
 OPSDRILL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -103,8 +104,14 @@ ensure_full() {
   ensure_hadolint
 }
 
+ensure_test() {
+  ensure_full
+  apt_install chromium
+}
+
 case "${OPSDRILL_NEED:-core}" in
   core) ensure_core ;;
   full) ensure_full ;;
-  *) die "OPSDRILL_NEED must be core or full (got ${OPSDRILL_NEED})" ;;
+  test) ensure_test ;;
+  *) die "OPSDRILL_NEED must be core, full or test (got ${OPSDRILL_NEED})" ;;
 esac
