@@ -61,6 +61,10 @@ export async function startPostgres(dir: string, port: number, extraConf: string
     'shared_buffers=256MB',
     ...extraConf,
   ]
+  // A server of this folder that runs but not on this port (started with another port, by an older checkout) is
+  // stopped first: pg_ctl start would refuse the data folder.
+  const status = asPostgresUser(`${PG_BIN}/pg_ctl`, ['-D', data, 'status'])
+  if (spawnSync(status[0]!, status.slice(1)).status === 0) stopPostgres(dir)
   writeFileSync(join(dir, 'opsdrill.conf'), conf.join('\n') + '\n')
   if (process.getuid?.() === 0) chownSync(join(dir, 'opsdrill.conf'), uid('postgres'), gid('postgres'))
   run(
