@@ -50,9 +50,11 @@ void t.test('when an export is requested, then one trace runs from the HTTP requ
   const db = new pg.Client({ connectionString: databaseUrl })
   await db.connect()
   t.teardown(() => db.end())
+  // The job writes status 'done' inside its processing span, which ends only once the processor returns: wait for both.
+  const processed = () => exporter.getFinishedSpans().some((s) => /process/i.test(s.name) && /exports/.test(s.name))
   for (let i = 0; i < 100; i++) {
     const { rows } = await db.query<{ status: string }>('SELECT status FROM exports WHERE id = $1', [exportId])
-    if (rows[0]?.status === 'done') break
+    if (rows[0]?.status === 'done' && processed()) break
     await new Promise((r) => setTimeout(r, 100))
   }
 
