@@ -2,8 +2,7 @@
 // it asks for it; anything else gets the classic text format, which `promtool check metrics` reads.
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import client from 'prom-client'
-import { registry } from './metrics.ts'
+import { renderMetrics } from './metrics.ts'
 
 export interface MetricsServer {
   server: Server
@@ -15,11 +14,9 @@ export async function startMetricsServer(host: string, port: number, isReady: ()
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       const openMetrics = (req.headers.accept ?? '').includes('application/openmetrics-text')
-      registry.setContentType(openMetrics ? client.openMetricsContentType : client.prometheusContentType)
-      registry
-        .metrics()
-        .then((body) => {
-          res.writeHead(200, { 'content-type': registry.contentType })
+      renderMetrics(openMetrics ? 'openmetrics' : 'text')
+        .then(({ body, contentType }) => {
+          res.writeHead(200, { 'content-type': contentType })
           res.end(body)
         })
         .catch((err: Error) => {

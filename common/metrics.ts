@@ -9,6 +9,33 @@ export const PREFIX = 'opsdrill_'
 export const registry = new client.Registry<client.RegistryContentType>()
 registry.setContentType(client.openMetricsContentType)
 
+export type MetricsFormat = 'openmetrics' | 'text'
+
+let rendering: Promise<unknown> = Promise.resolve()
+
+/**
+ * The registry as OpenMetrics (with exemplars) or the classic text format, one render at a time. prom-client's
+ * `metrics()` reads the registry-wide content type, so two concurrent scrapes could get each other's format, and an
+ * OpenMetrics render strips `_total` from every counter's registered name for good (prometheus/client_js#829): after
+ * Prometheus's first scrape, the text format named `opsdrill_http_requests_shed_total` `opsdrill_http_requests_shed`.
+ * The names are put back after each render.
+ */
+export function renderMetrics(format: MetricsFormat): Promise<{ body: string; contentType: string }> {
+  const run = async () => {
+    const counters = registry.getMetricsAsArray().filter((m) => m instanceof client.Counter) as unknown as { name: string }[]
+    const names = counters.map((m) => m.name)
+    registry.setContentType(format === 'openmetrics' ? client.openMetricsContentType : client.prometheusContentType)
+    try {
+      return { body: await registry.metrics(), contentType: registry.contentType }
+    } finally {
+      counters.forEach((m, i) => (m.name = names[i]!))
+    }
+  }
+  const result = rendering.then(run)
+  rendering = result.catch(() => undefined)
+  return result
+}
+
 // Seconds buckets sized for a 100 ms / 500 ms latency SLO on the redirect and API routes.
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300]

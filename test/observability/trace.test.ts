@@ -19,7 +19,7 @@ t.teardown(() => sdk.shutdown())
 const { testApp, login, createLinkVia } = await import('../helpers/app.ts')
 const { workerConfig } = await import('../helpers/env.ts')
 const { startWorker } = await import('../../worker/app.ts')
-const { registry } = await import('../../common/metrics.ts')
+const { renderMetrics } = await import('../../common/metrics.ts')
 const pg = (await import('pg')).default
 
 /** GET over a plain socket: returns the response head. */
@@ -92,8 +92,7 @@ void t.test('when an export is requested, then one trace runs from the HTTP requ
 void t.test('when a sampled request is measured, then the latency histogram carries its trace id as an exemplar', async (t) => {
   const { app } = await testApp(t)
   await app.inject({ method: 'GET', url: '/api/v1/links' })
-  registry.setContentType('application/openmetrics-text; version=1.0.0; charset=utf-8')
-  const text = await registry.metrics()
+  const { body: text } = await renderMetrics('openmetrics')
   t.match(text, /opsdrill_http_request_duration_seconds_bucket\{[^}]*route="\/api\/v1\/links"[^}]*\} \d+ # \{trace_id="[0-9a-f]{32}"\}/)
 })
 
