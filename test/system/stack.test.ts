@@ -57,6 +57,7 @@ void t.test(
   async (t) => {
     t.setTimeout(240_000)
     await stack.down()
+    const since = Math.floor(Date.now() / 1000)
     await stack.up({ api: 2, worker: 1 })
 
     // up() waited for each part in turn; the check here is of all of them together, a few times while a busy box
@@ -91,11 +92,17 @@ void t.test(
     t.match(res.headers.get('x-upstream'), /^127\.0\.0\.1:400[12]$/, 'nginx names the replica that answered')
     t.equal(readFileSync(upstreamFile, 'utf8').match(/^server 127\.0\.0\.1:\d+ max_fails=2 fail_timeout=5s;$/gm)?.length, 2)
 
-    // Exporters and Prometheus itself are scraped every 15 s: wait for one round of every job.
+    // Exporters and Prometheus itself are scraped every 15 s: wait for one round of every job. Only samples of this
+    // run count: Prometheus keeps its data across stacks, and a target of an earlier stack on these ports (a second
+    // worker of the load suite) keeps its last `up` sample visible for five minutes.
     const jobs = ['alertmanager', 'opsdrill-api', 'opsdrill-worker', 'postgres', 'prometheus', 'redis']
     let up: { job: string; replica: string; value: number }[] = []
     for (let i = 0; i < 60; i++) {
-      up = (await queryVector(stack.prometheusUrl, 'up')).map((s) => ({ job: s.metric.job!, replica: s.metric.replica!, value: s.value }))
+      up = (await queryVector(stack.prometheusUrl, `up and timestamp(up) >= ${since}`)).map((s) => ({
+        job: s.metric.job!,
+        replica: s.metric.replica!,
+        value: s.value,
+      }))
       if (jobs.every((j) => up.some((u) => u.job === j)) && up.length >= 7 && up.every((u) => u.value === 1)) break
       await sleep(1000)
     }
