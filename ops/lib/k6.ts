@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createGunzip } from 'node:zlib'
+import { logTail } from './logs.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 export const SCENARIOS = ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint', 'caching', 'balancing', 'scaling'] as const
@@ -125,8 +126,7 @@ export async function runK6(opts: K6Options): Promise<K6Result> {
   await during
   const summaryFile = join(dir, 'summary.json')
   if (!existsSync(summaryFile)) {
-    const tail = readFileSync(join(dir, 'k6.log'), 'utf8').trim().split('\n').slice(-5).join('\n')
-    throw new Error(`k6 ${opts.scenario} exited ${exitCode} without a summary:\n${tail}`)
+    throw new Error(`k6 ${opts.scenario} exited ${exitCode} without a summary:\n${logTail(join(dir, 'k6.log'))}`)
   }
   const summary = JSON.parse(readFileSync(summaryFile, 'utf8')) as Summary
   const series = await bucketPoints(join(dir, 'points.json.gz'))

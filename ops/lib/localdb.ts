@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, chownSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createConnection } from 'node:net'
+import { logTail } from './logs.ts'
 
 const PG_BIN = '/usr/lib/postgresql/15/bin'
 
@@ -32,8 +33,8 @@ export async function waitForPort(port: number, timeoutMs: number, what: string,
     if (await portOpen(port)) return
     await new Promise((r) => setTimeout(r, 100))
   }
-  const log = logFile && existsSync(logFile) ? `: ${readFileSync(logFile, 'utf8').trim().split('\n').slice(-3).join(' | ')}` : ''
-  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms${log}`)
+  const log = logFile ? logTail(logFile, 3, ' | ') : ''
+  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms${log ? `: ${log}` : ''}`)
 }
 
 export interface PostgresHandle {

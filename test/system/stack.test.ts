@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { stackAt } from '../../ops/lib/stack/index.ts'
 import { alive } from '../../ops/lib/stack/procs.ts'
 import { queryVector } from '../../ops/lib/stack/prometheus.ts'
+import { logTail } from '../../ops/lib/logs.ts'
 
 // The file as a whole (tap's default is 120 s per file, .taprc).
 t.setTimeout(6 * 60_000)
@@ -16,8 +17,6 @@ const upstreamFile = join(stack.dir, 'config/nginx/upstreams/api.conf')
 const targetsFile = (job: string) => join(stack.dir, 'config/prometheus/targets', `${job}.json`)
 
 t.teardown(() => stack.down())
-
-const logTail = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ') : 'no log')
 
 /** GET /healthz through nginx every 25 ms until stopped; counts failures and the replicas that answered. */
 function trickle() {
@@ -84,7 +83,7 @@ void t.test(
     t.same(
       unhealthy.map((p) => p.name),
       [],
-      `every part answers its health check${unhealthy.map((p) => `\n${p.name} (running: ${p.running}): ${logTail(p.logFile)}`).join('')}`,
+      `every part answers its health check${unhealthy.map((p) => `\n${p.name} (running: ${p.running}): ${logTail(p.logFile, 5, ' | ') || 'no log'}`).join('')}`,
     )
 
     const res = await fetch(`${stack.baseUrl}/readyz`)

@@ -1,10 +1,10 @@
 // Runs the drill's k6 load (k6/steady.ts) in the background: live figures from k6's REST API while it runs, a stop
 // through the same API when the drill is done, then every sample read back from k6's JSON output into per-second
 // buckets, per-class figures, the failures with their times, and the redirects served per link (the ledger).
-import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, points, quantile, secondsOf, spawnK6, type Bucket, type PerSecond } from '../k6.ts'
+import { logTail } from '../logs.ts'
 
 const SCRIPT = resolve(import.meta.dirname, 'k6/steady.ts')
 
@@ -108,10 +108,7 @@ export class Load {
       if ((await load.live()).requests > 0) return load
       await sleep(200)
     }
-    const tail = existsSync(join(opts.dir, 'k6.log'))
-      ? readFileSync(join(opts.dir, 'k6.log'), 'utf8').trim().split('\n').slice(-5).join('\n')
-      : ''
-    throw new Error(`k6 sent no request within 30 s (exit ${done ? await exited : 'pending'}):\n${tail}`)
+    throw new Error(`k6 sent no request within 30 s (exit ${done ? await exited : 'pending'}):\n${logTail(join(opts.dir, 'k6.log'))}`)
   }
 
   /** Totals so far from k6's REST API (zeros while it is not answering). */
