@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
 import { connect, type AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import { apiConfig, redisPrefix, redisUrl, testDatabase, TEST_JWT_SECRET } from '../helpers/env.ts'
@@ -138,9 +137,11 @@ void t.test(
 
     const closed = app.close()
     t.ok(await eventually(async () => !app.server.listening, 2000, 10), 'the listener closed')
-    // nginx sends the next request on the connection it holds: that is the request a deploy must not lose.
+    // nginx sends the next request on the connection it holds: that is the request a deploy must not lose. The held
+    // request is let go once the server has read this one.
+    const read = once(app.server, 'request')
     socket.write('GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n')
-    await sleep(100)
+    await read
     release()
     await ended
     await closed
