@@ -261,15 +261,16 @@ void t.test('when the local overlay runs the stores, then the app reaches them t
   t.same(proxies, JSON.parse(readFileSync(resolve(ROOT, 'compose/toxiproxy.json'), 'utf8')) as Proxy[], 'the proxies of compose')
   t.ok(find('local', 'Deployment', 'toxiproxy'), 'local: toxiproxy Deployment')
   const svc = find<Obj & { spec: { ports: { name: string; port: number }[] } }>('local', 'Service', 'toxiproxy')
-  const listeners = proxies.map((p) => Number(p.listen.split(':')[1]))
+  const listenPort = (name: string) => Number(proxies.find((p) => p.name === name)?.listen.split(':')[1])
+  const listeners = proxies.map((p) => listenPort(p.name))
   t.same(svc?.spec.ports.map((p) => p.port).sort(), [8474, ...listeners].sort(), 'Service toxiproxy: the API and every listener')
 
   const secret = docsOf('local').find((d) => d.kind === 'Secret') as Obj & { data: Record<string, string> }
   const databaseUrl = Buffer.from(secret.data.DATABASE_URL!, 'base64').toString()
   const redisUrl = find<Obj & { data: Record<string, string> }>('local', 'ConfigMap', 'opsdrill-config')!.data.REDIS_URL!
   const via = (url: string) => `${new URL(url).hostname}:${new URL(url).port}`
-  t.equal(via(databaseUrl), `toxiproxy:${proxies.find((p) => p.name === 'postgres')!.listen.split(':')[1]}`, 'DATABASE_URL: via toxiproxy')
-  t.equal(via(redisUrl), `toxiproxy:${proxies.find((p) => p.name === 'redis')!.listen.split(':')[1]}`, 'REDIS_URL: via toxiproxy')
+  t.equal(via(databaseUrl), `toxiproxy:${listenPort('postgres')}`, 'DATABASE_URL: via toxiproxy')
+  t.equal(via(redisUrl), `toxiproxy:${listenPort('redis')}`, 'REDIS_URL: via toxiproxy')
 
   type Policy = Obj & { spec: { egress?: { ports?: { port: number }[] }[]; ingress?: { ports?: { port: number }[] }[] } }
   const egressPorts = find<Policy>('local', 'NetworkPolicy', 'app-egress')!.spec.egress!.flatMap((e) => e.ports?.map((p) => p.port) ?? [])

@@ -59,8 +59,8 @@ void t.test(
     const since = Math.floor(Date.now() / 1000)
     await stack.up({ api: 2, worker: 1 })
 
-    // up() waited for each part in turn; the check here is of all of them together, a few times while a busy box
-    // settles (an exporter answers its first scrape slowly), and names an unhealthy part's last log lines.
+    // up() waited for each part in turn; the check here is of all of them together, tried for up to 20 s so that one
+    // slow answer on a busy box is not a verdict, and names an unhealthy part's last log lines.
     let parts = await stack.status()
     for (let i = 0; i < 10 && parts.some((p) => !p.healthy); i++) {
       await sleep(2000)

@@ -732,7 +732,7 @@ export class Stack {
           pid: part.pid,
           port: part.port,
           running,
-          // 3 s: an exporter's /metrics runs its queries, and a busy box answers them in over a second.
+          // 3 s, not waitHealthy's 1 s per try: this is one try, and an exporter's /metrics runs queries before answering.
           healthy: running && (await probeOk(this.healthProbe(part), 3000)),
           logFile: part.logFile,
           ...(part.release ? { release: part.release } : {}),
