@@ -7,12 +7,12 @@
 // shows the run next to the server-side metrics.
 import { spawn } from 'node:child_process'
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createGunzip } from 'node:zlib'
 import { logTail } from './logs.ts'
+import { freePort } from './net.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 export const SCENARIOS = ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint', 'caching', 'balancing', 'scaling'] as const
@@ -277,16 +277,4 @@ export function maxSustained(series: Bucket[], sloP99Ms: number, window = 5): nu
     if (w.every((b) => b.p99 < sloP99Ms) && failed / Math.max(1, reqs) < 0.01) best = Math.max(best, avg)
   }
   return best
-}
-
-/** A TCP port free on 127.0.0.1 at the time of asking. */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer()
-    srv.once('error', fail)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => done(port))
-    })
-  })
 }

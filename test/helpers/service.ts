@@ -1,6 +1,5 @@
 // Assertions and probes shared by the API's integration tests: problem bodies, metric readings, SQL, tokens, ports.
 import { createHmac } from 'node:crypto'
-import { createServer } from 'node:net'
 import { Writable } from 'node:stream'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +12,10 @@ import { buildApp, type App } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
 import { portOpen, startRedis, stopRedis } from '../../ops/lib/localdb.ts'
+import { freePort } from '../../ops/lib/net.ts'
 import { TEST_JWT_SECRET } from './env.ts'
+
+export { freePort }
 
 type T = Pick<Test, 'teardown' | 'equal' | 'match' | 'ok'>
 
@@ -64,18 +66,6 @@ export function signJwt(header: Record<string, unknown>, payload: Record<string,
   const alg = header.alg === 'HS512' ? 'sha512' : header.alg === 'HS384' ? 'sha384' : 'sha256'
   const sig = header.alg === 'none' ? '' : createHmac(alg, secret).update(input).digest('base64url')
   return `${input}.${sig}`
-}
-
-/** A TCP port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 export interface OwnRedis {

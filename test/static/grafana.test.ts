@@ -4,13 +4,13 @@
 import t from 'tap'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parse } from 'yaml'
 import client from 'prom-client'
 import { collectRuntimeMetrics, registry } from '../../common/metrics.ts'
 import { dashboardExpressions, dashboardFiles, flattenPanels, metricNames, recordedNames, ruleFiles } from '../../ops/lib/promql.ts'
+import { freePort } from '../../ops/lib/net.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const rel = (p: string) => p.slice(ROOT.length + 1)
@@ -241,17 +241,6 @@ void t.test('when runbooks name dashboard panels, then each panel exists in that
   }
   t.ok(refs > 16, `runbooks point at dashboard panels (${refs} references)`)
 })
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer()
-      .listen(0, '127.0.0.1', () => {
-        const { port } = s.address() as { port: number }
-        s.close(() => ok(port))
-      })
-      .on('error', fail)
-  })
-}
 
 void t.test('when every dashboard expression is sent to a real Prometheus, then each parses and evaluates', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'opsdrill-promql-'))

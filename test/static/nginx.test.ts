@@ -6,7 +6,8 @@ import t, { type Test } from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
-import { createServer as netServer, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { freePort } from '../../ops/lib/net.ts'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -29,14 +30,6 @@ function prefix(servers: string[], listen?: { main: number; status: number }): s
     writeFileSync(join(dir, 'nginx.conf'), conf)
   }
   return dir
-}
-
-async function freePort(): Promise<number> {
-  const s = netServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const { port } = s.address() as AddressInfo
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 interface Upstream {

@@ -3,8 +3,9 @@
 // buckets, per-class figures, the failures with their times, and the redirects served per link (the ledger).
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, points, quantile, secondsOf, spawnK6, type Bucket, type PerSecond } from '../k6.ts'
+import { points, quantile, secondsOf, spawnK6, type Bucket, type PerSecond } from '../k6.ts'
 import { logTail } from '../logs.ts'
+import { freePort } from '../net.ts'
 
 const SCRIPT = resolve(import.meta.dirname, 'k6/steady.ts')
 
