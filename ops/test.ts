@@ -193,7 +193,7 @@ if (args.length > 0) {
   if (system.length > 0) add(await runTap(system, 1, env, 1200))
 } else {
   log('fast suites (parallel)')
-  add(await runTap(testFiles(['test/common', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2, env))
+  add(await runTap(testFiles(['test/common', 'test/ops', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2, env))
   if (exists('test/system')) {
     log('system suites (one at a time)')
     add(await runTap(testFiles(['test/system']), 1, env, 1200))

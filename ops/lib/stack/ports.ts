@@ -1,5 +1,5 @@
 // Where every part of the native stack listens. One offset moves the whole set, so the test suite can run a stack
-// next to the one a user has up (OPSDRILL_STACK_PORT_OFFSET=1000 puts nginx on 9080, Postgres on 55320, ...).
+// next to the one a user has up (OPSDRILL_STACK_PORT_OFFSET=1000 puts nginx on 9080, Postgres on 23432, ...).
 
 export interface StackPorts {
   postgres: number
@@ -20,8 +20,11 @@ export interface StackPorts {
   workerMetricsBase: number
 }
 
+// Postgres and Redis listen outside the kernel's ephemeral range (32768-60999 by default): while a drill has one
+// stopped, toxiproxy keeps dialling it, and a dial inside that range can connect to itself and keep the port from the
+// server when it starts again (ops/lib/net.ts).
 export const DEFAULT_PORTS: StackPorts = {
-  postgres: 54320,
+  postgres: 22432,
   redis: 63790,
   toxiproxy: 8474,
   postgresProxy: 25432,
