@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue } from 'bullmq'
 import pg from 'pg'
-import { randomUUID } from 'node:crypto'
-import { QUEUES, defaultJobOptions, type ClickJob } from '../../../common/queues.ts'
+import { QUEUES, type ClickJob } from '../../../common/queues.ts'
+import { drained, enqueueClicks } from '../backlog.ts'
 import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from './client.ts'
 import { quantile } from '../k6.ts'
 import { Load, type LoadResult, type Second } from './load.ts'
@@ -200,22 +200,11 @@ export class DrillRun {
   async enqueueClicks(links: Link[], n: number): Promise<number> {
     const q = this.clicksQueue()
     try {
-      const opts = defaultJobOptions(5, 1000)
-      for (let i = 0; i < n; i += 1000) {
-        const batch = Array.from({ length: Math.min(1000, n - i) }, (_, j) => {
-          const clickId = randomUUID()
-          const data: ClickJob = {
-            clickId,
-            linkId: links[(i + j) % links.length]!.id,
-            at: new Date().toISOString(),
-            referrer: null,
-            uaFamily: 'Other',
-            country: null,
-          }
-          return { name: 'click', data, opts: { ...opts, jobId: clickId } }
-        })
-        await q.addBulk(batch)
-      }
+      await enqueueClicks(
+        q,
+        links.map((l) => l.id),
+        n,
+      )
     } finally {
       await q.close()
     }
@@ -233,15 +222,9 @@ export class DrillRun {
 
   /** Waits until the clicks queue has nothing waiting, active or delayed; returns seconds taken. */
   async drained(timeoutSec: number): Promise<number | undefined> {
-    const t = Date.now()
     const q = this.clicksQueue()
     try {
-      while (Date.now() - t < timeoutSec * 1000) {
-        const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized')
-        if ((c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) === 0) return (Date.now() - t) / 1000
-        await sleep(100)
-      }
-      return undefined
+      return await drained(q, timeoutSec)
     } finally {
       await q.close()
     }
