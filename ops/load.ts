@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path'
 import { Queue } from 'bullmq'
 import pg from 'pg'
 import { QUEUES } from '../common/queues.ts'
-import { drained, enqueueClicks } from './lib/backlog.ts'
+import { DRAIN_WORKER_ENV, timeDrain } from './lib/backlog.ts'
 import { lineChart, type Row } from './lib/charts.ts'
 import { makeData } from './lib/drills/client.ts'
 import { maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
@@ -199,7 +199,8 @@ export interface DrainResult {
   stored: number
 }
 export interface ScalingResult {
-  ramps: { replicas: number; run: Run; maxSustained: number }[]
+  /** maxSustained within the redirect SLO; peak, the best 5-second throughput with any latency (errors < 1%). */
+  ramps: { replicas: number; run: Run; maxSustained: number; peak: number }[]
   drains: DrainResult[]
 }
 
@@ -220,45 +221,32 @@ async function storedClicks(stack: Stack, linkIds: string[]): Promise<number> {
 }
 
 /**
- * Stops the workers, queues `jobs` single-click jobs for links of its own on the paused queue, starts `workers`
- * workers and times the drain from resume to an empty queue. The backlog is queued directly, not through redirects:
- * the API batches its clicks (up to 500 a job), so a backlog of redirects big enough to time takes longer to make
- * than to drain; per-click jobs put the cost where the comparison looks, in the consumers.
+ * Times `workers` workers draining `jobs` single-click jobs for links of its own (ops/lib/backlog.ts), then counts
+ * those clicks in Postgres. The backlog is queued directly, not through redirects: the API batches its clicks (up to
+ * 500 a job), so a backlog of redirects big enough to time takes longer to make than to drain.
  */
-export async function drain(o: RunOptions, workers: number, jobs: number, workerEnv?: Record<string, string>): Promise<DrainResult> {
+export async function drain(o: RunOptions, workers: number, jobs: number): Promise<DrainResult> {
   const say = o.say ?? stdout
   const { links } = await makeData(o.stack.baseUrl, 20)
   const linkIds = links.map((l) => l.id)
   const queue = clicksQueue(o.stack)
   try {
-    await o.stack.scale({ worker: 0 })
-    // Workers take seconds to boot (and a second one boots later than the first), which would blur the drain
-    // time: the queue is paused while they start, and the clock runs from resume to empty.
-    await queue.pause()
-    await enqueueClicks(queue, linkIds, jobs)
-    const c = await queue.getJobCounts('waiting', 'prioritized', 'delayed')
-    const backlog = Object.values(c).reduce((a, b) => a + b, 0)
-    say(`==> ${backlog} click jobs waiting; starting ${workers} worker(s) on the paused queue`)
-    await o.stack.scale({ worker: workers }, workerEnv)
-    await queue.resume()
-    const seconds = await drained(queue, 300, 20)
-    if (seconds === undefined) throw new Error(`${workers} worker(s) did not drain ${backlog} click jobs within 300 s`)
+    const scaleWorkers = async (n: number) => {
+      if (n > 0) say(`==> click jobs waiting; starting ${n} worker(s) on the paused queue`)
+      await o.stack.scale({ worker: n }, n > 0 ? DRAIN_WORKER_ENV : undefined)
+    }
+    const r = await timeDrain(queue, { linkIds, jobs, workers, scaleWorkers, timeoutSec: 300 })
+    if (r.seconds === undefined) throw new Error(`${workers} worker(s) did not drain ${r.jobs} click jobs within 300 s`)
     const stored = await storedClicks(o.stack, linkIds)
+    const jobsPerSec = r.jobs / r.seconds
     say(
-      `    ${workers} worker(s) drained ${backlog} jobs in ${seconds.toFixed(2)} s (${(backlog / seconds).toFixed(0)} jobs/s); ${stored} clicks stored`,
+      `    ${workers} worker(s) drained ${r.jobs} jobs in ${r.seconds.toFixed(2)} s (${jobsPerSec.toFixed(0)} jobs/s); ${stored} clicks stored`,
     )
-    return { workers, jobs: backlog, seconds, jobsPerSec: backlog / seconds, stored }
+    return { workers, jobs: r.jobs, seconds: r.seconds, jobsPerSec, stored }
   } finally {
     await queue.close()
   }
 }
-
-/**
- * Workers in the drain comparison take 20 clicks at a time (default 200): with the default, one worker already
- * takes all the CPU the box has left beside Redis and Postgres, and a second one measures the scheduler, not
- * the queue. Bounded per worker, the comparison shows what adding a competing consumer does.
- */
-export const DRAIN_WORKER_ENV = { CLICK_CONCURRENCY: '20' }
 
 /** The arrival-rate ramp against 1 then 2 API replicas; the backlog drain with 1 then 2 workers. */
 export async function scaling(o: RunOptions): Promise<ScalingResult> {
@@ -269,10 +257,15 @@ export async function scaling(o: RunOptions): Promise<ScalingResult> {
     for (const n of [1, 2]) {
       await o.stack.scale({ api: n })
       const run = await scenario('scaling', o, { label: `api${n}` })
-      ramps.push({ replicas: n, run, maxSustained: maxSustained(run.series, REDIRECT_P99_SLO_MS) })
+      ramps.push({
+        replicas: n,
+        run,
+        maxSustained: maxSustained(run.series, REDIRECT_P99_SLO_MS),
+        peak: maxSustained(run.series, Infinity),
+      })
     }
     const jobs = o.short ? 5000 : 20000
-    const drains = [await drain(o, 1, jobs, DRAIN_WORKER_ENV), await drain(o, 2, jobs, DRAIN_WORKER_ENV)]
+    const drains = [await drain(o, 1, jobs), await drain(o, 2, jobs)]
     return { ramps, drains }
   } finally {
     await o.stack.scale({ worker: 0 })
@@ -301,16 +294,16 @@ function seriesRows(series: Bucket[], label: string, pick: (b: Bucket) => number
   return series.map((b) => ({ x: b.t - t0, y: pick(b), series: label }))
 }
 
-/** What the two ramps say, in words that match the figures: ramp-limited, box-limited, or a real comparison. */
-function rampReading(short: boolean, r1?: ScalingResult['ramps'][number], r2?: ScalingResult['ramps'][number]): string {
-  const one = r1?.maxSustained.toFixed(0)
-  const two = r2?.maxSustained.toFixed(0)
-  const busy = Math.max(r1?.run.cpuBusy ?? 0, r2?.run.cpuBusy ?? 0)
-  if (short)
-    return `The short ramp climbs only to 400 req/s in 10 s, and a 5-second average near its top is about 310 req/s: with 1 replica ${one} req/s and with 2 ${two} req/s, with the box at most ${(busy * 100).toFixed(0)}% busy, so both setups held the SLO to the end and these figures show the ramp, not a capacity. The full form (50 -> 1200 req/s over 2 minutes) finds where each setup breaks.`
+/** What the two ramps say, in words that match the figures: ramp-limited, box-limited, or a plain comparison. */
+function rampReading(ramps: ScalingResult['ramps']): string {
+  const figures = ramps.map((r) => `${r.replicas} replica(s) ${r.maxSustained.toFixed(0)} req/s`).join(', ')
+  const busy = Math.max(0, ...ramps.map((r) => r.run.cpuBusy))
+  const busyText = `the box at most ${(busy * 100).toFixed(0)}% busy`
+  if (ramps.every((r) => r.maxSustained >= 0.95 * r.peak))
+    return `${figures}, ${busyText}: each setup kept the SLO up to the highest rate the ramp reached (${ramps.map((r) => r.peak.toFixed(0)).join(' and ')} req/s over 5 s), so these figures show the ramp, not a capacity. A ramp that climbs higher (the full form) finds where each setup breaks.`
   if (busy >= 0.8)
-    return `k6 and everything it tests share ${cpus().length} cores, and the box was ${(busy * 100).toFixed(0)}% busy: with 1 replica ${one} req/s, with 2 ${two} req/s. A second replica adds a process but no CPU, so past that point the replicas compete with k6, nginx and Postgres for the same cores and the curve is the machine's. On separate machines (or the Kubernetes manifests with CPU limits) each replica brings its own core and the same run measures the code.`
-  return `With 1 replica ${one} req/s, with 2 ${two} req/s, the box at most ${(busy * 100).toFixed(0)}% busy.`
+    return `${figures}, ${busyText}. k6 and everything it tests share ${cpus().length} cores: a second replica adds a process but no CPU, so past that point the replicas compete with k6, nginx and Postgres for the same cores and the curve is the machine's. On separate machines (or the Kubernetes manifests with CPU limits) each replica brings its own core and the same run measures the code.`
+  return `${figures}, ${busyText}.`
 }
 
 export async function report(o: RunOptions): Promise<string> {
@@ -356,7 +349,6 @@ export async function report(o: RunOptions): Promise<string> {
   })
 
   const form = o.short ? 'short form (`npm run load -- report --short`: each run lasts seconds)' : 'full form (`npm run load -- report`)'
-  const [r1, r2] = s.ramps
   const [d1, d2] = s.drains
   const lines = [
     '# Load results',
@@ -427,7 +419,7 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '## Reading the scaling figures',
     '',
-    rampReading(o.short, r1, r2),
+    rampReading(s.ramps),
     '',
     `The drain comparison bounds each worker to ${DRAIN_WORKER_ENV.CLICK_CONCURRENCY} concurrent jobs (the default is 200), so it measures what a second consumer adds rather than how much of the box one process can take: two workers drained ${d2?.jobsPerSec.toFixed(0)} jobs/s against ${d1?.jobsPerSec.toFixed(0)} with one (x${((d2?.jobsPerSec ?? 0) / Math.max(1, d1?.jobsPerSec ?? 0)).toFixed(2)}).`,
     '',

@@ -25,13 +25,41 @@ export async function enqueueClicks(queue: Queue, linkIds: string[], n: number):
   }
 }
 
+async function pending(queue: Queue, ...states: ('waiting' | 'active' | 'delayed' | 'prioritized')[]): Promise<number> {
+  return Object.values(await queue.getJobCounts(...states)).reduce((a, b) => a + b, 0)
+}
+
 /** Waits until the queue has nothing waiting, active, delayed or prioritized; seconds taken, or undefined at timeout. */
 export async function drained(queue: Queue, timeoutSec: number, pollMs = 100): Promise<number | undefined> {
   const t0 = performance.now()
   while (performance.now() - t0 < timeoutSec * 1000) {
-    const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')
-    if ((c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) === 0) return (performance.now() - t0) / 1000
+    if ((await pending(queue, 'waiting', 'active', 'delayed', 'prioritized')) === 0) return (performance.now() - t0) / 1000
     await sleep(pollMs)
   }
   return undefined
+}
+
+/**
+ * Workers in a drain comparison take 20 clicks at a time (the default is 200), so the comparison measures what a
+ * second consumer adds rather than how much of a 2-core box one process can take.
+ */
+export const DRAIN_WORKER_ENV = { CLICK_CONCURRENCY: '20' }
+
+/**
+ * Times `workers` workers draining a backlog of `jobs` single-click jobs: the workers are stopped, the backlog is
+ * queued on the paused queue, the workers started, and the clock runs from resume to empty. Workers take seconds to
+ * boot (a second one later than the first), which would otherwise blur the time. `scaleWorkers(n)` sets the number
+ * of workers (with DRAIN_WORKER_ENV when n > 0). `jobs` in the result counts what was waiting at resume.
+ */
+export async function timeDrain(
+  queue: Queue,
+  o: { linkIds: string[]; jobs: number; workers: number; scaleWorkers: (n: number) => Promise<void>; timeoutSec: number },
+): Promise<{ jobs: number; seconds: number | undefined }> {
+  await o.scaleWorkers(0)
+  await queue.pause()
+  await enqueueClicks(queue, o.linkIds, o.jobs)
+  const jobs = await pending(queue, 'waiting', 'delayed', 'prioritized')
+  await o.scaleWorkers(o.workers)
+  await queue.resume()
+  return { jobs, seconds: await drained(queue, o.timeoutSec, 20) }
 }

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { DRAIN_WORKER_ENV, timeDrain } from '../backlog.ts'
 import { alertDrill } from './alerts.ts'
 import { warm } from './client.ts'
 import { APP, round, type Drill, type DrillRun, type Timing } from './runner.ts'
@@ -764,7 +765,7 @@ const scaleOut: Drill = {
       'k6, nginx, Postgres, Redis, Prometheus and the replicas share 2 cores here: a second replica can only use what the first leaves idle, so factors near 2 are not possible on this box.',
     )
     d.notes.push(
-      'Drain: each worker runs with CLICK_CONCURRENCY=20 (at the default 200 one worker already takes the CPU that is left); the queue is paused while the workers start, and the drain is timed from resume to an empty queue.',
+      `Drain: each worker runs with CLICK_CONCURRENCY=${DRAIN_WORKER_ENV.CLICK_CONCURRENCY} (the default is 200), so the comparison measures a second consumer rather than how much of the box one process takes; the queue is paused while the workers start, and the drain is timed from resume to an empty queue.`,
     )
     const hold = d.timing.faultSec
     const throughput = async (api: number) => {
@@ -791,24 +792,19 @@ const scaleOut: Drill = {
     const rps2 = mean(2)
     d.measured.throughputRuns = runs.map((r) => ({ api: r.api, rps: round(r.rps), cpuBusy: round(r.busy, 2) }))
     const jobs = d.short ? 10_000 : 40_000
-    const links = await d.makeLinks(20)
-    // As in npm run load's drain comparison: each worker bounded to 20 concurrent clicks, so the run measures a
-    // second consumer and not how much CPU one worker can take; the queue is paused while the workers start.
-    const workerEnv = { CLICK_CONCURRENCY: '20' }
+    const linkIds = (await d.makeLinks(20)).map((l) => l.id)
     const drain = async (workers: number) => {
-      await d.platform.scale({ worker: 0 })
       const q = d.clicksQueue()
       try {
-        await q.pause()
-        await d.enqueueClicks(links, jobs)
-        d.phase(`worker=${workers}`)
-        await d.platform.scale({ worker: workers }, workerEnv)
-        await q.resume()
+        const scaleWorkers = async (n: number) => {
+          if (n > 0) d.phase(`worker=${n}`)
+          await d.platform.scale({ worker: n }, n > 0 ? DRAIN_WORKER_ENV : undefined)
+        }
+        const r = await timeDrain(q, { linkIds, jobs, workers, scaleWorkers, timeoutSec: 300 })
+        return r.seconds === undefined ? 0 : r.jobs / r.seconds
       } finally {
         await q.close()
       }
-      const sec = await d.drained(300)
-      return sec === undefined ? 0 : jobs / sec
     }
     const drain1 = await drain(1)
     const drain2 = await drain(2)
