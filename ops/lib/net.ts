@@ -9,12 +9,13 @@ import { createServer } from 'node:net'
 // Above the native stack's proxies at the largest port offset (26379 + 1500) and the project's fixed test ports.
 const LOW = 28000
 
-function ephemeralLow(): number {
+/** The kernel's ephemeral port range (Linux), or undefined where it cannot be read. */
+export function ephemeralRange(): { low: number; high: number } | undefined {
   try {
-    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
-    return low && low > LOW ? low : 0
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    return low && high ? { low, high } : undefined
   } catch {
-    return 0
+    return undefined
   }
 }
 
@@ -31,9 +32,9 @@ function tryListen(port: number): Promise<number | undefined> {
 
 /** A TCP port free on 127.0.0.1 at the time of asking, outside the ephemeral range when the kernel leaves room. */
 export async function freePort(): Promise<number> {
-  const high = ephemeralLow()
-  for (let i = 0; high && i < 50; i++) {
-    const port = await tryListen(LOW + Math.floor(Math.random() * (high - LOW)))
+  const below = ephemeralRange()?.low ?? 0
+  for (let i = 0; below > LOW && i < 50; i++) {
+    const port = await tryListen(LOW + Math.floor(Math.random() * (below - LOW)))
     if (port) return port
   }
   const port = await tryListen(0)

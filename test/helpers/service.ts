@@ -1,4 +1,4 @@
-// Assertions and probes shared by the API's integration tests: problem bodies, metric readings, SQL, tokens, ports.
+// Assertions and probes shared by the API's integration tests: problem bodies, metric readings, SQL, tokens, Redis.
 import { createHmac } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -14,8 +14,6 @@ import type { ApiConfig } from '../../common/config.ts'
 import { portOpen, startRedis, stopRedis } from '../../ops/lib/localdb.ts'
 import { freePort } from '../../ops/lib/net.ts'
 import { TEST_JWT_SECRET } from './env.ts'
-
-export { freePort }
 
 type T = Pick<Test, 'teardown' | 'equal' | 'match' | 'ok'>
 

@@ -2,7 +2,8 @@ import t from 'tap'
 import { createServer, type Socket } from 'node:net'
 import { testApp, login } from '../helpers/app.ts'
 import { apiConfig, testDatabase } from '../helpers/env.ts'
-import { assertProblem, counterValue, freePort, unreadyApp } from '../helpers/service.ts'
+import { assertProblem, counterValue, unreadyApp } from '../helpers/service.ts'
+import { freePort } from '../../ops/lib/net.ts'
 import { metrics } from '../../common/metrics.ts'
 
 void t.test('when a handler throws unexpectedly, then 500 INTERNAL with no message or stack, and the error is logged', async (t) => {

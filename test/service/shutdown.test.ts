@@ -7,7 +7,8 @@ import { buildApp } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import { apiConfig, redisPrefix, redisUrl, testDatabase, TEST_JWT_SECRET } from '../helpers/env.ts'
 import { uniqueEmail, PASSWORD } from '../helpers/app.ts'
-import { eventually, freePort, sql } from '../helpers/service.ts'
+import { eventually, sql } from '../helpers/service.ts'
+import { freePort } from '../../ops/lib/net.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 
