@@ -12,7 +12,7 @@ import {
   QUEUES,
   WORK_QUEUES,
   defaultJobOptions,
-  parseClickJob,
+  parseClicksQueueJob,
   parseDeadLetterJob,
   parseExportJob,
   parseMaintenanceJob,
@@ -21,10 +21,11 @@ import {
 
 type WorkQueue = (typeof WORK_QUEUES)[number]
 
-const PARSERS: Record<WorkQueue, (data: unknown) => unknown> = {
-  [QUEUES.clicks]: parseClickJob,
-  [QUEUES.exports]: parseExportJob,
-  [QUEUES.maintenance]: parseMaintenanceJob,
+/** What each queue's worker accepts, by job name: a letter is replayable when its worker would take it. */
+const PARSERS: Record<WorkQueue, (name: string, data: unknown) => unknown> = {
+  [QUEUES.clicks]: parseClicksQueueJob,
+  [QUEUES.exports]: (_name, data) => parseExportJob(data),
+  [QUEUES.maintenance]: (_name, data) => parseMaintenanceJob(data),
 }
 
 /**
@@ -181,10 +182,10 @@ async function replayOne(
   } catch (err) {
     throw new DeadLetterNotReplayableError(`dead letter ${id}: ${(err as Error).message}`)
   }
-  const parse = PARSERS[letter.queue as WorkQueue]
+  const parse = Object.hasOwn(PARSERS, letter.queue) ? PARSERS[letter.queue as WorkQueue] : undefined
   if (!parse) throw new DeadLetterNotReplayableError(`dead letter ${id}: unknown queue ${JSON.stringify(letter.queue)}`)
   try {
-    parse(letter.data)
+    parse(letter.name, letter.data)
   } catch (err) {
     throw new DeadLetterNotReplayableError(`dead letter ${id}: ${(err as Error).message}`)
   }

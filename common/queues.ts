@@ -73,6 +73,14 @@ export const parseExportJob = validator('export', ExportJob)
 export const parseMaintenanceJob = validator('maintenance', MaintenanceJob)
 export const parseDeadLetterJob = validator('dead-letter', DeadLetterJob)
 
+/** Job names on the clicks queue: a batch (what the API adds) and one click (what an API of the previous release adds). */
+export const CLICK_JOBS = { batch: 'clicks', single: 'click' } as const
+
+/** Validates a clicks-queue payload by its job name, as the worker reads it (and as replay must, to accept both). */
+export function parseClicksQueueJob(name: string, data: unknown): ClickJob | ClickBatchJob {
+  return name === CLICK_JOBS.batch ? parseClickBatchJob(data) : parseClickJob(data)
+}
+
 /** Retries with exponential backoff; BullMQ adds jitter through the `jitter` option (0..1). */
 export function defaultJobOptions(attempts: number, backoffMs: number) {
   return {

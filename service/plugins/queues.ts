@@ -10,6 +10,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { metrics, observeGauge } from '../../common/metrics.ts'
 import {
+  CLICK_JOBS,
   MAX_CLICKS_PER_JOB,
   QUEUES,
   defaultJobOptions,
@@ -49,7 +50,7 @@ export function createClickBuffer(
     try {
       if (!opts.ready()) throw new Error('the redis producer connection is not ready')
       // The first click's id names the job: a flush retried by BullMQ's producer cannot add it twice.
-      await queue.add('clicks', parseClickBatchJob({ clicks: batch }), { jobId: `b-${batch[0]!.clickId}` })
+      await queue.add(CLICK_JOBS.batch, parseClickBatchJob({ clicks: batch }), { jobId: `b-${batch[0]!.clickId}` })
       metrics.clicksEnqueued.inc(batch.length)
       metrics.jobsAdded.inc({ queue: QUEUES.clicks })
     } catch (err) {

@@ -1,5 +1,6 @@
 // Retries, the dead-letter queue and replay: worker/lib/build-worker.ts records, common/deadletters.ts lists and replays.
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
 import {
   DeadLetterNotFoundError,
   DeadLetterNotReplayableError,
@@ -12,7 +13,7 @@ import {
 import { metrics } from '../../common/metrics.ts'
 import { testDatabase } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
-import { clickJob, count, enqueueClicks, metricValue, pgPool, producer, startTestWorker, waitFor } from '../helpers/worker.ts'
+import { ROOT, clickJob, count, enqueueClicks, metricValue, pgPool, producer, startTestWorker, waitFor } from '../helpers/worker.ts'
 
 void t.test(
   'when an export fails on every attempt, then it is dead-lettered once, marked failed, and a replay runs it to done',
@@ -121,3 +122,63 @@ void t.test('when a dead letter cannot succeed (invalid payload) or does not exi
   t.match(all.skipped, [{ id: 'clicks.junk-1', reason: /invalid click payload/ }])
   t.equal((await listDeadLetters(p.connection, config.REDIS_PREFIX)).total, 1, 'the dead letter stays for an operator to inspect')
 })
+
+void t.test(
+  'when click batches are dead-lettered by a Postgres stall, then `npm run ops -- dlq replay --all` replays them and each click is stored once',
+  async (t) => {
+    const url = await testDatabase(t)
+    const pool = pgPool(t, url)
+    const link = await createLink(pool, (await createUser(pool)).id)
+    // The fault: a session holds the clicks table, so every insert runs into the statement timeout, as it does while
+    // Postgres is unreachable; the batches exhaust their attempts and are dead-lettered.
+    const holder = await pool.connect()
+    t.teardown(() => holder.release())
+    await holder.query('BEGIN')
+    await holder.query('LOCK TABLE clicks IN ACCESS EXCLUSIVE MODE')
+    const { config } = await startTestWorker(t, url, { JOB_ATTEMPTS: '2', JOB_BACKOFF_MS: '10', PG_STATEMENT_TIMEOUT_MS: '300' })
+    const p = producer(t, config)
+    const batches = [
+      [clickJob(link.id), clickJob(link.id)],
+      [clickJob(link.id), clickJob(link.id), clickJob(link.id)],
+    ]
+    for (const clicks of batches) await p.clicks.add('clicks', { clicks }, { jobId: `b-${clicks[0]!.clickId}` })
+    await waitFor(async () => (await p.deadLetters.getWaitingCount()) === 2, { what: 'both batches to be dead-lettered' })
+    await holder.query('ROLLBACK')
+    const env = { REDIS_URL: config.REDIS_URL, REDIS_PREFIX: config.REDIS_PREFIX }
+
+    const listed = npmOps(['dlq', 'list', '--json'], env)
+    t.equal(listed.code, 0, listed.stderr)
+    const page = JSON.parse(listed.stdout) as { total: number; items: { name: string; failedReason: string }[] }
+    t.equal(page.total, 2)
+    t.same(
+      page.items.map((i) => i.name),
+      ['clicks', 'clicks'],
+      'the letters are batches',
+    )
+    t.match(page.items[0]!.failedReason, /statement timeout/)
+
+    const replayed = npmOps(['dlq', 'replay', '--all', '--json'], env)
+    t.equal(replayed.code, 0, replayed.stderr)
+    const result = JSON.parse(replayed.stdout) as { replayed: unknown[]; skipped: unknown[] }
+    t.equal(result.replayed.length, 2, 'every batch replayed')
+    t.same(result.skipped, [], 'none skipped as not replayable')
+    const total = batches.flat().length
+    await waitFor(async () => (await count(pool, 'SELECT count(*) AS n FROM clicks')) === total, { what: 'the replayed clicks' })
+    // Replaying the same letters again (an operator's second run) finds nothing and stores nothing more.
+    t.same(JSON.parse(npmOps(['dlq', 'replay', '--all', '--json'], env).stdout), { replayed: [], skipped: [] })
+    await waitFor(async () => (await p.clicks.getJobCounts('completed')).completed === 2, { what: 'the replayed jobs to complete' })
+    t.equal(await count(pool, 'SELECT count(*) AS n FROM clicks'), total, 'each click stored once')
+    t.equal(await count(pool, 'SELECT clicks AS n FROM click_rollups_daily WHERE link_id = $1', [link.id]), total, 'and counted once')
+  },
+)
+
+/** The operator's command exactly as the runbook gives it. */
+function npmOps(args: string[], env: Record<string, string>) {
+  const res = spawnSync('npm', ['run', '--silent', 'ops', '--', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  return { code: res.status, stdout: res.stdout, stderr: res.stderr }
+}

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq'
-import { parseClickBatchJob, parseClickJob, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
+import { parseClicksQueueJob, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
 import { parsePayload } from '../lib/payload.ts'
 import type { ClickBatcher } from './click-batcher.ts'
 import type { ClickOutcome } from './store-clicks.ts'
@@ -13,8 +13,9 @@ export type ClickResult = { outcome: ClickOutcome } | { outcomes: Partial<Record
  */
 export function createClickProcessor(batcher: ClickBatcher<ClickOutcome>) {
   return async (job: Job<ClickJob | ClickBatchJob, ClickResult>): Promise<ClickResult> => {
-    if (job.name !== 'clicks') return { outcome: await batcher.add(parsePayload(parseClickJob, job.data)) }
-    const { clicks } = parsePayload(parseClickBatchJob, job.data)
+    const payload = parsePayload((data) => parseClicksQueueJob(job.name, data), job.data)
+    if (!('clicks' in payload)) return { outcome: await batcher.add(payload) }
+    const { clicks } = payload
     const outcomes: Partial<Record<ClickOutcome, number>> = {}
     for (const o of await Promise.all(clicks.map((c) => batcher.add(c)))) outcomes[o] = (outcomes[o] ?? 0) + 1
     return { outcomes }
