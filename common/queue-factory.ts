@@ -3,7 +3,7 @@
 import { Queue, type DefaultJobOptions } from 'bullmq'
 import { BullMQOtel } from 'bullmq-otel'
 import type { Redis } from 'ioredis'
-import type { Logger } from 'pino'
+import type { Log } from './logger.ts'
 
 /** One telemetry instance for every Queue and Worker; spans go to whatever tracer provider the process registered. */
 export const queueTelemetry = new BullMQOtel({ tracerName: 'opsdrill', version: process.env.OPSDRILL_VERSION ?? 'dev' })
@@ -11,7 +11,7 @@ export const queueTelemetry = new BullMQOtel({ tracerName: 'opsdrill', version: 
 export interface QueueFactoryOptions {
   connection: Redis
   prefix: string
-  log: Logger
+  log: Log
   defaultJobOptions?: DefaultJobOptions
 }
 
@@ -30,7 +30,7 @@ export function createQueue<Data = unknown>(name: string, opts: QueueFactoryOpti
  * A listener that logs an error at most once per interval. BullMQ re-emits every Redis connection error on every
  * Queue and Worker that shares the connection; during an outage that would be a log line per reconnect attempt.
  */
-export function throttledWarn(log: Logger, fields: Record<string, unknown>, msg: string, intervalMs = 10_000): (err: Error) => void {
+export function throttledWarn(log: Log, fields: Record<string, unknown>, msg: string, intervalMs = 10_000): (err: Error) => void {
   let last = 0
   return (err) => {
     const now = Date.now()

@@ -9,6 +9,7 @@ import { BullMQOtel } from 'bullmq-otel'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { metrics, observeGauge } from '../../common/metrics.ts'
+import { throttledWarn } from '../../common/queue-factory.ts'
 import {
   CLICK_JOBS,
   MAX_CLICKS_PER_JOB,
@@ -113,7 +114,7 @@ export default fp(
     }
     const clicks = new Queue<ClickBatchJob>(QUEUES.clicks, common)
     const exports = new Queue<ExportJob>(QUEUES.exports, common)
-    for (const q of [clicks, exports]) q.on('error', (err) => app.log.debug({ err, queue: q.name }, 'queue error'))
+    for (const q of [clicks, exports]) q.on('error', throttledWarn(app.log, { queue: { name: q.name } }, 'queue error'))
     const buffer = createClickBuffer(
       clicks,
       { max: c.CLICK_BUFFER_MAX, intervalMs: c.CLICK_FLUSH_INTERVAL_MS, ready: () => producerReady(app.redisProducer) },

@@ -5,10 +5,11 @@ import { testApp, login, uniqueEmail, PASSWORD } from '../helpers/app.ts'
 import { addDeadLetter, toDeadLetter } from '../../common/deadletters.ts'
 import { QUEUES } from '../../common/queues.ts'
 import { redisUrl } from '../helpers/env.ts'
+import { eventually, ownRedis, sleep } from '../helpers/service.ts'
 
-async function adminApp(t: { teardown(fn: () => unknown): void }) {
+async function adminApp(t: { teardown(fn: () => unknown): void }, overrides: Record<string, string> = {}) {
   const email = uniqueEmail()
-  const ctx = await testApp(t, { ADMIN_EMAILS: email })
+  const ctx = await testApp(t, { ADMIN_EMAILS: email, ...overrides })
   const admin = await login(ctx.app, email)
   const user = await login(ctx.app)
   return { ...ctx, admin, user, email }
@@ -74,3 +75,46 @@ void t.test('when the queue UI is opened, then only an admin gets it, by Basic o
   const names = (api.json() as { queues: { name: string }[] }).queues.map((q) => q.name).sort()
   t.same(names, ['clicks', 'dead-letters', 'exports', 'maintenance'])
 })
+
+void t.test(
+  'when Redis is down while the API starts, then its queues warn once each, and once Redis is back the queue UI shows every queue',
+  async (t) => {
+    const redis = await ownRedis(t)
+    await redis.stop()
+    const { app, admin, config, logs } = await adminApp(t, { REDIS_URL: redis.url, REDIS_CONNECT_TIMEOUT_MS: '300' })
+    // The UI polls while Redis is still down (the request waits for Redis); reconnect attempts go on meanwhile, each an
+    // error on every queue.
+    const during = app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers: admin.auth })
+    await sleep(1000)
+    const queueErrors = logs.filter((l) => l.message === 'queue error')
+    const perQueue = new Map<string, number>()
+    for (const l of queueErrors) {
+      const name = (l.queue as { name: string }).name
+      perQueue.set(name, (perQueue.get(name) ?? 0) + 1)
+    }
+    t.same([...perQueue.keys()].sort(), ['clicks', 'dead-letters', 'exports', 'maintenance'], 'every queue reports the outage')
+    t.same([...new Set(queueErrors.map((l) => l['log.level']))], ['warn'], 'as a warning')
+    t.same([...new Set(perQueue.values())], [1], 'once per queue, not once per reconnect attempt')
+
+    await redis.start()
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
+    t.teardown(() => connection.quit())
+    const dlq = new Queue(QUEUES.deadLetters, { connection, prefix: config.REDIS_PREFIX })
+    t.teardown(() => dlq.close())
+    await dlq.add('clicks:click', { seeded: true }, { jobId: 'seeded-1' })
+    let last = ''
+    const shown = await eventually(
+      async () => {
+        const res = await app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers: admin.auth })
+        last = `${res.statusCode} ${res.body.slice(0, 300)}`
+        if (res.statusCode !== 200) return false
+        const queues = (res.json() as { queues: { name: string; counts: Record<string, number> }[] }).queues
+        return queues.find((q) => q.name === QUEUES.deadLetters)?.counts.waiting === 1
+      },
+      10_000,
+      200,
+    )
+    t.ok(shown, `the dead-letters queue answers once Redis is back (last: ${last})`)
+    t.equal((await during).statusCode, 200, 'the request made during the outage is answered once Redis is back')
+  },
+)

@@ -3,11 +3,11 @@
 import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { sendProblem, toProblem } from '../../plugins/errors.ts'
 import { createHash } from 'node:crypto'
-import { Queue } from 'bullmq'
 import { createBullBoard } from '@bull-board/api'
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import { LRUCache } from 'lru-cache'
+import { createQueue } from '../../../common/queue-factory.ts'
 import { QUEUES } from '../../../common/queues.ts'
 import { authenticate as checkPassword } from '../../usecases/auth.ts'
 import { HttpProblem } from '../../problems.ts'
@@ -38,8 +38,9 @@ const routes: FastifyPluginAsync = async (app) => {
 
   const connection = app.redisProducer
   const prefix = app.config.REDIS_PREFIX
-  const extra = [QUEUES.maintenance, QUEUES.deadLetters].map((name) => new Queue(name, { connection, prefix, skipWaitingForReady: true }))
-  for (const q of extra) q.on('error', (err) => app.log.debug({ err, queue: q.name }, 'queue error'))
+  // Not skipWaitingForReady: with it, a Queue built while Redis is down fails its one-time initialisation and answers
+  // every later call with that error, even once Redis is back.
+  const extra = [QUEUES.maintenance, QUEUES.deadLetters].map((name) => createQueue(name, { connection, prefix, log: app.log }))
   const queues = [app.queues.clicks, app.queues.exports, ...extra]
 
   const serverAdapter = new FastifyAdapter()
