@@ -22,6 +22,13 @@ module.exports = {
       from: { path: '^common/' },
       to: { path: '^(service|worker|ops)/' },
     },
+    {
+      name: 'runtime-imports-are-dependencies',
+      severity: 'error',
+      comment: 'the image installs with npm ci --omit=dev: what the API or the worker loads must be in dependencies',
+      from: { path: '^(service|worker|common)/' },
+      to: { dependencyTypes: ['npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'], dependencyTypesNot: ['type-only'] },
+    },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
   ],
   options: {
