@@ -9,6 +9,7 @@ import { createLogger } from '../common/logger.ts'
 import { collectRuntimeMetrics } from '../common/metrics.ts'
 import { startMetricsServer } from '../common/metrics-server.ts'
 import { migrate } from '../common/migrate.ts'
+import { flushTelemetry } from '../common/telemetry/flush.ts'
 import { buildApp } from './app.ts'
 
 const config = loadConfigOrExit(ApiEnv)
@@ -33,6 +34,7 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger }, async ({ signal, err
   if (config.SHUTDOWN_READINESS_DELAY_MS > 0) await sleep(config.SHUTDOWN_READINESS_DELAY_MS)
   await app.close()
   await metricsServer.close()
+  await flushTelemetry()
   logger.info('shutdown complete')
 })
 

@@ -3,6 +3,7 @@
 import closeWithGrace from 'close-with-grace'
 import { WorkerEnv, loadConfigOrExit } from '../common/config.ts'
 import { createLogger } from '../common/logger.ts'
+import { flushTelemetry } from '../common/telemetry/flush.ts'
 import { SERVICE_NAME, startWorker } from './app.ts'
 
 const config = loadConfigOrExit(WorkerEnv)
@@ -15,6 +16,7 @@ closeWithGrace(
     if (err) log.error({ err }, 'shutting down after an uncaught error')
     else log.info({ signal }, 'shutting down: finishing active jobs')
     await (await running).close()
+    await flushTelemetry()
   },
 )
 

@@ -1,13 +1,15 @@
 // The OpenTelemetry SDK set-up, shared by the --import entry (instrumentation.ts) and the trace tests.
 // Everything is configured by the standard OTEL_* variables (exporter, endpoint, sampler, resource); the defaults
 // below are opsdrill's choices where the spec leaves them to the application, each with its reason.
+import { basename, dirname } from 'node:path'
 import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node'
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { RequestGate, samplerFor, samplingRuleFromEnv, setFastifyTracing } from './sampling.ts'
 
+/** By the entry's folder only: a checkout whose own path says "worker" still names its API opsdrill-api. */
 export function defaultServiceName(entry = process.argv[1] ?? ''): string {
-  return entry.includes('worker') ? 'opsdrill-worker' : 'opsdrill-api'
+  return basename(dirname(entry)) === 'worker' ? 'opsdrill-worker' : 'opsdrill-api'
 }
 
 const HEALTH = /^\/(healthz|readyz)$/

@@ -96,12 +96,16 @@ export interface WorkerChild {
   output: () => string
 }
 
-/** Runs `node worker/main.ts` with the config as its environment. */
-export function spawnWorker(t: T, config: WorkerConfig, extraEnv: Record<string, string> = {}): WorkerChild {
+/** Runs `node [nodeArgs] worker/main.ts` with the config as its environment. */
+export function spawnWorker(t: T, config: WorkerConfig, extraEnv: Record<string, string> = {}, nodeArgs: string[] = []): WorkerChild {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '' }
   for (const [k, v] of Object.entries(config)) env[k] = String(v)
   Object.assign(env, { METRICS_PORT: '0', INSTANCE_ID: `child-${randomUUID().slice(0, 8)}` }, extraEnv)
-  const child = spawn(process.execPath, [resolve(ROOT, 'worker/main.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, resolve(ROOT, 'worker/main.ts')], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
