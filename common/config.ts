@@ -84,7 +84,12 @@ export const WorkerEnv = Type.Object({
   CLICK_BATCH_SIZE: Int(500, 1),
   CLICK_BATCH_MAX_WAIT_MS: Int(20, 0),
   EXPORT_CONCURRENCY: Int(2, 1),
-  ROLLUP_EVERY_MS: Int(300000, 1000),
+  MAINTENANCE_EVERY_MS: Int(300000, 1000, 'interval of the scheduled maintenance jobs (retention)'),
+  // Exports and maintenance scan and delete in bulk: the API's PG_* bounds (sized for a request) would cut them off.
+  // Click ingestion keeps PG_*: a stalled batch must fail fast and be retried.
+  BATCH_PG_POOL_MAX: Int(2, 1, 'connections of the pool that export and maintenance jobs use'),
+  BATCH_PG_STATEMENT_TIMEOUT_MS: Int(300000, 1, 'statement_timeout of export and maintenance jobs'),
+  BATCH_PG_QUERY_TIMEOUT_MS: Int(310000, 1, 'client-side bound on one export or maintenance query (above the statement timeout)'),
   CLICK_RETENTION_DAYS: Int(90, 1),
   STALLED_INTERVAL_MS: Int(30000, 1000),
   JOB_LOCK_MS: Int(

@@ -35,6 +35,19 @@ export function dbOptions(env: DbEnv, applicationName: string): DbOptions {
   }
 }
 
+/** The worker's pool for export and maintenance jobs: PG_CONNECT_TIMEOUT_MS and idle as usual, batch-sized limits. */
+export function batchDbOptions(
+  env: DbEnv & { BATCH_PG_POOL_MAX: number; BATCH_PG_STATEMENT_TIMEOUT_MS: number; BATCH_PG_QUERY_TIMEOUT_MS: number },
+  applicationName: string,
+): DbOptions {
+  return {
+    ...dbOptions(env, applicationName),
+    max: env.BATCH_PG_POOL_MAX,
+    statementTimeoutMs: env.BATCH_PG_STATEMENT_TIMEOUT_MS,
+    queryTimeoutMs: env.BATCH_PG_QUERY_TIMEOUT_MS,
+  }
+}
+
 export type Db = ReturnType<typeof createDb>
 export type Queryable = Pick<pg.PoolClient, 'query'>
 

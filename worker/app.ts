@@ -2,7 +2,7 @@
 // it in-process and close it.
 import type { Queue } from 'bullmq'
 import type { WorkerConfig } from '../common/config.ts'
-import { createDb, dbOptions } from '../common/db.ts'
+import { batchDbOptions, createDb, dbOptions } from '../common/db.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { collectRuntimeMetrics, observePgPool } from '../common/metrics.ts'
 import { startMetricsServer } from '../common/metrics-server.ts'
@@ -31,6 +31,9 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
 
   const db = createDb(dbOptions(config, SERVICE_NAME), log)
   observePgPool(db.pool)
+  // Exports and maintenance on their own pool and limits (batchDbOptions): a long scan neither takes click
+  // ingestion's connections nor runs under its short timeouts. The pool gauges stay those of the ingestion pool.
+  const batchDb = createDb(batchDbOptions(config, `${SERVICE_NAME}:batch`), log)
   const connection = createRedis(
     'bullmq',
     { url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS },
@@ -42,7 +45,7 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
   // Read-only handles for the depth gauges; the API produces into these queues.
   const queues: Queue[] = [createQueue(QUEUES.clicks, queueOpts), createQueue(QUEUES.exports, queueOpts), maintenanceQueue, deadLetters]
   const ctx = { config, connection, log, deadLetters }
-  const parts = [createClicksWorker(ctx, db), createExportsWorker(ctx, db), createMaintenanceWorker(ctx, db)]
+  const parts = [createClicksWorker(ctx, db), createExportsWorker(ctx, batchDb), createMaintenanceWorker(ctx, batchDb)]
   const unobserve = observeQueues(queues)
 
   let closing: Promise<void> | undefined
@@ -52,7 +55,7 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
       ['workers', () => Promise.all(parts.map((p) => p.close()))],
       ['queues', () => Promise.all(queues.map((q) => q.close()))],
       ['metrics server', () => metricsServer.close()],
-      ['postgres', () => db.close()],
+      ['postgres', () => Promise.all([db.close(), batchDb.close()])],
       ['redis', () => closeRedis(connection)],
     ]
     unobserve()

@@ -2,7 +2,6 @@
 // those. The click id (minted by the API) is the primary key, so a replayed or redelivered click adds nothing.
 import type { Db } from '../../common/db.ts'
 import type { ClickJob } from '../../common/queues.ts'
-import { lockRollupDaysShared } from '../lib/rollup-locks.ts'
 
 export interface InsertedClick {
   id: string
@@ -15,11 +14,6 @@ export async function insertClicks(db: Db, clicks: ClickJob[]): Promise<Inserted
   // Sorted by id, so concurrent batches that share clicks wait on each other instead of deadlocking.
   const rows = [...clicks].sort((a, b) => (a.clickId < b.clickId ? -1 : a.clickId > b.clickId ? 1 : 0))
   return db.tx(async (client) => {
-    await lockRollupDaysShared(
-      db,
-      client,
-      rows.map((c) => c.at),
-    )
     const inserted = await db.query<InsertedClick>(
       'clicks_insert_batch',
       `INSERT INTO clicks (id, link_id, at, referrer, ua_family, country)

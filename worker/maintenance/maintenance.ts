@@ -1,29 +1,8 @@
-// Maintenance use-cases, run by the scheduler every ROLLUP_EVERY_MS.
+// Maintenance use-cases, run by the scheduler every MAINTENANCE_EVERY_MS.
 import type { Db } from '../../common/db.ts'
-import { dayNumberToDate, utcDayNumber } from '../lib/rollup-locks.ts'
-import { deleteClicksBefore, recountRollupDay } from './maintenance.repository.ts'
+import { deleteClicksBefore } from './maintenance.repository.ts'
 
-/** Days the reconcile recounts: today and yesterday (UTC), the only days clicks still arrive for in the normal course. */
-export const RECONCILE_DAYS = 2
-
-export interface ReconcileResult {
-  days: string[]
-  corrected: number
-  removed: number
-}
-
-/** Recomputes the rollups of the last RECONCILE_DAYS UTC days from the clicks themselves. */
-export async function reconcileRollups(db: Db, now = new Date()): Promise<ReconcileResult> {
-  const today = utcDayNumber(now)
-  const out: ReconcileResult = { days: [], corrected: 0, removed: 0 }
-  for (let day = today - RECONCILE_DAYS + 1; day <= today; day++) {
-    const r = await recountRollupDay(db, day)
-    out.days.push(dayNumberToDate(day))
-    out.corrected += r.corrected
-    out.removed += r.removed
-  }
-  return out
-}
+const DAY_MS = 86_400_000
 
 export interface RetentionResult {
   cutoff: string
@@ -34,14 +13,14 @@ export interface RetentionResult {
 
 /**
  * Deletes clicks older than retentionDays in chunks, so no statement holds locks or runs long. The cutoff is a UTC
- * midnight, so the days the reconcile recounts are never partly deleted (rollups keep the history of deleted clicks).
+ * midnight; click_rollups_daily keeps the counts of the deleted clicks.
  */
 export async function enforceRetention(
   db: Db,
   retentionDays: number,
   { now = new Date(), chunk = 5000, maxChunks = 200 }: { now?: Date; chunk?: number; maxChunks?: number } = {},
 ): Promise<RetentionResult> {
-  const cutoff = new Date(dayNumberToDate(utcDayNumber(now) - retentionDays) + 'T00:00:00Z')
+  const cutoff = new Date((Math.floor(now.getTime() / DAY_MS) - retentionDays) * DAY_MS)
   let deleted = 0
   for (let i = 0; i < maxChunks; i++) {
     const n = await deleteClicksBefore(db, cutoff, chunk)

@@ -1,68 +1,22 @@
 import t from 'tap'
 import { createDb } from '../../../common/db.ts'
 import { pino } from 'pino'
-import { testDatabase } from '../../helpers/env.ts'
+import { testDatabase, workerConfig } from '../../helpers/env.ts'
 import { createLink, createUser } from '../../helpers/factories.ts'
-import { count, pgPool, producer, startTestWorker, waitFor } from '../../helpers/worker.ts'
+import { clickJob, count, pgPool, producer, startTestWorker, waitFor } from '../../helpers/worker.ts'
 import { enforceRetention } from '../../../worker/maintenance/maintenance.ts'
 import type { Queue } from 'bullmq'
 
-const DAY_MS = 86_400_000
-const day = (offsetDays: number) => new Date(Date.now() + offsetDays * DAY_MS).toISOString().slice(0, 10)
-
-async function runJob(queue: Queue, name: string, data: object = {}) {
+async function runJob(queue: Queue, name: string, data: object = {}, timeoutMs = 15_000) {
   const job = await queue.add(name, data)
   return waitFor(
     async () => {
       const j = await queue.getJob(job.id!)
       return j?.finishedOn ? j : undefined
     },
-    { what: `the ${name} job` },
+    { what: `the ${name} job`, timeoutMs },
   )
 }
-
-void t.test('when the rollup runs, then the last two UTC days are recounted from the clicks and older days are left alone', async (t) => {
-  const url = await testDatabase(t)
-  const pool = pgPool(t, url)
-  const user = await createUser(pool)
-  const [a, b, c] = [await createLink(pool, user.id), await createLink(pool, user.id), await createLink(pool, user.id)]
-  const insert = (linkId: string, n: number, offsetDays: number) =>
-    pool.query(
-      `INSERT INTO clicks (id, link_id, at, ua_family)
-       SELECT gen_random_uuid(), $1, ($3::date)::timestamp AT TIME ZONE 'UTC' + interval '12 hours', 'Chrome' FROM generate_series(1, $2::int)`,
-      [linkId, n, day(offsetDays)],
-    )
-  await insert(a.id, 3, 0)
-  await insert(a.id, 2, -1)
-  await insert(b.id, 4, -1)
-  await insert(a.id, 1, -5)
-  // Drifted rollups: too high today, missing for b yesterday, a row for c with no clicks, and an old day that is
-  // outside the window (its clicks may be gone to retention, so it must stay as it is).
-  await pool.query('INSERT INTO click_rollups_daily (link_id, day, clicks) VALUES ($1, $3, 10), ($1, $4, 2), ($2, $4, 7), ($1, $5, 99)', [
-    a.id,
-    c.id,
-    day(0),
-    day(-1),
-    day(-5),
-  ])
-  const { config } = await startTestWorker(t, url, { ROLLUP_EVERY_MS: '3600000' })
-  const p = producer(t, config)
-
-  const job = await runJob(p.maintenance, 'rollup')
-
-  t.equal(await job.getState(), 'completed')
-  t.match(job.returnvalue, { days: [day(-1), day(0)] })
-  const res = await pool.query<{ link_id: string; day: string; clicks: string }>(
-    'SELECT link_id, day::text, clicks FROM click_rollups_daily',
-  )
-  const rollups = Object.fromEntries(res.rows.map((r) => [`${r.link_id}|${r.day}`, Number(r.clicks)]))
-  t.same(rollups, {
-    [`${a.id}|${day(0)}`]: 3,
-    [`${a.id}|${day(-1)}`]: 2,
-    [`${b.id}|${day(-1)}`]: 4,
-    [`${a.id}|${day(-5)}`]: 99,
-  })
-})
 
 void t.test('when retention runs, then clicks older than CLICK_RETENTION_DAYS are deleted and newer ones kept', async (t) => {
   const url = await testDatabase(t)
@@ -79,7 +33,7 @@ void t.test('when retention runs, then clicks older than CLICK_RETENTION_DAYS ar
       [link.id, offset, n],
     )
   }
-  const { config } = await startTestWorker(t, url, { CLICK_RETENTION_DAYS: '30', ROLLUP_EVERY_MS: '3600000' })
+  const { config } = await startTestWorker(t, url, { CLICK_RETENTION_DAYS: '30', MAINTENANCE_EVERY_MS: '3600000' })
   const p = producer(t, config)
   // The scheduler's first run at boot already applies the 30 days; wait for it so the job below has its own work.
   await waitFor(async () => (await count(pool, 'SELECT count(*) AS n FROM clicks')) === 3, { what: 'the scheduled retention run' })
@@ -114,13 +68,91 @@ void t.test('when retention has more to delete than one run allows, then it dele
   t.equal(await count(pool, 'SELECT count(*) AS n FROM clicks'), 0)
 })
 
-void t.test('when the worker starts, then the rollup and retention jobs are scheduled every ROLLUP_EVERY_MS', async (t) => {
+void t.test(
+  'when the worker starts, then the maintenance jobs are scheduled every MAINTENANCE_EVERY_MS, and retired ones removed',
+  async (t) => {
+    const url = await testDatabase(t)
+    const config = workerConfig(url)
+    const p = producer(t, config)
+    // What an earlier release left in Redis: the scheduler of the rollup reconcile it no longer has.
+    await p.maintenance.upsertJobScheduler('rollup', { every: 300000 }, { name: 'rollup', data: {} })
+    await startTestWorker(t, url, { REDIS_PREFIX: config.REDIS_PREFIX, MAINTENANCE_EVERY_MS: '120000' })
+    const schedulers = await p.maintenance.getJobSchedulers()
+    t.same(schedulers.map((s) => [s.key, s.every]).sort(), [['retention', 120000]])
+  },
+)
+
+void t.test(
+  'when a maintenance job needs more statement time than an API request gets, then it runs under the worker batch limit',
+  async (t) => {
+    const url = await testDatabase(t)
+    const pool = pgPool(t, url)
+    const link = await createLink(pool, (await createUser(pool)).id)
+    await pool.query(
+      `INSERT INTO clicks (id, link_id, at, ua_family) SELECT gen_random_uuid(), $1, now() - interval '100 days', 'Chrome' FROM generate_series(1, 3)`,
+      [link.id],
+    )
+    // The delete takes 2.5 s of statement time, past the 2 s PG_STATEMENT_TIMEOUT_MS the API and click ingestion keep.
+    await pool.query(
+      `CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$`,
+    )
+    await pool.query('CREATE TRIGGER slow_delete AFTER DELETE ON clicks FOR EACH STATEMENT EXECUTE FUNCTION slow_delete()')
+    const { config } = await startTestWorker(t, url, {
+      PG_STATEMENT_TIMEOUT_MS: '2000',
+      JOB_ATTEMPTS: '1',
+      MAINTENANCE_EVERY_MS: '3600000',
+    })
+    t.equal(config.BATCH_PG_STATEMENT_TIMEOUT_MS, 300000, 'the batch default')
+    const p = producer(t, config)
+
+    const job = await runJob(p.maintenance, 'retention', { retentionDays: 30 }, 30_000)
+
+    t.equal(await job.getState(), 'completed', job.failedReason)
+    t.equal(await count(pool, 'SELECT count(*) AS n FROM clicks'), 0)
+  },
+)
+
+void t.test('when maintenance runs while a rollup row is held, then click ingestion for other links goes on', async (t) => {
   const url = await testDatabase(t)
-  const { config } = await startTestWorker(t, url, { ROLLUP_EVERY_MS: '120000' })
+  const pool = pgPool(t, url)
+  const user = await createUser(pool)
+  const [held, other] = [await createLink(pool, user.id), await createLink(pool, user.id)]
+  // Another transaction holds today's rollup row of one link, as a long ingestion batch or an operator's query
+  // would. Maintenance that waits on it must not hold up every other link's clicks.
+  await pool.query("INSERT INTO clicks (id, link_id, at, ua_family) VALUES (gen_random_uuid(), $1, now(), 'Chrome')", [held.id])
+  await pool.query('INSERT INTO click_rollups_daily (link_id, day, clicks) VALUES ($1, (now() AT TIME ZONE $2)::date, 5)', [held.id, 'UTC'])
+  const holder = await pool.connect()
+  t.teardown(() => holder.release())
+  await holder.query('BEGIN')
+  await holder.query('SELECT * FROM click_rollups_daily WHERE link_id = $1 FOR UPDATE', [held.id])
+
+  // Timeouts long enough that a wait on the held row would show, not be cut short by a statement timeout.
+  const { config } = await startTestWorker(t, url, {
+    JOB_ATTEMPTS: '1',
+    MAINTENANCE_EVERY_MS: '3600000',
+    PG_STATEMENT_TIMEOUT_MS: '20000',
+    PG_QUERY_TIMEOUT_MS: '21000',
+  })
   const p = producer(t, config)
-  const schedulers = await p.maintenance.getJobSchedulers()
-  t.same(schedulers.map((s) => [s.key, s.every]).sort(), [
-    ['retention', 120000],
-    ['rollup', 120000],
-  ])
+  // Every maintenance job this worker schedules, run now.
+  const names = (await p.maintenance.getJobSchedulers()).map((s) => s.name)
+  t.ok(names.length > 0, `maintenance jobs: ${names.join(', ')}`)
+  for (const name of names) await p.maintenance.add(name, {})
+  await waitFor(
+    async () => {
+      const c = await p.maintenance.getJobCounts('active', 'completed', 'failed')
+      return (c.active ?? 0) + (c.completed ?? 0) + (c.failed ?? 0) > 0
+    },
+    { what: 'maintenance to start' },
+  )
+
+  const clicks = [clickJob(other.id), clickJob(other.id)]
+  const started = Date.now()
+  await p.clicks.add('clicks', { clicks }, { jobId: `b-${clicks[0]!.clickId}` })
+  await waitFor(async () => (await count(pool, 'SELECT count(*) AS n FROM clicks WHERE link_id = $1', [other.id])) === 2, {
+    what: "the other link's clicks to be stored",
+    timeoutMs: 5000,
+  })
+  t.ok(Date.now() - started < 5000, `stored in ${Date.now() - started} ms while maintenance ran`)
+  await holder.query('ROLLBACK')
 })
