@@ -84,6 +84,14 @@ export const WorkerEnv = Type.Object({
   CLICK_BATCH_SIZE: Int(500, 1),
   CLICK_BATCH_MAX_WAIT_MS: Int(20, 0),
   EXPORT_CONCURRENCY: Int(2, 1),
+  EXPORT_MAX_ROWS: Int(1_000_000, 1, 'clicks an export may hold; a larger one fails with a message saying so'),
+  EXPORT_MAX_BYTES: Int(256 * 1024 * 1024, 1024, 'bytes of CSV an export may hold; a larger one fails with a message saying so'),
+  EXPORT_RETENTION_HOURS: Int(168, 1, 'hours a finished (done or failed) export is kept before the maintenance sweep deletes it'),
+  EXPORT_REQUEUE_AFTER_MS: Int(
+    60000,
+    1000,
+    'age after which the maintenance sweep re-enqueues a queued export (its enqueue was lost to a crash); same job id, so never twice',
+  ),
   MAINTENANCE_EVERY_MS: Int(300000, 1000, 'interval of the scheduled maintenance jobs (retention)'),
   // Exports and maintenance scan and delete in bulk: the API's PG_* bounds (sized for a request) would cut them off.
   // Click ingestion keeps PG_*: a stalled batch must fail fast and be retried.

@@ -7,7 +7,7 @@ import { createLogger, type Logger } from '../common/logger.ts'
 import { collectRuntimeMetrics, observePgPool } from '../common/metrics.ts'
 import { startMetricsServer } from '../common/metrics-server.ts'
 import { createQueue } from '../common/queue-factory.ts'
-import { QUEUES, type MaintenanceJob } from '../common/queues.ts'
+import { QUEUES, defaultJobOptions, type ExportJob, type MaintenanceJob } from '../common/queues.ts'
 import { closeRedis, createRedis } from '../common/redis.ts'
 import { createClicksWorker } from './clicks/clicks.worker.ts'
 import { createExportsWorker } from './exports/exports.worker.ts'
@@ -42,10 +42,15 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
   const queueOpts = { connection, prefix: config.REDIS_PREFIX, log }
   const deadLetters = createQueue(QUEUES.deadLetters, queueOpts)
   const maintenanceQueue = createQueue<MaintenanceJob>(QUEUES.maintenance, queueOpts)
-  // Read-only handles for the depth gauges; the API produces into these queues.
-  const queues: Queue[] = [createQueue(QUEUES.clicks, queueOpts), createQueue(QUEUES.exports, queueOpts), maintenanceQueue, deadLetters]
+  // The maintenance sweep re-enqueues exports whose enqueue was lost, with the producers' job options.
+  const exportsQueue = createQueue<ExportJob>(QUEUES.exports, {
+    ...queueOpts,
+    defaultJobOptions: defaultJobOptions(config.JOB_ATTEMPTS, config.JOB_BACKOFF_MS),
+  })
+  // Handles for the depth gauges; the API produces into the clicks and exports queues.
+  const queues: Queue[] = [createQueue(QUEUES.clicks, queueOpts), exportsQueue, maintenanceQueue, deadLetters]
   const ctx = { config, connection, log, deadLetters }
-  const parts = [createClicksWorker(ctx, db), createExportsWorker(ctx, batchDb), createMaintenanceWorker(ctx, batchDb)]
+  const parts = [createClicksWorker(ctx, db), createExportsWorker(ctx, batchDb), createMaintenanceWorker(ctx, batchDb, exportsQueue)]
   const unobserve = observeQueues(queues)
 
   let closing: Promise<void> | undefined

@@ -7,12 +7,14 @@ export interface ExportRow {
   status: 'queued' | 'running' | 'done' | 'failed'
   progress: number
   row_count: number | null
+  /** Size of the CSV once done; bigint arrives as text. */
+  bytes: string | null
   error: string | null
   created_at: Date
   finished_at: Date | null
 }
 
-const COLUMNS = 'id, link_id, owner_id, status, progress, row_count, error, created_at, finished_at'
+const COLUMNS = 'id, link_id, owner_id, status, progress, row_count, bytes, error, created_at, finished_at'
 
 export async function insertExport(db: Db, linkId: string, ownerId: string): Promise<ExportRow> {
   const { rows } = await db.query<ExportRow>(
@@ -39,11 +41,12 @@ export async function findExport(db: Db, id: string, ownerId: string | null): Pr
   return rows[0] ?? null
 }
 
-export async function exportContent(db: Db, id: string, ownerId: string | null): Promise<Buffer | null> {
-  const { rows } = await db.query<{ content: Buffer | null }>(
-    'export_content',
-    "SELECT content FROM exports WHERE id = $1 AND status = 'done' AND ($2::uuid IS NULL OR owner_id = $2)",
-    [id, ownerId],
+/** One chunk of a finished export's CSV, by position; null past the last one. */
+export async function exportChunk(db: Db, id: string, seq: number): Promise<Buffer | null> {
+  const { rows } = await db.query<{ data: Buffer }>(
+    'export_chunk_read',
+    'SELECT data FROM export_chunks WHERE export_id = $1 AND seq = $2',
+    [id, seq],
   )
-  return rows[0]?.content ?? null
+  return rows[0]?.data ?? null
 }

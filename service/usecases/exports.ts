@@ -1,10 +1,11 @@
 // CSV exports: the API records the request and enqueues it; the worker writes the file and reports progress.
 import type { Queue } from 'bullmq'
+import { Readable } from 'node:stream'
 import type { Db } from '../../common/db.ts'
 import { metrics } from '../../common/metrics.ts'
 import { QUEUES, parseExportJob, type ExportJob } from '../../common/queues.ts'
 import { HttpProblem, notFound, unavailable } from '../problems.ts'
-import { exportContent, findExport, insertExport, markExportFailed, type ExportRow } from '../repositories/exports.ts'
+import { exportChunk, findExport, insertExport, markExportFailed, type ExportRow } from '../repositories/exports.ts'
 import type { AccessClaims } from '../plugins/auth.ts'
 
 export interface ExportView {
@@ -60,12 +61,18 @@ export async function getExport(db: Db, user: AccessClaims, id: string): Promise
   return view(row)
 }
 
-export async function downloadExport(db: Db, user: AccessClaims, id: string): Promise<Buffer> {
+/** A finished export's CSV as a stream that reads one stored chunk at a time, and its size. */
+export async function downloadExport(db: Db, user: AccessClaims, id: string): Promise<{ bytes: number; csv: Readable }> {
   const row = await findExport(db, id, scope(user))
   if (!row) throw notFound('export')
   if (row.status !== 'done')
     throw new HttpProblem(409, 'EXPORT_NOT_READY', 'Conflict', `export is ${row.status}; poll until status is done`)
-  const content = await exportContent(db, id, scope(user))
-  if (!content) throw notFound('export')
-  return content
+  async function* chunks() {
+    for (let seq = 0; ; seq++) {
+      const chunk = await exportChunk(db, id, seq)
+      if (!chunk) return
+      yield chunk
+    }
+  }
+  return { bytes: Number(row.bytes ?? 0), csv: Readable.from(chunks(), { objectMode: false }) }
 }

@@ -102,17 +102,27 @@ void t.test(
     // The worker's part, done by hand: it writes the CSV and marks the export done.
     const db = await sql(t, databaseUrl)
     const csv = 'click_id,at,referrer,ua_family,country\n00000000-0000-4000-8000-000000000001,2026-01-01T00:00:00.000Z,,Chrome,DE\n'
-    await db.query("UPDATE exports SET status = 'done', progress = 100, row_count = 1, content = $2, finished_at = now() WHERE id = $1", [
+    // Two chunks, as the worker writes a CSV larger than one chunk; the download joins them in order.
+    const half = Math.floor(csv.length / 2)
+    await db.query('INSERT INTO export_chunks (export_id, seq, data) VALUES ($1, 1, $3), ($1, 0, $2)', [
       body.exportId,
-      Buffer.from(csv),
+      Buffer.from(csv.slice(0, half)),
+      Buffer.from(csv.slice(half)),
+    ])
+    await db.query("UPDATE exports SET status = 'done', progress = 100, row_count = 1, bytes = $2, finished_at = now() WHERE id = $1", [
+      body.exportId,
+      Buffer.byteLength(csv),
     ])
     const done = (await app.inject({ method: 'GET', url: body.statusUrl, headers: auth })).json()
     t.match(done, { status: 'done', progress: 100, rowCount: 1, downloadUrl: `${body.statusUrl}/download` })
+    const reads = await pgQueries(metrics.pgQueryDuration, 'export_chunk_read')
     const dl = await app.inject({ method: 'GET', url: `${body.statusUrl}/download`, headers: auth })
     t.equal(dl.statusCode, 200)
+    t.equal((await pgQueries(metrics.pgQueryDuration, 'export_chunk_read')) - reads, 3, 'read one chunk at a time (two, then the end)')
     t.match(dl.headers['content-type'], /^text\/csv/)
     t.match(dl.headers['content-disposition'], `export-${body.exportId}.csv`)
     t.equal(dl.body, csv)
+    t.equal(dl.headers['content-length'], String(Buffer.byteLength(csv)))
     assertProblem(t, await app.inject({ method: 'GET', url: `${body.statusUrl}/download`, headers: other.auth }), 404, 'NOT_FOUND')
   },
 )

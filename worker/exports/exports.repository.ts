@@ -53,13 +53,21 @@ export async function setExportProgress(db: Db, exportId: string, progress: numb
   await db.query('export_progress', 'UPDATE exports SET progress = $2, updated_at = now() WHERE id = $1', [exportId, progress])
 }
 
-export async function finishExport(db: Db, exportId: string, content: Buffer, rowCount: number): Promise<void> {
+export async function clearExportChunks(db: Db, exportId: string): Promise<void> {
+  await db.query('export_chunks_clear', 'DELETE FROM export_chunks WHERE export_id = $1', [exportId])
+}
+
+export async function writeExportChunk(db: Db, exportId: string, seq: number, data: Buffer): Promise<void> {
+  await db.query('export_chunk_write', 'INSERT INTO export_chunks (export_id, seq, data) VALUES ($1, $2, $3)', [exportId, seq, data])
+}
+
+export async function finishExport(db: Db, exportId: string, rowCount: number, bytes: number): Promise<void> {
   await db.query(
     'export_finish',
-    `UPDATE exports SET status = 'done', progress = 100, content = $2, row_count = $3, error = NULL,
+    `UPDATE exports SET status = 'done', progress = 100, row_count = $2, bytes = $3, error = NULL,
             finished_at = now(), updated_at = now()
      WHERE id = $1`,
-    [exportId, content, rowCount],
+    [exportId, rowCount, bytes],
   )
 }
 

@@ -5,7 +5,8 @@ import { failExport } from './exports.repository.ts'
 import { createExportProcessor } from './exports.processor.ts'
 
 export function createExportsWorker(ctx: WorkerContext, db: Db) {
-  const worker = buildWorker(QUEUES.exports, createExportProcessor(db), ctx, {
+  const limits = { maxRows: ctx.config.EXPORT_MAX_ROWS, maxBytes: ctx.config.EXPORT_MAX_BYTES }
+  const worker = buildWorker(QUEUES.exports, createExportProcessor(db, limits), ctx, {
     concurrency: ctx.config.EXPORT_CONCURRENCY,
     // The owner polls the export row, so its final state must say failed; the details stay in the logs.
     onFinalFailure: async (job, err) => {

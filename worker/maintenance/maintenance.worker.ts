@@ -1,13 +1,13 @@
 import type { Queue } from 'bullmq'
 import type { WorkerConfig } from '../../common/config.ts'
 import type { Db } from '../../common/db.ts'
-import { QUEUES, defaultJobOptions, type MaintenanceJob } from '../../common/queues.ts'
+import { QUEUES, defaultJobOptions, type ExportJob, type MaintenanceJob } from '../../common/queues.ts'
 import { buildWorker, type WorkerContext } from '../lib/build-worker.ts'
 import { MAINTENANCE_JOBS, createMaintenanceProcessor } from './maintenance.processor.ts'
 
-export function createMaintenanceWorker(ctx: WorkerContext, db: Db) {
+export function createMaintenanceWorker(ctx: WorkerContext, db: Db, exportsQueue: Queue<ExportJob>) {
   // One at a time: the jobs are bulk statements.
-  const worker = buildWorker(QUEUES.maintenance, createMaintenanceProcessor(db, ctx.config.CLICK_RETENTION_DAYS), ctx, { concurrency: 1 })
+  const worker = buildWorker(QUEUES.maintenance, createMaintenanceProcessor(db, ctx.config, exportsQueue), ctx, { concurrency: 1 })
   return { worker, close: () => worker.close() }
 }
 

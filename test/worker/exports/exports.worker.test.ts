@@ -1,7 +1,9 @@
 import t from 'tap'
 import { testDatabase } from '../../helpers/env.ts'
 import { createLink, createUser } from '../../helpers/factories.ts'
-import { pgPool, producer, startTestWorker, waitFor } from '../../helpers/worker.ts'
+import type pg from 'pg'
+import { count, pgPool, producer, startTestWorker, waitFor, type Producer } from '../../helpers/worker.ts'
+import { CHUNK_BYTES } from '../../../worker/exports/export-clicks.ts'
 
 void t.test('when an export runs, then the CSV holds every click of the link in time order and progress reaches 100', async (t) => {
   const url = await testDatabase(t)
@@ -44,11 +46,12 @@ void t.test('when an export runs, then the CSV holds every click of the link in 
   t.equal(await job.getState(), 'completed')
   t.equal(job.progress, 100, 'job progress says 100')
   t.match(job.returnvalue, { status: 'done', rowCount: 2501 })
-  const row = (await pool.query('SELECT status, progress, row_count, content, finished_at FROM exports WHERE id = $1', [exportId])).rows[0]
+  const row = (await pool.query('SELECT status, progress, row_count, bytes, finished_at FROM exports WHERE id = $1', [exportId])).rows[0]
   t.match(row, { status: 'done', progress: 100, row_count: 2501 })
   t.ok(row.finished_at instanceof Date, 'finished_at is set')
 
-  const csv = (row.content as Buffer).toString('utf8')
+  const csv = await storedCsv(pool, exportId)
+  t.equal(Buffer.byteLength(csv), Number(row.bytes), 'bytes says the size of the CSV')
   t.equal(csv.split('\n')[0], 'click_id,at,referrer,ua_family,country', 'header first')
   const records = parseCsv(csv)
   t.equal(records.length, 2501, "only this link's clicks")
@@ -97,6 +100,31 @@ void t.test('when the export row was deleted before its job ran, then the job co
   t.match(job.returnvalue, { status: 'skipped' })
 })
 
+/** The stored CSV: the chunks in order. */
+async function storedCsv(pool: pg.Pool, exportId: string): Promise<string> {
+  const { rows } = await pool.query<{ data: Buffer }>('SELECT data FROM export_chunks WHERE export_id = $1 ORDER BY seq', [exportId])
+  return Buffer.concat(rows.map((r) => r.data)).toString('utf8')
+}
+
+async function newExport(pool: pg.Pool, linkId: string, ownerId: string): Promise<string> {
+  const { rows } = await pool.query<{ id: string }>('INSERT INTO exports (link_id, owner_id) VALUES ($1, $2) RETURNING id', [
+    linkId,
+    ownerId,
+  ])
+  return rows[0]!.id
+}
+
+async function runExport(p: Producer, exportId: string, linkId: string) {
+  await p.exports.add('export', { exportId, linkId }, { jobId: exportId })
+  return waitFor(
+    async () => {
+      const j = await p.exports.getJob(exportId)
+      return j?.finishedOn ? j : undefined
+    },
+    { what: 'the export job', timeoutMs: 60_000 },
+  )
+}
+
 /** RFC 4180 records as objects keyed by the header; small enough to trust, independent of the writer. */
 function parseCsv(text: string): Record<string, string>[] {
   const rows: string[][] = [[]]
@@ -122,3 +150,91 @@ function parseCsv(text: string): Record<string, string>[] {
   const [header, ...body] = rows
   return body.map((r) => Object.fromEntries(header!.map((h, i) => [h, r[i] ?? ''])))
 }
+
+void t.test('when a large export runs, then it is written in bounded chunks as the rows are read, never whole', async (t) => {
+  const url = await testDatabase(t)
+  const pool = pgPool(t, url)
+  const user = await createUser(pool)
+  const link = await createLink(pool, user.id)
+  // About 6 MB of CSV: 20,000 clicks with 250-byte referrers.
+  await pool.query(
+    `INSERT INTO clicks (id, link_id, at, referrer, ua_family)
+     SELECT gen_random_uuid(), $1, now() - g * interval '1 millisecond', 'https://ref.example/' || repeat('x', 230), 'Chrome'
+     FROM generate_series(1, 20000) AS g`,
+    [link.id],
+  )
+  const exportId = await newExport(pool, link.id, user.id)
+  const { config } = await startTestWorker(t, url)
+  const p = producer(t, config)
+
+  const job = await runExport(p, exportId, link.id)
+
+  t.equal(await job.getState(), 'completed', job.failedReason)
+  const { rows } = await pool.query<{ seq: number; size: number }>(
+    'SELECT seq, length(data) AS size FROM export_chunks WHERE export_id = $1 ORDER BY seq',
+    [exportId],
+  )
+  const total = rows.reduce((a, r) => a + r.size, 0)
+  t.ok(total > 5_000_000, `${total} bytes of CSV`)
+  t.equal(job.returnvalue.chunks, rows.length)
+  t.same(
+    rows.map((r) => r.seq),
+    rows.map((_, i) => i),
+    'numbered from 0 without gaps',
+  )
+  // A chunk is cut at the first page boundary past CHUNK_BYTES: one 1,000-row page (~260 KB here) at most above it.
+  const largest = Math.max(...rows.map((r) => r.size))
+  t.ok(largest < CHUNK_BYTES + 300_000, `the largest chunk is ${largest} bytes`)
+  t.ok(rows.length >= Math.floor(total / (CHUNK_BYTES + 300_000)), `${rows.length} chunks`)
+  t.equal(parseCsv(await storedCsv(pool, exportId)).length, 20000)
+})
+
+void t.test('when an export would exceed EXPORT_MAX_ROWS, then it fails at once with a message naming the limit', async (t) => {
+  const url = await testDatabase(t)
+  const pool = pgPool(t, url)
+  const user = await createUser(pool)
+  const link = await createLink(pool, user.id)
+  await pool.query(
+    `INSERT INTO clicks (id, link_id, at, ua_family) SELECT gen_random_uuid(), $1, now(), 'Chrome' FROM generate_series(1, 150)`,
+    [link.id],
+  )
+  const exportId = await newExport(pool, link.id, user.id)
+  const { config } = await startTestWorker(t, url, { EXPORT_MAX_ROWS: '100' })
+  const p = producer(t, config)
+
+  const job = await runExport(p, exportId, link.id)
+
+  t.equal(await job.getState(), 'completed', 'no retry: it could never succeed')
+  t.equal(job.attemptsMade, 1)
+  const row = (await pool.query('SELECT status, error FROM exports WHERE id = $1', [exportId])).rows[0]
+  t.equal(row.status, 'failed')
+  t.match(row.error, /^export too large: the link has 150 clicks, more than EXPORT_MAX_ROWS \(100\)/)
+  t.equal(await count(pool, 'SELECT count(*) AS n FROM export_chunks WHERE export_id = $1', [exportId]), 0, 'nothing stored')
+  t.equal(await p.deadLetters.getWaitingCount(), 0, 'and no dead letter')
+})
+
+void t.test('when an export would exceed EXPORT_MAX_BYTES, then it fails with a message naming the limit and keeps nothing', async (t) => {
+  const url = await testDatabase(t)
+  const pool = pgPool(t, url)
+  const user = await createUser(pool)
+  const link = await createLink(pool, user.id)
+  await pool.query(
+    `INSERT INTO clicks (id, link_id, at, referrer, ua_family)
+     SELECT gen_random_uuid(), $1, now() - g * interval '1 millisecond', repeat('r', 500), 'Chrome' FROM generate_series(1, 3000) AS g`,
+    [link.id],
+  )
+  const exportId = await newExport(pool, link.id, user.id)
+  const { config } = await startTestWorker(t, url, { EXPORT_MAX_BYTES: '600000' })
+  const p = producer(t, config)
+
+  await runExport(p, exportId, link.id)
+
+  const row = (await pool.query('SELECT status, error FROM exports WHERE id = $1', [exportId])).rows[0]
+  t.equal(row.status, 'failed')
+  t.match(row.error, /^export too large: more than EXPORT_MAX_BYTES \(600000\) bytes/)
+  t.equal(
+    await count(pool, 'SELECT count(*) AS n FROM export_chunks WHERE export_id = $1', [exportId]),
+    0,
+    'the chunks written are removed',
+  )
+})

@@ -78,7 +78,10 @@ void t.test(
     await p.maintenance.upsertJobScheduler('rollup', { every: 300000 }, { name: 'rollup', data: {} })
     await startTestWorker(t, url, { REDIS_PREFIX: config.REDIS_PREFIX, MAINTENANCE_EVERY_MS: '120000' })
     const schedulers = await p.maintenance.getJobSchedulers()
-    t.same(schedulers.map((s) => [s.key, s.every]).sort(), [['retention', 120000]])
+    t.same(schedulers.map((s) => [s.key, s.every]).sort(), [
+      ['exports', 120000],
+      ['retention', 120000],
+    ])
   },
 )
 
@@ -155,4 +158,68 @@ void t.test('when maintenance runs while a rollup row is held, then click ingest
   })
   t.ok(Date.now() - started < 5000, `stored in ${Date.now() - started} ms while maintenance ran`)
   await holder.query('ROLLBACK')
+})
+
+void t.test(
+  'when exports are older than EXPORT_RETENTION_HOURS, then the sweep deletes them with their chunks and keeps newer ones',
+  async (t) => {
+    const url = await testDatabase(t)
+    const pool = pgPool(t, url)
+    const user = await createUser(pool)
+    const link = await createLink(pool, user.id)
+    const finished = async (hoursAgo: number, status: 'done' | 'failed') => {
+      const { rows } = await pool.query<{ id: string }>(
+        `INSERT INTO exports (link_id, owner_id, status, finished_at) VALUES ($1, $2, $3, now() - $4 * interval '1 hour') RETURNING id`,
+        [link.id, user.id, status, hoursAgo],
+      )
+      await pool.query("INSERT INTO export_chunks (export_id, seq, data) VALUES ($1, 0, 'a,b\n')", [rows[0]!.id])
+      return rows[0]!.id
+    }
+    const [oldDone, oldFailed, recent] = [await finished(49, 'done'), await finished(49, 'failed'), await finished(47, 'done')]
+    const { config } = await startTestWorker(t, url, { EXPORT_RETENTION_HOURS: '48', MAINTENANCE_EVERY_MS: '3600000' })
+    const p = producer(t, config)
+
+    const job = await runJob(p.maintenance, 'exports')
+
+    t.equal(await job.getState(), 'completed', job.failedReason)
+    const left = (await pool.query<{ id: string }>('SELECT id FROM exports')).rows.map((r) => r.id)
+    t.same(left, [recent], 'only the export within retention is left')
+    t.notOk([oldDone, oldFailed].some((id) => left.includes(id)))
+    t.equal(await count(pool, 'SELECT count(*) AS n FROM export_chunks'), 1, "the expired exports' chunks went with them")
+  },
+)
+
+void t.test('when an export row stayed queued with no job (a crash between insert and enqueue), then the sweep runs it', async (t) => {
+  const url = await testDatabase(t)
+  const pool = pgPool(t, url)
+  const user = await createUser(pool)
+  const link = await createLink(pool, user.id)
+  await pool.query("INSERT INTO clicks (id, link_id, at, ua_family) VALUES (gen_random_uuid(), $1, now(), 'Chrome')", [link.id])
+  const insert = async (ageMs: number) =>
+    (
+      await pool.query<{ id: string }>(
+        `INSERT INTO exports (link_id, owner_id, created_at) VALUES ($1, $2, now() - $3 * interval '1 millisecond') RETURNING id`,
+        [link.id, user.id, ageMs],
+      )
+    ).rows[0]!.id
+  const stale = await insert(120_000)
+  const fresh = await insert(0)
+  const { config } = await startTestWorker(t, url, { EXPORT_REQUEUE_AFTER_MS: '60000', MAINTENANCE_EVERY_MS: '3600000' })
+  const p = producer(t, config)
+
+  await runJob(p.maintenance, 'exports')
+
+  await waitFor(async () => (await pool.query('SELECT status FROM exports WHERE id = $1', [stale])).rows[0].status === 'done', {
+    what: 'the stranded export to be run',
+  })
+  t.equal((await p.exports.getJob(stale))?.id, stale, 'under the job id the API would have used')
+  t.equal(
+    (await pool.query('SELECT status FROM exports WHERE id = $1', [fresh])).rows[0].status,
+    'queued',
+    'a just-inserted row is left to its own enqueue',
+  )
+  t.equal(await p.exports.getJob(fresh), undefined)
+  // Another sweep while the job is kept does not add it again.
+  await runJob(p.maintenance, 'exports')
+  t.equal((await p.exports.getJobCounts('completed')).completed, 1)
 })
