@@ -15,7 +15,7 @@ import {
   parseClicksQueueJob,
   parseDeadLetterJob,
   parseExportJob,
-  parseMaintenanceJob,
+  parseMaintenanceQueueJob,
   type DeadLetterJob,
 } from './queues.ts'
 
@@ -25,7 +25,7 @@ type WorkQueue = (typeof WORK_QUEUES)[number]
 const PARSERS: Record<WorkQueue, (name: string, data: unknown) => unknown> = {
   [QUEUES.clicks]: parseClicksQueueJob,
   [QUEUES.exports]: (_name, data) => parseExportJob(data),
-  [QUEUES.maintenance]: (_name, data) => parseMaintenanceJob(data),
+  [QUEUES.maintenance]: parseMaintenanceQueueJob,
 }
 
 /**

@@ -39,6 +39,9 @@ export type ClickBatchJob = Static<typeof ClickBatchJob>
 export const ExportJob = Type.Object({ exportId: Uuid, linkId: Uuid }, { additionalProperties: false })
 export type ExportJob = Static<typeof ExportJob>
 
+/** Job names on the maintenance queue (each scheduled by the worker). */
+export const MAINTENANCE_JOBS = { retention: 'retention', exports: 'exports' } as const
+
 export const MaintenanceJob = Type.Object({ retentionDays: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false })
 export type MaintenanceJob = Static<typeof MaintenanceJob>
 
@@ -75,6 +78,13 @@ export const parseDeadLetterJob = validator('dead-letter', DeadLetterJob)
 
 /** Job names on the clicks queue: a batch (what the API adds) and one click (what an API of the previous release adds). */
 export const CLICK_JOBS = { batch: 'clicks', single: 'click' } as const
+
+/** Validates a maintenance payload and its job name, which the worker dispatches on. */
+export function parseMaintenanceQueueJob(name: string, data: unknown): MaintenanceJob {
+  if (!(Object.values(MAINTENANCE_JOBS) as string[]).includes(name))
+    throw new InvalidPayloadError(`unknown maintenance job ${JSON.stringify(name)}`)
+  return parseMaintenanceJob(data)
+}
 
 /** Validates a clicks-queue payload by its job name, as the worker reads it (and as replay must, to accept both). */
 export function parseClicksQueueJob(name: string, data: unknown): ClickJob | ClickBatchJob {

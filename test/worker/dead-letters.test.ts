@@ -11,6 +11,7 @@ import {
   toDeadLetter,
 } from '../../common/deadletters.ts'
 import { metrics } from '../../common/metrics.ts'
+import { CLICK_JOBS, MAINTENANCE_JOBS } from '../../common/queues.ts'
 import { testDatabase } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { ROOT, clickJob, count, enqueueClicks, metricValue, pgPool, producer, startTestWorker, waitFor } from '../helpers/worker.ts'
@@ -171,6 +172,38 @@ void t.test(
     t.equal(await count(pool, 'SELECT clicks AS n FROM click_rollups_daily WHERE link_id = $1', [link.id]), total, 'and counted once')
   },
 )
+
+void t.test('when letters of every job shape the system produces are replayed, then each goes back to its queue', async (t) => {
+  const url = await testDatabase(t)
+  const pool = pgPool(t, url)
+  const link = await createLink(pool, (await createUser(pool)).id)
+  const { config } = await startTestWorker(t, url)
+  const p = producer(t, config)
+  const click = clickJob(link.id)
+  // What the producers add: the API's batch and export, an earlier API's single click, each scheduled maintenance job.
+  const shapes: [string, string, unknown][] = [
+    ['clicks', CLICK_JOBS.batch, { clicks: [clickJob(link.id), clickJob(link.id)] }],
+    ['clicks', CLICK_JOBS.single, click],
+    ['exports', 'export', { exportId: crypto.randomUUID(), linkId: link.id }],
+    ...Object.values(MAINTENANCE_JOBS).map((name): [string, string, unknown] => ['maintenance', name, {}]),
+  ]
+  // Paused, so the replayed jobs stay where replay put them for the check below.
+  await Promise.all([p.clicks.pause(), p.exports.pause(), p.maintenance.pause()])
+  for (const [i, [queue, name, data]] of shapes.entries()) {
+    await addDeadLetter(p.deadLetters, toDeadLetter(queue, { id: `shape-${i}`, name, data }, new Error('outage'), 5))
+  }
+  // And one no worker would take: a maintenance job this release does not have.
+  await addDeadLetter(p.deadLetters, toDeadLetter('maintenance', { id: 'retired', name: 'rollup', data: {} }, new Error('x'), 5))
+
+  const result = await replayAllDeadLetters(p.connection, config.REDIS_PREFIX)
+
+  t.equal(result.replayed.length, shapes.length, 'every shape replayed')
+  t.match(result.skipped, [{ id: 'maintenance.retired', reason: /unknown maintenance job "rollup"/ }])
+  for (const r of result.replayed) {
+    const queue = { clicks: p.clicks, exports: p.exports, maintenance: p.maintenance }[r.queue as 'clicks' | 'exports' | 'maintenance']
+    t.ok(await queue.getJob(r.jobId), `${r.id} is back on ${r.queue}`)
+  }
+})
 
 /** The operator's command exactly as the runbook gives it. */
 function npmOps(args: string[], env: Record<string, string>) {

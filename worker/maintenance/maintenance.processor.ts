@@ -1,12 +1,9 @@
 import { UnrecoverableError, type Job, type Queue } from 'bullmq'
 import type { WorkerConfig } from '../../common/config.ts'
 import type { Db } from '../../common/db.ts'
-import { parseMaintenanceJob, type ExportJob, type MaintenanceJob } from '../../common/queues.ts'
+import { MAINTENANCE_JOBS, parseMaintenanceJob, type ExportJob, type MaintenanceJob } from '../../common/queues.ts'
 import { parsePayload } from '../lib/payload.ts'
 import { enforceRetention, sweepExports, type ExportSweepResult, type RetentionResult } from './maintenance.ts'
-
-/** Job names on the maintenance queue. */
-export const MAINTENANCE_JOBS = { retention: 'retention', exports: 'exports' } as const
 
 export function createMaintenanceProcessor(db: Db, config: WorkerConfig, exportsQueue: Queue<ExportJob>) {
   return async (job: Job<MaintenanceJob>): Promise<RetentionResult | ExportSweepResult> => {

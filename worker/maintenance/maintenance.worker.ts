@@ -1,9 +1,9 @@
 import type { Queue } from 'bullmq'
 import type { WorkerConfig } from '../../common/config.ts'
 import type { Db } from '../../common/db.ts'
-import { QUEUES, defaultJobOptions, type ExportJob, type MaintenanceJob } from '../../common/queues.ts'
+import { MAINTENANCE_JOBS, QUEUES, defaultJobOptions, type ExportJob, type MaintenanceJob } from '../../common/queues.ts'
 import { buildWorker, type WorkerContext } from '../lib/build-worker.ts'
-import { MAINTENANCE_JOBS, createMaintenanceProcessor } from './maintenance.processor.ts'
+import { createMaintenanceProcessor } from './maintenance.processor.ts'
 
 export function createMaintenanceWorker(ctx: WorkerContext, db: Db, exportsQueue: Queue<ExportJob>) {
   // One at a time: the jobs are bulk statements.
