@@ -8,6 +8,7 @@ import { resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { ApiEnv, WorkerEnv, loadConfig, BaseEnv } from '../../common/config.ts'
 import { QUEUES } from '../../common/queues.ts'
+import { tool } from '../../ops/lib/tools.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const SCHEMAS = resolve(ROOT, 'test/fixtures/schemas')
@@ -57,7 +58,7 @@ function run(cmd: string, args: string[], input?: string) {
 
 const rendered = new Map<string, { yaml: string; docs: Obj[] }>()
 for (const o of OVERLAYS) {
-  const r = run('kustomize', ['build', `k8s/overlays/${o}`])
+  const r = run(tool('kustomize'), ['build', `k8s/overlays/${o}`])
   if (r.status !== 0) throw new Error(`kustomize build k8s/overlays/${o} failed:\n${r.stderr}`)
   rendered.set(o, { yaml: r.stdout, docs: parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj) })
 }
@@ -72,7 +73,7 @@ for (const o of OVERLAYS) {
     `when k8s/overlays/${o} is rendered, then kubeconform -strict finds every resource valid against the vendored schemas`,
     async (t) => {
       const r = run(
-        'kubeconform',
+        tool('kubeconform'),
         [
           '-strict',
           '-summary',
@@ -100,7 +101,7 @@ void t.test('when a resource is invalid, then the same kubeconform check rejects
     .get('local')!
     .yaml.replace('terminationGracePeriodSeconds: 30', 'terminationGracePeriodSeconds: "30"\n      bogusField: 1')
   const r = run(
-    'kubeconform',
+    tool('kubeconform'),
     [
       '-strict',
       '-summary',
@@ -283,3 +284,17 @@ void t.test('when the local overlay runs the stores, then the app reaches them t
   }
   t.notOk(find('production', 'Deployment', 'toxiproxy'), 'production: no toxiproxy in the request path')
 })
+
+// The production overlay's promises (issue 11), read on the rendered manifests.
+type Policy = Obj & {
+  spec: { egress?: { to?: { ipBlock?: { cidr: string }; podSelector?: object }[]; ports?: { protocol: string; port: number }[] }[] }
+}
+
+for (const o of OVERLAYS) {
+  void t.test(`when a node runs NodeLocal DNSCache, then k8s/overlays/${o} lets pods resolve through 169.254.20.10`, async (t) => {
+    const dns = find<Policy>(o, 'NetworkPolicy', 'allow-dns')!
+    const rule = dns.spec.egress?.find((e) => e.to?.some((p) => p.ipBlock?.cidr === '169.254.20.10/32'))
+    t.ok(rule, 'allow-dns has an ipBlock for the node-local DNS address')
+    t.same(rule?.ports?.map((p) => `${p.protocol}/${p.port}`).sort(), ['TCP/53', 'UDP/53'], 'on port 53, UDP and TCP')
+  })
+}
