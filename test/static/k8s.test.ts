@@ -298,3 +298,8 @@ for (const o of OVERLAYS) {
     t.same(rule?.ports?.map((p) => `${p.protocol}/${p.port}`).sort(), ['TCP/53', 'UDP/53'], 'on port 53, UDP and TCP')
   })
 }
+
+void t.test('when production runs kube-prometheus-stack, then its ServiceMonitor carries the release label it selects on', async (t) => {
+  const sm = find('production', 'ServiceMonitor', 'opsdrill')
+  t.match(sm?.metadata.labels?.release, /^[a-z0-9][-a-z0-9]*$/, 'ServiceMonitor opsdrill: label release=<Helm release name>')
+})
