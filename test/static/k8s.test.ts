@@ -251,8 +251,9 @@ void t.test('when the overlays differ, then local runs its own stores and produc
     t.equal(svc?.spec.type, 'ExternalName', `production: Service ${name} is an ExternalName to the managed store`)
   }
   t.ok(find('production', 'ServiceMonitor', 'opsdrill'), 'production includes the ServiceMonitor component')
-  const replicas = (o: string) => find<Obj & { spec: { replicas: number } }>(o, 'Deployment', 'opsdrill-api')!.spec.replicas
-  t.ok(replicas('production') > replicas('local'), 'production runs more API replicas')
+  const minReplicas = (o: string) =>
+    find<Obj & { spec: { minReplicas: number } }>(o, 'HorizontalPodAutoscaler', 'opsdrill-api')!.spec.minReplicas
+  t.ok(minReplicas('production') > minReplicas('local'), 'production runs more API replicas')
 })
 
 void t.test('when the local overlay runs the stores, then the app reaches them through toxiproxy, as in compose', async (t) => {
@@ -303,3 +304,20 @@ void t.test('when production runs kube-prometheus-stack, then its ServiceMonitor
   const sm = find('production', 'ServiceMonitor', 'opsdrill')
   t.match(sm?.metadata.labels?.release, /^[a-z0-9][-a-z0-9]*$/, 'ServiceMonitor opsdrill: label release=<Helm release name>')
 })
+
+for (const o of OVERLAYS) {
+  void t.test(
+    `when an autoscaler owns a Deployment in k8s/overlays/${o}, then the manifest sets no replicas an apply would reset`,
+    async (t) => {
+      const scaled = docsOf(o)
+        .filter((d) => d.kind === 'HorizontalPodAutoscaler' || d.kind === 'ScaledObject')
+        .map((d) => (d as Obj & { spec: { scaleTargetRef: { name: string } } }).spec.scaleTargetRef.name)
+      t.ok(scaled.includes('opsdrill-api'), 'the API has an HPA')
+      for (const name of scaled) {
+        const d = find<Obj & { spec: { replicas?: number } }>(o, 'Deployment', name)
+        t.ok(d, `Deployment ${name} exists`)
+        t.equal(d?.spec.replicas, undefined, `Deployment ${name}: no spec.replicas (its autoscaler owns it)`)
+      }
+    },
+  )
+}
