@@ -321,3 +321,9 @@ for (const o of OVERLAYS) {
     },
   )
 }
+
+void t.test('when production builds short links, then PUBLIC_BASE_URL is a public https origin, not localhost', async (t) => {
+  const url = new URL(find<Obj & { data: Record<string, string> }>('production', 'ConfigMap', 'opsdrill-config')!.data.PUBLIC_BASE_URL!)
+  t.equal(url.protocol, 'https:', 'PUBLIC_BASE_URL is https')
+  t.notMatch(url.hostname, /^(localhost|127\.|\[?::1)/, 'PUBLIC_BASE_URL is not a loopback host')
+})
