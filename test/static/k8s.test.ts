@@ -3,8 +3,9 @@
 // fetched, no kind is skipped), then read for the operational promises the schemas cannot check.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { ApiEnv, WorkerEnv, loadConfig, BaseEnv } from '../../common/config.ts'
 import { QUEUES } from '../../common/queues.ts'
@@ -32,6 +33,7 @@ interface EnvVar {
 }
 interface Container {
   name: string
+  image?: string
   ports?: { name?: string; containerPort: number }[]
   env?: EnvVar[]
   envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[]
@@ -43,6 +45,7 @@ interface Container {
 }
 interface PodSpec {
   containers: Container[]
+  initContainers?: Container[]
   terminationGracePeriodSeconds?: number
   securityContext?: { runAsNonRoot?: boolean; seccompProfile?: { type: string } }
 }
@@ -326,4 +329,27 @@ void t.test('when production builds short links, then PUBLIC_BASE_URL is a publi
   const url = new URL(find<Obj & { data: Record<string, string> }>('production', 'ConfigMap', 'opsdrill-config')!.data.PUBLIC_BASE_URL!)
   t.equal(url.protocol, 'https:', 'PUBLIC_BASE_URL is https')
   t.notMatch(url.hostname, /^(localhost|127\.|\[?::1)/, 'PUBLIC_BASE_URL is not a loopback host')
+})
+
+void t.test('when production is rendered, then every container runs an image pinned by digest, never a moving tag', async (t) => {
+  const images = workloads('production').flatMap((w) => [
+    ...w.spec.template.spec.containers.map((c) => c.image),
+    ...(w.spec.template.spec.initContainers ?? []).map((c) => c.image),
+  ])
+  t.ok(images.length > 0, 'production runs containers')
+  for (const image of images) t.match(image, /^[^:@]+(:[^@]+)?@sha256:[0-9a-f]{64}$/, `${image}: pinned by digest`)
+
+  // The documented release step, on a copy: `kustomize edit set image` sets the digest every container then runs.
+  const copy = mkdtempSync(join(tmpdir(), 'opsdrill-k8s-'))
+  t.teardown(() => rmSync(copy, { recursive: true, force: true }))
+  cpSync(resolve(ROOT, 'k8s'), join(copy, 'k8s'), { recursive: true })
+  const digest = `sha256:${'ab12'.repeat(16)}`
+  const edit = spawnSync(tool('kustomize'), ['edit', 'set', 'image', `ghcr.io/opsdrill/opsdrill=ghcr.io/acme/opsdrill@${digest}`], {
+    cwd: join(copy, 'k8s/overlays/production'),
+    encoding: 'utf8',
+  })
+  t.equal(edit.status, 0, `kustomize edit set image: ${edit.stderr}`)
+  const built = spawnSync(tool('kustomize'), ['build', join(copy, 'k8s/overlays/production')], { encoding: 'utf8', maxBuffer: 64 << 20 })
+  const pinned = [...built.stdout.matchAll(/image: (\S+)/g)].map((m) => m[1])
+  t.same([...new Set(pinned)], [`ghcr.io/acme/opsdrill@${digest}`], 'every container runs the digest the release set')
 })
