@@ -172,11 +172,11 @@ for (const o of OVERLAYS) {
       const known = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
       for (const key of Object.keys(cm.data)) {
         t.ok(known.has(key) || key.startsWith('OTEL_'), `k8s ConfigMap opsdrill-config: ${key} is not an app setting`)
-        t.notMatch(key, /SECRET|PASSWORD|DATABASE_URL/, `k8s ConfigMap opsdrill-config: ${key} belongs in the Secret`)
+        t.notMatch(key, /SECRET|PASSWORD|DATABASE_URL|REDIS_URL/, `k8s ConfigMap opsdrill-config: ${key} belongs in the Secret`)
       }
       const cases = [
-        ['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL']],
-        ['opsdrill-worker', WorkerEnv, ['DATABASE_URL']],
+        ['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL', 'REDIS_URL']],
+        ['opsdrill-worker', WorkerEnv, ['DATABASE_URL', 'REDIS_URL']],
       ] as const
       for (const [name, schema, secretKeys] of cases) {
         const c = find<Workload>(o, 'Deployment', name)!.spec.template.spec.containers[0]!
@@ -189,7 +189,12 @@ for (const o of OVERLAYS) {
           const v = c.env?.find((e) => e.name === key)
           t.ok(v?.valueFrom?.secretKeyRef, `k8s ${name}: ${key} must come from a secretKeyRef`)
           if (secret) t.ok(v?.valueFrom?.secretKeyRef?.name === secret.metadata.name, `k8s ${name}: ${key} refers to the generated Secret`)
-          env[key] = key === 'JWT_SECRET' ? 'x'.repeat(32) : 'postgres://opsdrill:pw@postgres:5432/opsdrill' // the Secret's shape
+          // The Secret's shape.
+          env[key] = {
+            JWT_SECRET: 'x'.repeat(32),
+            DATABASE_URL: 'postgres://opsdrill:pw@postgres:5432/opsdrill',
+            REDIS_URL: 'rediss://default:pw@redis:6380',
+          }[key]
         }
         t.doesNotThrow(() => loadConfig(schema, env), `k8s ${name}: the ConfigMap + env fail the app's schema`)
       }
@@ -272,7 +277,7 @@ void t.test('when the local overlay runs the stores, then the app reaches them t
 
   const secret = docsOf('local').find((d) => d.kind === 'Secret') as Obj & { data: Record<string, string> }
   const databaseUrl = Buffer.from(secret.data.DATABASE_URL!, 'base64').toString()
-  const redisUrl = find<Obj & { data: Record<string, string> }>('local', 'ConfigMap', 'opsdrill-config')!.data.REDIS_URL!
+  const redisUrl = Buffer.from(secret.data.REDIS_URL!, 'base64').toString()
   const via = (url: string) => `${new URL(url).hostname}:${new URL(url).port}`
   t.equal(via(databaseUrl), `toxiproxy:${listenPort('postgres')}`, 'DATABASE_URL: via toxiproxy')
   t.equal(via(redisUrl), `toxiproxy:${listenPort('redis')}`, 'REDIS_URL: via toxiproxy')
@@ -353,3 +358,28 @@ void t.test('when production is rendered, then every container runs an image pin
   const pinned = [...built.stdout.matchAll(/image: (\S+)/g)].map((m) => m[1])
   t.same([...new Set(pinned)], [`ghcr.io/acme/opsdrill@${digest}`], 'every container runs the digest the release set')
 })
+
+void t.test(
+  'when production scales on Redis, then KEDA authenticates from the Secret over TLS and the ScaledObject holds no credential',
+  async (t) => {
+    type Trigger = { metadata: Record<string, string>; authenticationRef?: { name: string } }
+    const trigger = find<Obj & { spec: { triggers: Trigger[] } }>('production', 'ScaledObject', 'opsdrill-worker')!.spec.triggers[0]!
+    t.notOk(
+      Object.keys(trigger.metadata).some((k) => /password|username/i.test(k)),
+      'no credential in the trigger metadata',
+    )
+    t.equal(trigger.metadata.enableTLS, 'true', 'KEDA talks TLS to the managed Redis')
+    const auth = find<Obj & { spec: { secretTargetRef: { parameter: string; name: string; key: string }[] } }>(
+      'production',
+      'TriggerAuthentication',
+      trigger.authenticationRef?.name ?? '',
+    )
+    t.ok(auth, `the trigger's authenticationRef (${trigger.authenticationRef?.name}) is a TriggerAuthentication in the render`)
+    t.same(
+      auth?.spec.secretTargetRef.find((r) => r.parameter === 'password'),
+      { parameter: 'password', name: 'opsdrill-secrets', key: 'REDIS_PASSWORD' },
+      'the password comes from the app Secret',
+    )
+    t.notOk(find('local', 'TriggerAuthentication', 'opsdrill-redis'), 'kind runs no KEDA: local drops the TriggerAuthentication too')
+  },
+)
