@@ -383,3 +383,33 @@ void t.test(
     t.notOk(find('local', 'TriggerAuthentication', 'opsdrill-redis'), 'kind runs no KEDA: local drops the TriggerAuthentication too')
   },
 )
+
+/** The commands of k8s/README.md's production walk-through, continuation lines joined. */
+function productionSteps(): string[] {
+  const readme = readFileSync(resolve(ROOT, 'k8s/README.md'), 'utf8')
+  const section = readme.split(/^### /m).find((s) => s.startsWith('Production, step by step'))
+  const block = /^```sh\n([\s\S]*?)^```/m.exec(section ?? '')?.[1] ?? ''
+  return block
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .filter(Boolean)
+}
+
+void t.test(
+  'when production is deployed as k8s/README.md says, then its namespace exists before the Secret is created in it',
+  async (t) => {
+    const steps = productionSteps()
+    const at = (re: RegExp) => steps.findIndex((s) => re.test(s))
+    const ns = at(/^kubectl apply -f (\S+)$/)
+    const secret = at(/^kubectl -n (\S+) create secret generic opsdrill-secrets /)
+    const apply = at(/^kubectl apply -k k8s\/overlays\/production$/)
+    t.ok(ns >= 0 && secret > ns && apply > secret, `namespace, then Secret, then the overlay: ${JSON.stringify(steps)}`)
+    const nsDocs = parseAllDocuments(
+      readFileSync(resolve(ROOT, /^kubectl apply -f (\S+)$/.exec(steps[ns] ?? '')?.[1] ?? 'missing'), 'utf8'),
+    )
+    const namespace = nsDocs.map((d) => d.toJS() as Obj).find((d) => d.kind === 'Namespace')
+    const target = docsOf('production').find((d) => d.kind !== 'Namespace')!.metadata.namespace
+    t.equal(namespace?.metadata.name, target, 'the first apply creates the namespace the overlay deploys into')
+    t.equal(/^kubectl -n (\S+) create secret/.exec(steps[secret] ?? '')?.[1], target, 'the Secret is created in that namespace')
+  },
+)
