@@ -150,7 +150,7 @@ for (const o of OVERLAYS) {
       const where = `k8s/overlays/${o} ${w.kind}/${w.metadata.name}`
       t.equal(pod.securityContext?.runAsNonRoot, true, `${where}: runAsNonRoot`)
       t.equal(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault', `${where}: seccomp RuntimeDefault`)
-      for (const c of pod.containers) {
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
         t.equal(c.securityContext?.allowPrivilegeEscalation, false, `${where}/${c.name}: allowPrivilegeEscalation false`)
         t.equal(c.securityContext?.readOnlyRootFilesystem, true, `${where}/${c.name}: readOnlyRootFilesystem`)
         t.same(c.securityContext?.capabilities?.drop, ['ALL'], `${where}/${c.name}: drops ALL capabilities`)
@@ -221,7 +221,10 @@ for (const o of OVERLAYS) {
     t.same(deny?.spec, { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }, 'default deny for ingress and egress')
     for (const name of ['allow-dns', 'api-ingress', 'metrics-ingress', 'app-egress'])
       t.ok(find(o, 'NetworkPolicy', name), `NetworkPolicy ${name}`)
-    t.ok(find(o, 'Job', 'opsdrill-migrate'), 'the migration Job')
+    t.notOk(
+      docsOf(o).some((d) => d.kind === 'Job'),
+      'no Job: its pod template is immutable, so an apply with a new image would fail',
+    )
     t.ok(
       docsOf(o).every((d) => d.kind === 'Namespace' || d.metadata.namespace === 'opsdrill'),
       'everything lives in namespace opsdrill',
@@ -413,3 +416,15 @@ void t.test(
     t.equal(/^kubectl -n (\S+) create secret/.exec(steps[secret] ?? '')?.[1], target, 'the Secret is created in that namespace')
   },
 )
+
+for (const o of OVERLAYS) {
+  void t.test(`when k8s/overlays/${o} rolls out a new image, then every API and worker pod migrates first with that image`, async (t) => {
+    for (const name of ['opsdrill-api', 'opsdrill-worker']) {
+      const pod = find<Workload>(o, 'Deployment', name)!.spec.template.spec
+      const init = pod.initContainers?.find((c) => c.name === 'migrate') as (Container & { command?: string[] }) | undefined
+      t.same(init?.command, ['node', 'ops/migrate.ts'], `${name}: init container migrate runs ops/migrate.ts`)
+      t.equal(init?.image, pod.containers[0]!.image, `${name}: with the app's own image`)
+      t.ok(init?.env?.find((e) => e.name === 'DATABASE_URL')?.valueFrom?.secretKeyRef, `${name}: DATABASE_URL from the Secret`)
+    }
+  })
+}
