@@ -3,9 +3,10 @@
 // fetched, no kind is skipped), then read for the operational promises the schemas cannot check.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import pg from 'pg'
 import { parseAllDocuments } from 'yaml'
 import { ApiEnv, WorkerEnv, loadConfig, BaseEnv } from '../../common/config.ts'
 import { QUEUES } from '../../common/queues.ts'
@@ -428,3 +429,42 @@ for (const o of OVERLAYS) {
     }
   })
 }
+
+void t.test(
+  "when production connects to a managed Postgres, then it verifies the provider's host against its root certificate mounted in every pod",
+  async (t) => {
+    const step = productionSteps().find((s) => s.includes('create secret generic opsdrill-secrets')) ?? ''
+    const databaseUrl = new URL(/--from-literal=DATABASE_URL='([^']+)'/.exec(step)?.[1] ?? 'postgres://missing')
+    t.equal(databaseUrl.searchParams.get('sslmode'), 'verify-full', 'the documented DATABASE_URL uses sslmode=verify-full')
+    t.not(databaseUrl.hostname, 'postgres', "it names the provider's host (on its certificate), not the ExternalName")
+    const rootCert = databaseUrl.searchParams.get('sslrootcert') ?? ''
+    t.match(rootCert, /^\//, 'sslrootcert is a file path')
+
+    for (const name of ['opsdrill-api', 'opsdrill-worker']) {
+      const pod = find<Workload>('production', 'Deployment', name)!.spec.template.spec as PodSpec & {
+        volumes?: { name: string; configMap?: { name: string } }[]
+      }
+      const volume = pod.volumes?.find((v) => v.configMap?.name === 'opsdrill-postgres-ca')
+      t.ok(volume, `${name}: a volume from the ConfigMap opsdrill-postgres-ca`)
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+        if (!c.env?.some((e) => e.name === 'DATABASE_URL')) continue
+        const mount = (c as Container & { volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[] }).volumeMounts?.find(
+          (m) => m.name === volume?.name,
+        )
+        t.ok(mount?.readOnly && rootCert.startsWith(`${mount.mountPath}/`), `${name}/${c.name}: the CA is mounted read-only at ${rootCert}`)
+      }
+    }
+
+    // pg reads sslrootcert itself: the URL alone gives the client the CA and a verifying TLS setup.
+    const dir = mkdtempSync(join(tmpdir(), 'opsdrill-ca-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    writeFileSync(join(dir, 'ca.crt'), 'CA-PEM')
+    databaseUrl.searchParams.set('sslrootcert', join(dir, 'ca.crt'))
+    const client = new pg.Client({ connectionString: databaseUrl.toString() }) as pg.Client & {
+      connectionParameters: { ssl: { ca?: string; rejectUnauthorized?: boolean } | boolean }
+    }
+    const ssl = client.connectionParameters.ssl
+    t.equal(typeof ssl === 'object' && ssl.ca, 'CA-PEM', 'pg loads the root certificate from sslrootcert')
+    t.not(typeof ssl === 'object' && ssl.rejectUnauthorized, false, 'and rejects certificates it does not verify')
+  },
+)
