@@ -11,6 +11,9 @@ export async function migrate(databaseUrl: string, log: (msg: string) => void = 
     direction: 'up',
     migrationsTable: 'pgmigrations',
     checkOrder: true,
+    // Runs start together (an init container in every new pod): a second run waits for the advisory lock and then
+    // finds nothing to do, where node-pg-migrate's default ('fail') makes it throw.
+    advisoryLockMode: 'wait',
     log,
   })
   return done.map((m) => m.name)

@@ -1,7 +1,8 @@
 // npm run drill -- <name> [--short] [--target native|compose|k8s] | --list | all [--short]
 // A chaos or scaling drill against a running stack (npm run stack -- up): steady k6 load, a fault, recovery, a
 // report in .run/drills/<name>-<time>/ (report.md, report.json, chart.svg). Exit 0 only when the drill passed.
-// Game-day scripts for each drill: docs/drills.md.
+// Game-day scripts for each drill: docs/drills.md. OPSDRILL_SHORT=1 in the environment is --short
+// (test/system/walkthrough.test.ts runs the README's commands as written).
 import { DRILLS, drillNamed } from './lib/drills/catalogue.ts'
 import { platformFor, TARGETS, type Target } from './lib/drills/platform.ts'
 import { runDrill } from './lib/drills/runner.ts'
@@ -13,7 +14,7 @@ async function main(argv: string[]): Promise<number> {
     for (const d of DRILLS) process.stdout.write(`${d.name.padEnd(20)} ${d.title}\n${' '.repeat(21)}pass: ${d.criteria.join('; ')}\n`)
     return 0
   }
-  const short = argv.includes('--short')
+  const short = argv.includes('--short') || process.env.OPSDRILL_SHORT === '1'
   const ti = argv.indexOf('--target')
   const target = (ti >= 0 ? argv[ti + 1] : 'native') as Target
   if (!TARGETS.includes(target)) throw new Error(`--target must be one of ${TARGETS.join(', ')} (got ${target})`)

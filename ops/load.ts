@@ -1,5 +1,6 @@
 // npm run load -- <scenario> [--short] [--base-url URL]   one k6 scenario (outputs in .run/load/<scenario>-<time>/)
 // npm run load -- report [--short]                        every scenario, then docs/load-results.md and its charts
+// OPSDRILL_SHORT=1 in the environment is --short (test/system/walkthrough.test.ts runs the README's commands as written).
 //
 // caching, balancing and scaling are comparisons that drive the native stack between runs (restart replicas with
 // the cache off, kill a replica mid-run, scale replicas and workers); they need `npm run stack -- up` first.
@@ -16,6 +17,7 @@ import { lineChart, type Row } from './lib/charts.ts'
 import { makeData } from './lib/drills/client.ts'
 import { maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
 import { stackAt, type Stack } from './lib/stack/index.ts'
+import { tool } from './lib/tools.ts'
 import { queryVector, waitForScrape } from './lib/stack/prometheus.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -284,7 +286,7 @@ function row(name: string, r: Run, note = ''): string {
 }
 
 function machine(): string {
-  const k6 = execFileSync('k6', ['version'], { encoding: 'utf8' }).trim().split('\n')[0]
+  const k6 = execFileSync(tool('k6'), ['version'], { encoding: 'utf8' }).trim().split('\n')[0]
   const model = cpus()[0]?.model ?? 'unknown'
   return `${cpus().length} cores (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${k6}`
 }
@@ -432,7 +434,7 @@ export async function report(o: RunOptions): Promise<string> {
 // ------------------------------------------------------------------ CLI
 
 function parse(argv: string[]): { what: string; short: boolean; baseUrl?: string } {
-  const out: { what: string; short: boolean; baseUrl?: string } = { what: '', short: false }
+  const out: { what: string; short: boolean; baseUrl?: string } = { what: '', short: process.env.OPSDRILL_SHORT === '1' }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     if (a === '--short') out.short = true

@@ -6,12 +6,15 @@
 // Ends with one line: `N passed, N failed`.
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { delimiter, dirname, join, resolve } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../common/migrate.ts'
 import { startPostgres, startRedis } from './lib/localdb.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
+// tap and the test files it starts run on the first `node` on PATH: make it this Node 24, which `npm test` may have
+// found in the cache rather than on PATH (ops/lib/node).
+process.env.PATH = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`
 const args = process.argv.slice(2)
 
 async function services(): Promise<{ pgAdmin: string; redis: string; stop: () => Promise<void> }> {

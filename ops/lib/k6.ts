@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createGunzip } from 'node:zlib'
 import { logTail } from './logs.ts'
 import { freePort } from './net.ts'
+import { tool } from './tools.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 export const SCENARIOS = ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint', 'caching', 'balancing', 'scaling'] as const
@@ -198,7 +199,7 @@ export interface Point {
  */
 export function spawnK6(args: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<number> {
   const log = createWriteStream(logFile)
-  const child = spawn('k6', args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(tool('k6'), args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout.pipe(log, { end: false })
   child.stderr.pipe(log, { end: false })
   return new Promise<number>((done, fail) => {

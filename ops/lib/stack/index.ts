@@ -14,6 +14,7 @@ import { startPostgres, startRedis, stopPostgres } from '../localdb.ts'
 import { alive, httpStatus, portOwner, probeOk, signal, startDetached, stopPid, waitHealthy, type Probe } from './procs.ts'
 import { envPortOffset, MAX_REPLICAS, stackPorts, type StackPorts } from './ports.ts'
 import { configPaths, removeTargets, requireFile, writeTargets, writeUpstreams, type ConfigPaths, type Target } from './targets.ts'
+import { tool } from '../tools.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
 /** The telemetry bootstrap (OpenTelemetry SDK) the app processes preload with --import, as `npm run start:api` does. */
@@ -185,17 +186,17 @@ export class Stack {
     const workerCount = opts.worker ?? (previous ? this.replicas('worker').length : 1)
     checkCount('api', apiCount, 1)
     checkCount('worker', workerCount, 0)
-    for (const tool of [
+    for (const bin of [
       'nginx',
       'prometheus',
       'prometheus-alertmanager',
       'prometheus-postgres-exporter',
       'prometheus-redis-exporter',
-      'toxiproxy-server',
+      tool('toxiproxy-server'),
       'redis-server',
     ]) {
-      if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
-        throw new StackError(`${tool} is not installed: run \`ops/stack up\` (it installs what is missing)`)
+      if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', bin]).status !== 0)
+        throw new StackError(`${bin} is not installed: run \`ops/stack up\` (it installs what is missing)`)
     }
     const cfg = this.configs()
     requireFile(cfg.nginxConf, 'nginx/nginx.conf')
@@ -246,7 +247,7 @@ export class Stack {
     await this.part(s, 'toxiproxy', 'toxiproxy', p.toxiproxy, { http: `${this.toxiproxyUrl}/version` }, async (logFile) => {
       const pid = startDetached({
         name: 'toxiproxy',
-        argv: ['toxiproxy-server', '-host', '127.0.0.1', '-port', String(p.toxiproxy)],
+        argv: [tool('toxiproxy-server'), '-host', '127.0.0.1', '-port', String(p.toxiproxy)],
         cwd: ROOT,
         logFile,
       })
