@@ -42,7 +42,6 @@ export const ApiEnv = Type.Object({
   JWT_ISSUER: Type.String({ default: 'opsdrill' }),
   JWT_AUDIENCE: Type.String({ default: 'opsdrill-api' }),
   JWT_TTL_SECONDS: Int(900, 60),
-  ADMIN_EMAILS: Type.String({ default: '', description: 'comma-separated emails that register as admins' }),
   CACHE_ENABLED: Bool(true, 'false turns the redirect cache (L1 and Redis) off'),
   CACHE_TTL_SECONDS: Int(3600, 1),
   CACHE_NEGATIVE_TTL_SECONDS: Int(60, 1),

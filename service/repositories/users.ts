@@ -27,3 +27,9 @@ export async function findUserByEmail(db: Db, email: string): Promise<UserRow | 
   )
   return rows[0] ?? null
 }
+
+/** The current role of a user; null when the user no longer exists. */
+export async function findUserRole(db: Db, id: string): Promise<UserRow['role'] | null> {
+  const { rows } = await db.query<Pick<UserRow, 'role'>>('user_role', 'SELECT role FROM users WHERE id = $1', [id])
+  return rows[0]?.role ?? null
+}

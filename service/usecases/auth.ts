@@ -3,7 +3,6 @@ import { hash, verify, type Algorithm } from '@node-rs/argon2'
 import type { Db } from '../../common/db.ts'
 import { conflict, HttpProblem } from '../problems.ts'
 import { findUserByEmail, insertUser, type UserRow } from '../repositories/users.ts'
-import type { Role } from '../plugins/auth.ts'
 
 // https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#argon2id
 const ARGON2ID = 2 satisfies Algorithm
@@ -11,10 +10,11 @@ export const ARGON2_OPTIONS = { algorithm: ARGON2ID as Algorithm, memoryCost: 19
 // Verified against when the email is unknown, so both paths cost one argon2 verification (no user enumeration by timing).
 const DUMMY_HASH = await hash('opsdrill-dummy-password', ARGON2_OPTIONS)
 
-export async function register(db: Db, input: { email: string; password: string }, adminEmails: Set<string>): Promise<UserRow> {
+// Registration always makes a 'user': an unverified email proves nothing, so only an operator grants admin
+// (npm run ops -- user promote EMAIL).
+export async function register(db: Db, input: { email: string; password: string }): Promise<UserRow> {
   const passwordHash = await hash(input.password, ARGON2_OPTIONS)
-  const role: Role = adminEmails.has(input.email.toLowerCase()) ? 'admin' : 'user'
-  const user = await insertUser(db, { email: input.email, passwordHash, role })
+  const user = await insertUser(db, { email: input.email, passwordHash, role: 'user' })
   if (!user) throw conflict('EMAIL_TAKEN', 'an account with this email already exists')
   return user
 }

@@ -1,5 +1,6 @@
 // Builds a real API instance (real Postgres and Redis) for a test, closed at teardown.
 import { randomBytes } from 'node:crypto'
+import pg from 'pg'
 import { Writable } from 'node:stream'
 import { buildApp, type App } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
@@ -39,14 +40,34 @@ export async function testApp(t: T, overrides: Record<string, string> = {}, data
 export const uniqueEmail = () => `u${randomBytes(5).toString('hex')}@example.test`
 export const PASSWORD = 'correct horse battery staple'
 
+type Session = { token: string; email: string; auth: { authorization: string } }
+
 /** Registers a user and returns a bearer token for it. */
-export async function login(
-  app: App,
-  email = uniqueEmail(),
-  password = PASSWORD,
-): Promise<{ token: string; email: string; auth: { authorization: string } }> {
+export async function login(app: App, email = uniqueEmail(), password = PASSWORD): Promise<Session> {
   const reg = await app.inject({ method: 'POST', url: '/api/v1/auth/register', payload: { email, password } })
   if (reg.statusCode !== 201) throw new Error(`register failed: ${reg.statusCode} ${reg.body}`)
+  return logIn(app, email, password)
+}
+
+/** Sets a user's role in the database, as `npm run ops -- user promote|demote` does (tested in test/ops/cli.test.ts). */
+export async function setRole(databaseUrl: string, email: string, role: 'user' | 'admin'): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  try {
+    await client.query('UPDATE users SET role = $2 WHERE lower(email) = lower($1)', [email, role])
+  } finally {
+    await client.end()
+  }
+}
+
+/** Registers a user, has the operator promote it, and returns an admin's bearer token. */
+export async function loginAdmin(ctx: Pick<TestApp, 'app' | 'databaseUrl'>, email = uniqueEmail()): Promise<Session> {
+  await login(ctx.app, email)
+  await setRole(ctx.databaseUrl, email, 'admin')
+  return logIn(ctx.app, email)
+}
+
+export async function logIn(app: App, email: string, password = PASSWORD): Promise<Session> {
   const res = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password } })
   if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
   const token = (res.json() as { accessToken: string }).accessToken

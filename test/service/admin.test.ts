@@ -1,17 +1,16 @@
 import t from 'tap'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { testApp, login, uniqueEmail, PASSWORD } from '../helpers/app.ts'
+import { testApp, login, loginAdmin, PASSWORD } from '../helpers/app.ts'
 import { addDeadLetter, toDeadLetter } from '../../common/deadletters.ts'
 import { QUEUES } from '../../common/queues.ts'
 import { redisUrl } from '../helpers/env.ts'
 
 async function adminApp(t: { teardown(fn: () => unknown): void }) {
-  const email = uniqueEmail()
-  const ctx = await testApp(t, { ADMIN_EMAILS: email })
-  const admin = await login(ctx.app, email)
+  const ctx = await testApp(t)
+  const admin = await loginAdmin(ctx)
   const user = await login(ctx.app)
-  return { ...ctx, admin, user, email }
+  return { ...ctx, admin, user, email: admin.email }
 }
 
 async function seedDeadLetter(prefix: string, linkId: string): Promise<string> {

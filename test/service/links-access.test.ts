@@ -1,5 +1,5 @@
 import t from 'tap'
-import { testApp, login, uniqueEmail, PASSWORD } from '../helpers/app.ts'
+import { testApp, login, loginAdmin, uniqueEmail } from '../helpers/app.ts'
 import { assertProblem, sql } from '../helpers/service.ts'
 import type { App } from '../../service/app.ts'
 import type { LinkView } from '../../service/usecases/links.ts'
@@ -42,10 +42,10 @@ void t.test("when a user touches another user's link, then 404 everywhere and no
 })
 
 void t.test("when an admin reads and changes another user's link, then it works", async (t) => {
-  const adminEmail = uniqueEmail()
-  const { app } = await testApp(t, { ADMIN_EMAILS: adminEmail })
+  const ctx = await testApp(t)
+  const { app } = ctx
   const owner = await login(app)
-  const admin = await login(app, adminEmail, PASSWORD)
+  const admin = await loginAdmin(ctx)
   const link = await newLink(app, owner.auth)
   t.equal((await app.inject({ method: 'GET', url: `/api/v1/links/${link.id}`, headers: admin.auth })).statusCode, 200)
   const listed = (await app.inject({ method: 'GET', url: '/api/v1/links', headers: admin.auth })).json() as { items: Link[] }

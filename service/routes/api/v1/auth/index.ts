@@ -21,11 +21,6 @@ const Login = Type.Object(
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const rateLimit = { max: app.config.RATE_LIMIT_AUTH_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_MS }
-  const adminEmails = new Set(
-    app.config.ADMIN_EMAILS.split(',')
-      .map((e) => e.trim().toLowerCase())
-      .filter(Boolean),
-  )
 
   app.post(
     '/register',
@@ -42,7 +37,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      const user = await register(app.db, req.body, adminEmails)
+      const user = await register(app.db, req.body)
       return reply.code(201).send({ id: user.id, email: user.email, role: user.role, createdAt: user.created_at.toISOString() })
     },
   )
