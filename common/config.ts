@@ -53,7 +53,8 @@ export const ApiEnv = Type.Object({
   RATE_LIMIT_WINDOW_MS: Int(60000, 1000),
   RATE_LIMIT_GLOBAL_MAX: Int(60000, 1, 'requests per client address per window on every API route (shared by replicas through Redis)'),
   RATE_LIMIT_REDIRECT_MAX: Int(60000, 1, 'redirects per client address per window, counted in memory by each replica'),
-  RATE_LIMIT_AUTH_MAX: Int(20, 1),
+  RATE_LIMIT_AUTH_MAX: Int(20, 1, 'password checks per client address per window on each of login, registration and the queue UI'),
+  RATE_LIMIT_AUTH_ACCOUNT_MAX: Int(10, 1, 'password checks and registrations per email per window, from all addresses together'),
   RATE_LIMIT_LINK_CREATE_MAX: Int(600, 1),
   BODY_LIMIT_BYTES: Int(16384, 1024),
   // Enqueues are off the hot path (clicks are flushed in the background) and a bulk add is one large round trip.

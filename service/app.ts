@@ -19,6 +19,7 @@ import { dbPlugin, redisPlugin } from './plugins/infra.ts'
 import linkCache from './plugins/link-cache.ts'
 import queues from './plugins/queues.ts'
 import auth from './plugins/auth.ts'
+import authLimit from './plugins/auth-limit.ts'
 import httpMetrics from './plugins/http-metrics.ts'
 import securityHeaders from './plugins/security-headers.ts'
 import { LinkSchema, ExportSchema } from './routes/schemas.ts'
@@ -158,6 +159,7 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
         skipOnError: true,
       })
     }
+    await api.register(authLimit)
     await api.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
     await api.register(authRoutes, { prefix: '/api/v1/auth' })
     await api.register(linkRoutes, { prefix: '/api/v1/links' })

@@ -54,7 +54,7 @@ export function registerAndLogin(): string {
     responseType: 'text',
     tags: { endpoint: 'register', slo: 'api', name: 'POST /api/v1/auth/register' },
   })
-  if (reg.status !== 201) throw new Error(`register answered ${reg.status}: ${String(reg.body).slice(0, 200)}`)
+  if (reg.status !== 202) throw new Error(`register answered ${reg.status}: ${String(reg.body).slice(0, 200)}`)
   const login = http.post(`${BASE_URL}/api/v1/auth/login`, body, {
     headers: json(),
     responseType: 'text',

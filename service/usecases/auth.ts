@@ -1,7 +1,7 @@
 // Registration and login. Passwords: argon2id with OWASP's first recommended setting (m=19 MiB, t=2, p=1).
 import { hash, verify, type Algorithm } from '@node-rs/argon2'
 import type { Db } from '../../common/db.ts'
-import { conflict, HttpProblem } from '../problems.ts'
+import { HttpProblem } from '../problems.ts'
 import { findUserByEmail, insertUser, type UserRow } from '../repositories/users.ts'
 
 // https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#argon2id
@@ -12,11 +12,11 @@ const DUMMY_HASH = await hash('opsdrill-dummy-password', ARGON2_OPTIONS)
 
 // Registration always makes a 'user': an unverified email proves nothing, so only an operator grants admin
 // (npm run ops -- user promote EMAIL).
-export async function register(db: Db, input: { email: string; password: string }): Promise<UserRow> {
+// It does not say whether the email was taken: both paths hash the password and commit one write (repositories/users.ts),
+// so neither the answer nor its time tells an account exists.
+export async function register(db: Db, input: { email: string; password: string }): Promise<void> {
   const passwordHash = await hash(input.password, ARGON2_OPTIONS)
-  const user = await insertUser(db, { email: input.email, passwordHash, role: 'user' })
-  if (!user) throw conflict('EMAIL_TAKEN', 'an account with this email already exists')
-  return user
+  await insertUser(db, { email: input.email, passwordHash, role: 'user' })
 }
 
 export async function authenticate(db: Db, input: { email: string; password: string }): Promise<UserRow> {

@@ -45,7 +45,7 @@ type Session = { token: string; email: string; auth: { authorization: string } }
 /** Registers a user and returns a bearer token for it. */
 export async function login(app: App, email = uniqueEmail(), password = PASSWORD): Promise<Session> {
   const reg = await app.inject({ method: 'POST', url: '/api/v1/auth/register', payload: { email, password } })
-  if (reg.statusCode !== 201) throw new Error(`register failed: ${reg.statusCode} ${reg.body}`)
+  if (reg.statusCode !== 202) throw new Error(`register failed: ${reg.statusCode} ${reg.body}`)
   return logIn(app, email, password)
 }
 
