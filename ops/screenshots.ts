@@ -91,7 +91,7 @@ async function main() {
       env: { ...process.env, DATABASE_URL: dbUrl },
       encoding: 'utf8',
     })
-    if (promote.status !== 0) fail(`could not promote ${EMAIL}: ${promote.stderr.trim()}`)
+    if (promote.status !== 0) throw new Error(`could not promote ${EMAIL}: ${promote.stderr.trim()}`)
     const token = String((await api('POST', '/api/v1/auth/login', { email: EMAIL, password: PASSWORD })).json.accessToken)
     for (let i = 0; i < 5; i++) {
       const link = (await api('POST', '/api/v1/links', { url: `https://example.com/page/${i}` }, token)).json
@@ -148,9 +148,16 @@ async function main() {
         httpCredentials: { username: EMAIL, password: PASSWORD },
       })
       const board = await ctx.newPage()
+      // The board runs under its own CSP (service/routes/admin/queues.ts): anything it refuses, other than the Google
+      // Fonts stylesheet it deliberately blocks, is a part of the page that broke.
+      const refused: string[] = []
+      board.on('console', (m) => {
+        if (/Content Security Policy/i.test(m.text()) && !m.text().includes('fonts.googleapis.com')) refused.push(m.text())
+      })
       await board.goto(`${BASE}/admin/queues`, { waitUntil: 'networkidle' })
       await board.waitForSelector('text=clicks', { timeout: 15000 })
       await board.screenshot({ path: resolve(OUT, 'bull-board.png') })
+      if (refused.length > 0) throw new Error(`bull-board broke under its CSP: ${refused.join(' | ')}`)
 
       const k6Page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
       await k6Page.goto(`file://${report}`, { waitUntil: 'load' })
