@@ -49,6 +49,13 @@ export const ApiEnv = Type.Object({
   L1_CACHE_TTL_MS: Int(5000, 0),
   STATS_CACHE_TTL_SECONDS: Int(10, 0),
   TRUSTED_PROXIES: Type.String({ default: '127.0.0.1', description: 'comma-separated IPs/CIDRs whose X-Forwarded-For is trusted' }),
+  COUNTRY_HEADER: Type.String({
+    default: '',
+    pattern: '^[A-Za-z0-9-]*$',
+    description:
+      "request header with the client's ISO country code that the proxy in front sets (cf-ipcountry behind Cloudflare), " +
+      'read only from a peer in TRUSTED_PROXIES; empty records no country',
+  }),
   RATE_LIMIT_ENABLED: Bool(true),
   RATE_LIMIT_WINDOW_MS: Int(60000, 1000),
   RATE_LIMIT_GLOBAL_MAX: Int(60000, 1, 'requests per client address per window on every API route (shared by replicas through Redis)'),

@@ -1,6 +1,7 @@
 // The hot path: resolve a code (cache first) and record the click without waiting on the queue.
 import { randomUUID } from 'node:crypto'
 import Bowser from 'bowser'
+import { isbot } from 'isbot'
 import { LRUCache } from 'lru-cache'
 import { metrics } from '../../common/metrics.ts'
 import type { ClickJob } from '../../common/queues.ts'
@@ -23,9 +24,21 @@ export function uaFamily(ua: string | undefined): string {
 }
 
 export interface ClickContext {
+  method: string
+  /** Purpose, Sec-Purpose, X-Purpose and X-Moz: how browsers mark a prefetch or preview. */
+  purpose: string[]
   referrer: string | undefined
   userAgent: string | undefined
+  /** Only what a trusted proxy set (routes/redirect.ts); never a header straight from the client. */
   country: string | undefined
+}
+
+/** Why a redirect records no click: nobody followed the link (a HEAD, a prefetch, a crawler). */
+export function notAClick(ctx: ClickContext): 'head' | 'prefetch' | 'bot' | null {
+  if (ctx.method === 'HEAD') return 'head'
+  if (ctx.purpose.some((p) => /prefetch|prerender|preview/i.test(p))) return 'prefetch'
+  if (ctx.userAgent && isbot(ctx.userAgent)) return 'bot'
+  return null
 }
 
 export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, code: string, ctx: ClickContext): Promise<string> {
@@ -43,6 +56,11 @@ export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, 
     throw gone(target.deleted ? 'this link was deleted' : 'this link has expired')
   }
   metrics.redirects.inc({ outcome: 'found' })
+  const skip = notAClick(ctx)
+  if (skip) {
+    metrics.clicksUncounted.inc({ reason: skip })
+    return target.url
+  }
   const country = ctx.country?.toUpperCase()
   const click: ClickJob = {
     clickId: randomUUID(),
