@@ -7,6 +7,7 @@ import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
 import type { LinkView } from '../../service/usecases/links.ts'
 import { apiConfig, testDatabase } from './env.ts'
+import { BROWSER_USER_AGENT } from '../../ops/lib/k6.ts'
 
 interface T {
   teardown(fn: () => unknown): void
@@ -36,6 +37,9 @@ export async function testApp(t: T, overrides: Record<string, string> = {}, data
   t.teardown(() => app.close())
   return { app, config, databaseUrl: url, logs }
 }
+
+/** Headers of a person's browser: the redirect records no click for a bot, and inject's own user agent is one. */
+export const BROWSER = { 'user-agent': BROWSER_USER_AGENT }
 
 export const uniqueEmail = () => `u${randomBytes(5).toString('hex')}@example.test`
 export const PASSWORD = 'correct horse battery staple'

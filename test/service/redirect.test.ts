@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import { testApp, login, createLinkVia } from '../helpers/app.ts'
+import { testApp, login, createLinkVia, BROWSER } from '../helpers/app.ts'
 import { redisPrefix, redisUrl } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { assertProblem, counterValue, eventually, pgQueries, sleep } from '../helpers/service.ts'
@@ -59,7 +59,7 @@ async function queuedClicks(t: Parameters<typeof redis>[0], app: App, prefix: st
   return (await queue.getJobs(['waiting', 'prioritized', 'delayed'])).flatMap((j) => j.data.clicks)
 }
 
-const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
+const CHROME = BROWSER['user-agent']
 
 void t.test('when a link is fetched with HEAD, prefetched or crawled, then it answers like GET but records no click', async (t) => {
   const { app, config } = await testApp(t)
