@@ -49,6 +49,22 @@ export const ApiEnv = Type.Object({
   L1_CACHE_TTL_MS: Int(5000, 0),
   STATS_CACHE_TTL_SECONDS: Int(10, 0),
   TRUSTED_PROXIES: Type.String({ default: '127.0.0.1', description: 'comma-separated IPs/CIDRs whose X-Forwarded-For is trusted' }),
+  REDIRECT_REFERRER_POLICY: Type.Union(
+    [
+      'no-referrer',
+      'no-referrer-when-downgrade',
+      'origin',
+      'origin-when-cross-origin',
+      'same-origin',
+      'strict-origin',
+      'strict-origin-when-cross-origin',
+      'unsafe-url',
+    ].map((p) => Type.Literal(p)),
+    {
+      default: 'strict-origin-when-cross-origin',
+      description: 'Referrer-Policy on the redirect: what the destination learns of the page the link was on',
+    },
+  ),
   COUNTRY_HEADER: Type.String({
     default: '',
     pattern: '^[A-Za-z0-9-]*$',

@@ -24,6 +24,7 @@ export function trustedPeer(list: string): (address: string | undefined) => bool
 
 const route: FastifyPluginAsyncTypebox = async (app) => {
   const deps = { cache: app.linkCache, clicks: app.clickBuffer }
+  const referrerPolicy = app.config.REDIRECT_REFERRER_POLICY
   const countryHeader = app.config.COUNTRY_HEADER.toLowerCase()
   const fromProxy = trustedPeer(app.config.TRUSTED_PROXIES)
   // A client can send any header: the country is read only when the configured proxy is the one that connected.
@@ -54,7 +55,8 @@ const route: FastifyPluginAsyncTypebox = async (app) => {
         userAgent: req.headers['user-agent'],
         country: countryOf(req),
       })
-      return reply.header('cache-control', 'private, max-age=0').redirect(url, 302)
+      // Helmet's no-referrer suits the API; on the redirect the policy is the product's choice (README, design notes).
+      return reply.header('cache-control', 'private, max-age=0').header('referrer-policy', referrerPolicy).redirect(url, 302)
     },
   )
 }

@@ -61,3 +61,8 @@ void t.test('when the API starts with a bad environment, then it exits 2 printin
     t.equal(res.stdout, '', 'nothing on stdout')
   }
 })
+
+void t.test('when REDIRECT_REFERRER_POLICY is not a Referrer-Policy value, then one line names it', async (t) => {
+  t.match(errorOf({ ...good, REDIRECT_REFERRER_POLICY: 'always' }), /^config: REDIRECT_REFERRER_POLICY is invalid \(got "always"\)[^\n]*$/)
+  t.equal(loadConfig(ApiEnv, good).REDIRECT_REFERRER_POLICY, 'strict-origin-when-cross-origin', 'the default')
+})

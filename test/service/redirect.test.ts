@@ -115,6 +115,21 @@ void t.test('when a client sends a country header itself, then no country is rec
   t.same(countries, ['NL', null, null, null], 'only the configured header, only from the trusted proxy')
 })
 
+void t.test('when a link is followed, then the 302 carries REDIRECT_REFERRER_POLICY and the API keeps no-referrer', async (t) => {
+  const { app } = await testApp(t)
+  const link = await createLink(app.db, (await createUser(app.db)).id)
+  for (const method of ['GET', 'HEAD'] as const) {
+    const res = await app.inject({ method, url: `/${link.code}`, headers: BROWSER })
+    t.equal(res.statusCode, 302)
+    t.equal(res.headers['referrer-policy'], 'strict-origin-when-cross-origin', `${method}: the default on the redirect`)
+  }
+  t.equal((await app.inject({ url: '/healthz' })).headers['referrer-policy'], 'no-referrer', 'the API keeps no-referrer')
+  t.equal((await app.inject({ url: '/nosuchcode' })).headers['referrer-policy'], 'no-referrer', 'so does a 404 on the redirect path')
+  const strict = await testApp(t, { REDIRECT_REFERRER_POLICY: 'no-referrer' })
+  const other = await createLink(strict.app.db, (await createUser(strict.app.db)).id)
+  t.equal((await strict.app.inject({ url: `/${other.code}`, headers: BROWSER })).headers['referrer-policy'], 'no-referrer', 'configurable')
+})
+
 void t.test('when a code is followed twice, then Postgres is queried once and another instance hits Redis', async (t) => {
   const prefix = redisPrefix()
   const a = await testApp(t, { REDIS_PREFIX: prefix })
