@@ -3,6 +3,7 @@
 import { Type, type Static, type TObject, type TProperties } from 'typebox'
 import { Value } from 'typebox/value'
 import { hostname } from 'node:os'
+import { redactCredentials } from './redact.ts'
 
 const Int = (def: number, min = 0, description = '') => Type.Integer({ default: def, minimum: min, description })
 const Bool = (def: boolean, description = '') => Type.Boolean({ default: def, description })
@@ -12,8 +13,8 @@ export const BaseEnv = {
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info', description: 'pino log level' },
   ),
-  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', description: 'a postgres:// connection URL' }),
-  REDIS_URL: Type.String({ pattern: '^rediss?://', description: 'a redis:// connection URL' }),
+  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', format: 'url', description: 'a postgres:// connection URL' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', format: 'url', description: 'a redis:// connection URL' }),
   METRICS_PORT: Int(9464, 0, 'port of the /metrics listener (0 picks a free one)'),
   METRICS_HOST: Type.String({ default: '0.0.0.0' }),
   INSTANCE_ID: Type.String({ default: `${hostname()}-${process.pid}`, minLength: 1 }),
@@ -131,21 +132,28 @@ export function loadConfig<T extends TObject<TProperties>>(schema: T, env: NodeJ
     if (v !== undefined && v !== '') raw[key] = v
   }
   const value = Value.Convert(schema, Value.Default(schema, raw))
+  const props = schema.properties as Record<string, { description?: string; format?: string }>
   const errors = [...Value.Errors(schema, value)]
-  if (errors.length > 0) {
-    const e = errors[0]!
-    const name = e.instancePath.replace(/^\//, '') || String((e.params as { requiredProperties?: string[] }).requiredProperties?.[0] ?? '')
-    const prop = (schema.properties as Record<string, { description?: string }>)[name]
-    const expects = prop?.description ?? e.message
-    const got = env[name] === undefined ? 'it is not set' : `got ${JSON.stringify(redactIfSecret(name, env[name]!))}`
+  // A URL the clients cannot parse fails here, with its credentials redacted, not later in a client's stack trace.
+  const badUrl = Object.keys(props).find((k) => props[k]!.format === 'url' && typeof value[k] === 'string' && !URL.canParse(value[k]))
+  if (errors.length > 0 || badUrl) {
+    const e = errors[0]
+    const name = e
+      ? e.instancePath.replace(/^\//, '') || String((e.params as { requiredProperties?: string[] }).requiredProperties?.[0] ?? '')
+      : badUrl!
+    const expects = props[name]?.description ?? e?.message
+    const got = env[name] === undefined ? 'it is not set' : `got ${JSON.stringify(redact(name, env[name]!, props[name]?.format === 'url'))}`
     throw new ConfigError(`config: ${name} is invalid (${got}); expected ${expects}`)
   }
   return value as Static<T>
 }
 
-function redactIfSecret(name: string, v: string): string {
-  return /SECRET|PASSWORD|TOKEN/.test(name) ? `<${v.length} chars>` : v
+function redact(name: string, v: string, isUrl: boolean): string {
+  if (/SECRET|PASSWORD|TOKEN/.test(name)) return `<${v.length} chars>`
+  // A malformed connection URL may lack the :// the general pattern needs: all before its last @ is taken as userinfo.
+  return isUrl ? v.replace(/^([^@]*?\/\/|[a-z][a-z0-9+.-]*:)?.*@/i, '$1***@') : redactCredentials(v)
 }
+
 
 /** Entry points call this: on a ConfigError print the one line and exit 2. */
 export function loadConfigOrExit<T extends TObject<TProperties>>(schema: T): Static<T> {

@@ -6,6 +6,7 @@
 // A bad or missing variable, or bad usage, prints one line and exits 2.
 import { Type, type Static } from 'typebox'
 import { BaseEnv, ConfigError, loadConfig } from '../common/config.ts'
+import { redactCredentials } from '../common/redact.ts'
 import type { DeadLetterEntry } from '../common/deadletters.ts'
 import { defaultJobOptions } from '../common/queues.ts'
 
@@ -94,7 +95,7 @@ async function setRole(cmd: UserCommand, config: Static<typeof UserEnv>): Promis
     process.stdout.write(user.before === role ? `${user.email} is already ${what}\n` : `${user.email} is now ${what}\n`)
     return 0
   } catch (err) {
-    process.stderr.write(`user ${cmd.action} failed: ${(err as Error).message} (is DATABASE_URL reachable?)\n`)
+    process.stderr.write(`user ${cmd.action} failed: ${redactCredentials((err as Error).message)} (is DATABASE_URL reachable?)\n`)
     return 1
   } finally {
     await client.end().catch(() => undefined)
@@ -156,7 +157,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${err.message}\n`)
       return 1
     }
-    process.stderr.write(`dlq ${cmd.action} failed: ${(redisError ?? (err as Error)).message}\n`)
+    process.stderr.write(`dlq ${cmd.action} failed: ${redactCredentials((redisError ?? (err as Error)).message)}\n`)
     return 1
   } finally {
     connection.disconnect()
