@@ -131,11 +131,11 @@ export function loadConfig<T extends TObject<TProperties>>(schema: T, env: NodeJ
     const v = env[key]
     if (v !== undefined && v !== '') raw[key] = v
   }
-  const value = Value.Convert(schema, Value.Default(schema, raw))
+  const value = Value.Convert(schema, Value.Default(schema, raw)) as Record<string, unknown>
   const props = schema.properties as Record<string, { description?: string; format?: string }>
   const errors = [...Value.Errors(schema, value)]
   // A URL the clients cannot parse fails here, with its credentials redacted, not later in a client's stack trace.
-  const badUrl = Object.keys(props).find((k) => props[k]!.format === 'url' && typeof value[k] === 'string' && !URL.canParse(value[k]))
+  const badUrl = Object.keys(props).find((k) => props[k]!.format === 'url' && value[k] !== undefined && !URL.canParse(String(value[k])))
   if (errors.length > 0 || badUrl) {
     const e = errors[0]
     const name = e
