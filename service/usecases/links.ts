@@ -6,7 +6,7 @@ import { metrics } from '../../common/metrics.ts'
 import { conflict, HttpProblem, invalidField, notFound } from '../problems.ts'
 import * as repo from '../repositories/links.ts'
 import type { LinkCache } from '../plugins/link-cache.ts'
-import type { AccessClaims } from '../plugins/auth.ts'
+import { unauthorized, type AccessClaims } from '../plugins/auth.ts'
 
 export const CODE_PATTERN = '^[A-Za-z0-9_-]{3,32}$'
 const CODE_RE = new RegExp(CODE_PATTERN)
@@ -100,7 +100,13 @@ export async function createLink(
   }
   for (let attempt = 0; attempt < 5; attempt++) {
     const code = input.alias ?? newCode()
-    const row = await repo.insertLink(deps.db, { code, ownerId: user.sub, url, isAlias: input.alias !== undefined, expiresAt })
+    const row = await repo
+      .insertLink(deps.db, { code, ownerId: user.sub, url, isAlias: input.alias !== undefined, expiresAt })
+      .catch((err: unknown) => {
+        // foreign_key_violation on owner_id: the token outlived its user, so it no longer authenticates anyone.
+        if ((err as { code?: string }).code === '23503') throw unauthorized()
+        throw err
+      })
     if (row) {
       metrics.linksCreated.inc()
       // A negative cache entry may exist for this code (someone tried it before it existed).

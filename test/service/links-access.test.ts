@@ -181,3 +181,14 @@ void t.test('when a body is larger than BODY_LIMIT_BYTES, then 413 PAYLOAD_TOO_L
   const db = await sql(t, databaseUrl)
   t.equal((await db.query('SELECT 1 FROM links')).rows.length, 0)
 })
+
+void t.test('when the user behind a token was deleted, then creating a link answers 401 problem, not 500', async (t) => {
+  const { app, databaseUrl } = await testApp(t)
+  const { auth, email } = await login(app)
+  const db = await sql(t, databaseUrl)
+  await db.query('DELETE FROM users WHERE email = $1', [email])
+  const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/orphan' } })
+  assertProblem(t, res, 401, 'UNAUTHORIZED')
+  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal((await db.query('SELECT 1 FROM links')).rows.length, 0)
+})
