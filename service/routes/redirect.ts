@@ -39,7 +39,8 @@ const route: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         summary: 'Follow a short link',
         tags: ['redirect'],
-        params: Type.Object({ code: Type.String({ maxLength: 64 }) }),
+        // Any text is accepted: a code that cannot exist is simply not found (404), as a fuzzer expects of a lookup.
+        params: Type.Object({ code: Type.String({ description: 'a short code or alias; one that does not exist answers 404' }) }),
         response: {
           302: Type.Null({ description: 'Redirect to the target URL (Location header)' }),
           ...problemResponses(404, 410, 429, 503),
