@@ -154,7 +154,6 @@ function redact(name: string, v: string, isUrl: boolean): string {
   return isUrl ? v.replace(/^([^@]*?\/\/|[a-z][a-z0-9+.-]*:)?.*@/i, '$1***@') : redactCredentials(v)
 }
 
-
 /** Entry points call this: on a ConfigError print the one line and exit 2. */
 export function loadConfigOrExit<T extends TObject<TProperties>>(schema: T): Static<T> {
   try {

@@ -196,8 +196,7 @@ export interface Point {
  * The user agent load traffic sends. Load stands for people following links, and the redirect records no click for
  * a crawler or a bare HTTP client (isbot's list, service/usecases/redirect.ts), which k6's own user agent is.
  */
-export const BROWSER_USER_AGENT =
-  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
+export const BROWSER_USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
 
 /**
  * Runs k6 with its stdout and stderr in one log file; resolves to its exit code once the log is flushed. Neither pipe

@@ -39,7 +39,11 @@ export default fp(
     }
     // The email of the attempt in progress, for the per-account key (a limiter's key generator sees only the request).
     const accounts = new WeakMap<FastifyRequest, string>()
-    const byAddress = app.createRateLimit({ max: c.RATE_LIMIT_AUTH_MAX, timeWindow: c.RATE_LIMIT_WINDOW_MS, keyGenerator: (req: FastifyRequest) => `auth-ip:${req.ip}` })
+    const byAddress = app.createRateLimit({
+      max: c.RATE_LIMIT_AUTH_MAX,
+      timeWindow: c.RATE_LIMIT_WINDOW_MS,
+      keyGenerator: (req: FastifyRequest) => `auth-ip:${req.ip}`,
+    })
     const byAccount = app.createRateLimit({
       max: c.RATE_LIMIT_AUTH_ACCOUNT_MAX,
       timeWindow: c.RATE_LIMIT_WINDOW_MS,

@@ -80,7 +80,11 @@ void t.test('when a connection URL is malformed, then the error names it without
     t.match(msg, new RegExp(`^config: ${name} is invalid \\(got "[^"]*\\*\\*\\*@[^"]*"\\); expected `), msg)
     t.notMatch(msg, /s3cret|pw@/, `no password in: ${msg}`)
   }
-  t.match(errorOf({ ...good, REDIS_URL: 'redis://cache:99999' }), /^config: REDIS_URL is invalid \(got "redis:\/\/cache:99999"\)/, 'the rest is shown')
+  t.match(
+    errorOf({ ...good, REDIS_URL: 'redis://cache:99999' }),
+    /^config: REDIS_URL is invalid \(got "redis:\/\/cache:99999"\)/,
+    'the rest is shown',
+  )
 })
 
 void t.test('when the API starts with a malformed connection URL, then one line without the password and exit 2', async (t) => {

@@ -54,7 +54,10 @@ void t.test('when the user command or its environment is wrong, then one line an
   const missing = cli(['user', 'promote', 'a@b.test'], {})
   t.equal(missing.code, 2)
   t.equal(missing.stderr, 'config: DATABASE_URL is invalid (it is not set); expected a postgres:// connection URL\n')
-  const down = cli(['user', 'promote', 'a@b.test'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres', PG_CONNECT_TIMEOUT_MS: '500' })
+  const down = cli(['user', 'promote', 'a@b.test'], {
+    DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres',
+    PG_CONNECT_TIMEOUT_MS: '500',
+  })
   t.equal(down.code, 1)
   t.match(down.stderr, /^user promote failed: [^\n]*ECONNREFUSED[^\n]*\(is DATABASE_URL reachable\?\)\n$/)
 })

@@ -96,7 +96,12 @@ void t.test('when many addresses try one account past RATE_LIMIT_AUTH_ACCOUNT_MA
   t.ok(Number(limited.headers['retry-after']) >= 1, 'Retry-After is set')
   t.match(limited.json().detail, /for this account/)
   // The right password no longer helps, from any address, and registration counts against the same budget.
-  const right = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: PASSWORD }, remoteAddress: '198.51.100.3' })
+  const right = await app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    payload: { email, password: PASSWORD },
+    remoteAddress: '198.51.100.3',
+  })
   assertProblem(t, right, 429, 'RATE_LIMITED')
   assertProblem(t, await register(app, { email, password: PASSWORD }), 429, 'RATE_LIMITED')
   t.equal((await attempt(4, uniqueEmail())).statusCode, 401, 'another account has its own budget (the control)')
@@ -188,7 +193,10 @@ void t.test('when any email registers, even one a deployment still lists in ADMI
   const token = (await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: PASSWORD } })).json()
     .accessToken as string
   t.equal(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).role, 'user')
-  t.equal((await app.inject({ method: 'GET', url: '/api/v1/admin/dead-letters', headers: { authorization: `Bearer ${token}` } })).statusCode, 403)
+  t.equal(
+    (await app.inject({ method: 'GET', url: '/api/v1/admin/dead-letters', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    403,
+  )
 })
 
 void t.test('when an admin is demoted or deleted, then the next request with the old admin token is no longer admin', async (t) => {

@@ -216,7 +216,10 @@ void t.test('when a code is long or a path parameter too long, then 404 or 414 p
   assertProblem(t, bad, 400, 'BAD_URL')
 
   const spec = (await app.inject('/docs/json')).json() as {
-    paths: Record<string, Record<string, { parameters: { name: string; schema: object }[]; responses: Record<string, { content?: object }> }>>
+    paths: Record<
+      string,
+      Record<string, { parameters: { name: string; schema: object }[]; responses: Record<string, { content?: object }> }>
+    >
   }
   const redirect = spec.paths['/{code}']!.get!
   t.same(Object.keys(redirect.responses).sort(), ['302', '404', '410', '414', '429', '503'], 'no 400, and 414 documented')

@@ -104,7 +104,12 @@ void t.test(
       })
     }
     // The controls: public hosts, including public IPv4 and IPv6 literals and a subdomain of the shortener's domain.
-    for (const url of ['https://example.com/', 'http://93.184.215.14/', 'http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/', 'https://www.sho.rt/']) {
+    for (const url of [
+      'https://example.com/',
+      'http://93.184.215.14/',
+      'http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/',
+      'https://www.sho.rt/',
+    ]) {
       t.equal((await create(app, auth, { url })).statusCode, 201, `${url} is accepted`)
     }
     const db = await sql(t, databaseUrl)
