@@ -193,18 +193,12 @@ export interface Point {
 }
 
 /**
- * The user agent load traffic sends. Load stands for people following links, and the redirect records no click for
- * a crawler or a bare HTTP client (isbot's list, service/usecases/redirect.ts), which k6's own user agent is.
- */
-export const BROWSER_USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
-
-/**
  * Runs k6 with its stdout and stderr in one log file; resolves to its exit code once the log is flushed. Neither pipe
  * ends the log (the default would let the first stream to close end it under the other's last writes).
  */
 export function spawnK6(args: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<number> {
   const log = createWriteStream(logFile)
-  const child = spawn('k6', args, { cwd: ROOT, env: { K6_USER_AGENT: BROWSER_USER_AGENT, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('k6', args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout.pipe(log, { end: false })
   child.stderr.pipe(log, { end: false })
   return new Promise<number>((done, fail) => {

@@ -7,7 +7,7 @@ import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
 import type { LinkView } from '../../service/usecases/links.ts'
 import { apiConfig, testDatabase } from './env.ts'
-import { BROWSER_USER_AGENT } from '../../ops/lib/k6.ts'
+import { BROWSER_USER_AGENT } from '../../loadtests/lib/browser.ts'
 
 interface T {
   teardown(fn: () => unknown): void
