@@ -10,17 +10,20 @@ import type { LinkCache } from '../plugins/link-cache.ts'
 import type { ClickBuffer } from '../plugins/queues.ts'
 
 const CODE_RE = /^[A-Za-z0-9_-]{3,32}$/
-// User-agent strings repeat heavily; parse each distinct one once.
-const uaFamilies = new LRUCache<string, string>({ max: 5000 })
+// User-agent strings repeat heavily; parse each distinct one once (isbot's pattern list is one large regex).
+const userAgents = new LRUCache<string, { family: string; bot: boolean }>({ max: 5000 })
+
+function parseUserAgent(ua: string): { family: string; bot: boolean } {
+  let parsed = userAgents.get(ua)
+  if (parsed === undefined) {
+    parsed = { family: (Bowser.getParser(ua).getBrowserName() || 'other').slice(0, 64), bot: isbot(ua) }
+    userAgents.set(ua, parsed)
+  }
+  return parsed
+}
 
 export function uaFamily(ua: string | undefined): string {
-  if (!ua) return 'unknown'
-  let family = uaFamilies.get(ua)
-  if (family === undefined) {
-    family = (Bowser.getParser(ua).getBrowserName() || 'other').slice(0, 64)
-    uaFamilies.set(ua, family)
-  }
-  return family
+  return ua ? parseUserAgent(ua).family : 'unknown'
 }
 
 export interface ClickContext {
@@ -37,7 +40,7 @@ export interface ClickContext {
 export function notAClick(ctx: ClickContext): 'head' | 'prefetch' | 'bot' | null {
   if (ctx.method === 'HEAD') return 'head'
   if (ctx.purpose.some((p) => /prefetch|prerender|preview/i.test(p))) return 'prefetch'
-  if (ctx.userAgent && isbot(ctx.userAgent)) return 'bot'
+  if (ctx.userAgent && parseUserAgent(ctx.userAgent).bot) return 'bot'
   return null
 }
 
