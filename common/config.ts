@@ -3,6 +3,7 @@
 import { Type, type Static, type TObject, type TProperties } from 'typebox'
 import { Value } from 'typebox/value'
 import { hostname } from 'node:os'
+import { redactCredentials } from './redact.ts'
 
 const Int = (def: number, min = 0, description = '') => Type.Integer({ default: def, minimum: min, description })
 const Bool = (def: boolean, description = '') => Type.Boolean({ default: def, description })
@@ -12,8 +13,8 @@ export const BaseEnv = {
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info', description: 'pino log level' },
   ),
-  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', description: 'a postgres:// connection URL' }),
-  REDIS_URL: Type.String({ pattern: '^rediss?://', description: 'a redis:// connection URL' }),
+  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', format: 'url', description: 'a postgres:// connection URL' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', format: 'url', description: 'a redis:// connection URL' }),
   METRICS_PORT: Int(9464, 0, 'port of the /metrics listener (0 picks a free one)'),
   METRICS_HOST: Type.String({ default: '0.0.0.0' }),
   INSTANCE_ID: Type.String({ default: `${hostname()}-${process.pid}`, minLength: 1 }),
@@ -42,7 +43,6 @@ export const ApiEnv = Type.Object({
   JWT_ISSUER: Type.String({ default: 'opsdrill' }),
   JWT_AUDIENCE: Type.String({ default: 'opsdrill-api' }),
   JWT_TTL_SECONDS: Int(900, 60),
-  ADMIN_EMAILS: Type.String({ default: '', description: 'comma-separated emails that register as admins' }),
   CACHE_ENABLED: Bool(true, 'false turns the redirect cache (L1 and Redis) off'),
   CACHE_TTL_SECONDS: Int(3600, 1),
   CACHE_NEGATIVE_TTL_SECONDS: Int(60, 1),
@@ -50,11 +50,35 @@ export const ApiEnv = Type.Object({
   L1_CACHE_TTL_MS: Int(5000, 0),
   STATS_CACHE_TTL_SECONDS: Int(10, 0),
   TRUSTED_PROXIES: Type.String({ default: '127.0.0.1', description: 'comma-separated IPs/CIDRs whose X-Forwarded-For is trusted' }),
+  REDIRECT_REFERRER_POLICY: Type.Union(
+    [
+      'no-referrer',
+      'no-referrer-when-downgrade',
+      'origin',
+      'origin-when-cross-origin',
+      'same-origin',
+      'strict-origin',
+      'strict-origin-when-cross-origin',
+      'unsafe-url',
+    ].map((p) => Type.Literal(p)),
+    {
+      default: 'strict-origin-when-cross-origin',
+      description: 'Referrer-Policy on the redirect: what the destination learns of the page the link was on',
+    },
+  ),
+  COUNTRY_HEADER: Type.String({
+    default: '',
+    pattern: '^[A-Za-z0-9-]*$',
+    description:
+      "request header with the client's ISO country code that the proxy in front sets (cf-ipcountry behind Cloudflare), " +
+      'read only from a peer in TRUSTED_PROXIES; empty records no country',
+  }),
   RATE_LIMIT_ENABLED: Bool(true),
   RATE_LIMIT_WINDOW_MS: Int(60000, 1000),
   RATE_LIMIT_GLOBAL_MAX: Int(60000, 1, 'requests per client address per window on every API route (shared by replicas through Redis)'),
   RATE_LIMIT_REDIRECT_MAX: Int(60000, 1, 'redirects per client address per window, counted in memory by each replica'),
-  RATE_LIMIT_AUTH_MAX: Int(20, 1),
+  RATE_LIMIT_AUTH_MAX: Int(20, 1, 'password checks per client address per window on each of login, registration and the queue UI'),
+  RATE_LIMIT_AUTH_ACCOUNT_MAX: Int(10, 1, 'password checks and registrations per email per window, from all addresses together'),
   RATE_LIMIT_LINK_CREATE_MAX: Int(600, 1),
   BODY_LIMIT_BYTES: Int(16384, 1024),
   // Enqueues are off the hot path (clicks are flushed in the background) and a bulk add is one large round trip.
@@ -120,21 +144,27 @@ export function loadConfig<T extends TObject<TProperties>>(schema: T, env: NodeJ
     const v = env[key]
     if (v !== undefined && v !== '') raw[key] = v
   }
-  const value = Value.Convert(schema, Value.Default(schema, raw))
+  const value = Value.Convert(schema, Value.Default(schema, raw)) as Record<string, unknown>
+  const props = schema.properties as Record<string, { description?: string; format?: string }>
   const errors = [...Value.Errors(schema, value)]
-  if (errors.length > 0) {
-    const e = errors[0]!
-    const name = e.instancePath.replace(/^\//, '') || String((e.params as { requiredProperties?: string[] }).requiredProperties?.[0] ?? '')
-    const prop = (schema.properties as Record<string, { description?: string }>)[name]
-    const expects = prop?.description ?? e.message
-    const got = env[name] === undefined ? 'it is not set' : `got ${JSON.stringify(redactIfSecret(name, env[name]!))}`
+  // A URL the clients cannot parse fails here, with its credentials redacted, not later in a client's stack trace.
+  const badUrl = Object.keys(props).find((k) => props[k]!.format === 'url' && value[k] !== undefined && !URL.canParse(String(value[k])))
+  if (errors.length > 0 || badUrl) {
+    const e = errors[0]
+    const name = e
+      ? e.instancePath.replace(/^\//, '') || String((e.params as { requiredProperties?: string[] }).requiredProperties?.[0] ?? '')
+      : badUrl!
+    const expects = props[name]?.description ?? e?.message
+    const got = env[name] === undefined ? 'it is not set' : `got ${JSON.stringify(redact(name, env[name]!, props[name]?.format === 'url'))}`
     throw new ConfigError(`config: ${name} is invalid (${got}); expected ${expects}`)
   }
   return value as Static<T>
 }
 
-function redactIfSecret(name: string, v: string): string {
-  return /SECRET|PASSWORD|TOKEN/.test(name) ? `<${v.length} chars>` : v
+function redact(name: string, v: string, isUrl: boolean): string {
+  if (/SECRET|PASSWORD|TOKEN/.test(name)) return `<${v.length} chars>`
+  // A malformed connection URL may lack the :// the general pattern needs: all before its last @ is taken as userinfo.
+  return isUrl ? v.replace(/^([^@]*?\/\/|[a-z][a-z0-9+.-]*:)?.*@/i, '$1***@') : redactCredentials(v)
 }
 
 /** Entry points call this: on a ConfigError print the one line and exit 2. */

@@ -3,6 +3,7 @@
 import { pino, type Logger, type DestinationStream } from 'pino'
 import { ecsFormat } from '@elastic/ecs-pino-format'
 import { isSpanContextValid, trace } from '@opentelemetry/api'
+import { redactCredentials } from './redact.ts'
 
 export const REDACT_PATHS = [
   'password',
@@ -35,6 +36,9 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
       ...ecs,
       level: opts.level,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      // Paths cannot reach a password inside a text, such as a connection URL a client library put in its error:
+      // each finished line has the userinfo of any URL in it replaced.
+      hooks: { streamWrite: redactCredentials },
       base: { service: { name: opts.serviceName, node: { name: opts.instanceId } } },
       // ECS trace fields from the active OpenTelemetry span, so Kibana and Grafana join logs to traces by trace.id.
       mixin() {

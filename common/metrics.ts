@@ -86,6 +86,11 @@ export const metrics = {
   // Business
   linksCreated: counter('links_created_total', 'Links created.'),
   redirects: counter('redirects_total', 'Redirects by outcome: found, not_found, gone.', ['outcome']),
+  clicksUncounted: counter(
+    'clicks_uncounted_total',
+    'Redirects answered without recording a click, by reason: head (a HEAD request), prefetch (a browser prefetch), bot.',
+    ['reason'],
+  ),
   clicksEnqueued: counter('clicks_enqueued_total', 'Clicks acknowledged by the queue (added to Redis).'),
   clicksDropped: counter('clicks_dropped_total', 'Clicks dropped before reaching the queue, by reason.', ['reason']),
   clickBufferSize: gauge('click_buffer_size', 'Clicks buffered in the API waiting for the next bulk enqueue.'),

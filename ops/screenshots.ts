@@ -5,7 +5,7 @@
 //   docs/images/bull-board.png   the queues at /admin/queues (admin, HTTP Basic)
 //   docs/images/k6-report.png    k6's web-dashboard HTML report
 // --out DIR writes elsewhere (the test suite does).
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -73,7 +73,6 @@ async function main() {
       PORT: String(PORT),
       METRICS_PORT: String(PORT + 1),
       JWT_SECRET: 'screenshots-secret-screenshots-secret-0123',
-      ADMIN_EMAILS: EMAIL,
       LOG_LEVEL: 'warn',
       PUBLIC_BASE_URL: BASE,
       RATE_LIMIT_GLOBAL_MAX: '1000000',
@@ -86,6 +85,13 @@ async function main() {
   try {
     await waitForPort(PORT, 30000, 'the API')
     await api('POST', '/api/v1/auth/register', { email: EMAIL, password: PASSWORD })
+    // Admin is granted by an operator, never by registration.
+    const promote = spawnSync(process.execPath, ['ops/cli.ts', 'user', 'promote', EMAIL], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: dbUrl },
+      encoding: 'utf8',
+    })
+    if (promote.status !== 0) throw new Error(`could not promote ${EMAIL}: ${promote.stderr.trim()}`)
     const token = String((await api('POST', '/api/v1/auth/login', { email: EMAIL, password: PASSWORD })).json.accessToken)
     for (let i = 0; i < 5; i++) {
       const link = (await api('POST', '/api/v1/links', { url: `https://example.com/page/${i}` }, token)).json
@@ -142,9 +148,16 @@ async function main() {
         httpCredentials: { username: EMAIL, password: PASSWORD },
       })
       const board = await ctx.newPage()
+      // The board runs under its own CSP (service/routes/admin/queues.ts): anything it refuses, other than the Google
+      // Fonts stylesheet it deliberately blocks, is a part of the page that broke.
+      const refused: string[] = []
+      board.on('console', (m) => {
+        if (/Content Security Policy/i.test(m.text()) && !m.text().includes('fonts.googleapis.com')) refused.push(m.text())
+      })
       await board.goto(`${BASE}/admin/queues`, { waitUntil: 'networkidle' })
       await board.waitForSelector('text=clicks', { timeout: 15000 })
       await board.screenshot({ path: resolve(OUT, 'bull-board.png') })
+      if (refused.length > 0) throw new Error(`bull-board broke under its CSP: ${refused.join(' | ')}`)
 
       const k6Page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
       await k6Page.goto(`file://${report}`, { waitUntil: 'load' })

@@ -14,11 +14,12 @@ import type { Logger } from 'pino'
 import type { ApiConfig } from '../common/config.ts'
 import { metrics } from '../common/metrics.ts'
 import { fastifyTracing } from '../common/telemetry/sampling.ts'
-import errors from './plugins/errors.ts'
+import errors, { frameworkErrors, MAX_PARAM_LENGTH } from './plugins/errors.ts'
 import { dbPlugin, redisPlugin } from './plugins/infra.ts'
 import linkCache from './plugins/link-cache.ts'
 import queues from './plugins/queues.ts'
 import auth from './plugins/auth.ts'
+import authLimit from './plugins/auth-limit.ts'
 import httpMetrics from './plugins/http-metrics.ts'
 import securityHeaders from './plugins/security-headers.ts'
 import { LinkSchema, ExportSchema } from './routes/schemas.ts'
@@ -30,6 +31,7 @@ import adminRoutes from './routes/api/v1/admin/index.ts'
 import queuesUi, { BASE_PATH as QUEUES_UI } from './routes/admin/queues.ts'
 import redirectRoute from './routes/redirect.ts'
 import { HttpProblem } from './problems.ts'
+import { Type } from 'typebox'
 
 const overloaded = () =>
   new HttpProblem(503, 'OVERLOADED', 'Service Unavailable', 'the server is overloaded; retry shortly', { headers: { 'retry-after': '1' } })
@@ -70,7 +72,8 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     // pools stay open until the last connection ends (a 503 here failed a request in the deploy test).
     return503OnClosing: false,
     // /admin/queues and /admin/queues/ are the same page (bull-board mounts its index at the slash).
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>()
   // Tracing first, so the server span covers every other hook: the sampling gate's hook decides whether a request is
   // traced, then @fastify/otel's starts the span, or none for a dropped request (common/telemetry/sampling.ts).
@@ -130,6 +133,11 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
+    // The router answers any route with a path parameter 414 before the route runs (frameworkErrors above).
+    transform: ({ schema, url }) =>
+      schema && url.includes(':')
+        ? { schema: { ...schema, response: { ...(schema.response as object), 414: Type.Ref('Problem') } }, url }
+        : { schema, url },
   })
   await app.register(auth)
   await app.register(linkCache)
@@ -158,6 +166,7 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
         skipOnError: true,
       })
     }
+    await api.register(authLimit)
     await api.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
     await api.register(authRoutes, { prefix: '/api/v1/auth' })
     await api.register(linkRoutes, { prefix: '/api/v1/links' })

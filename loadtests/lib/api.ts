@@ -2,6 +2,7 @@
 import http from 'k6/http'
 import { check } from 'k6'
 import { BASE_URL } from './config.ts'
+import { BROWSER_USER_AGENT } from './browser.ts'
 
 export interface Link {
   id: string
@@ -16,6 +17,7 @@ const json = (token?: string) => ({
 /** GET /:code, the hot path: expects 302 and does not follow it. */
 export function redirect(code: string): http.RefinedResponse<'none'> {
   const res = http.get(`${BASE_URL}/${code}`, {
+    headers: { 'user-agent': BROWSER_USER_AGENT },
     redirects: 0,
     responseType: 'none',
     tags: { endpoint: 'redirect', slo: 'redirect', name: 'GET /:code' },
@@ -54,7 +56,7 @@ export function registerAndLogin(): string {
     responseType: 'text',
     tags: { endpoint: 'register', slo: 'api', name: 'POST /api/v1/auth/register' },
   })
-  if (reg.status !== 201) throw new Error(`register answered ${reg.status}: ${String(reg.body).slice(0, 200)}`)
+  if (reg.status !== 202) throw new Error(`register answered ${reg.status}: ${String(reg.body).slice(0, 200)}`)
   const login = http.post(`${BASE_URL}/api/v1/auth/login`, body, {
     headers: json(),
     responseType: 'text',

@@ -4,6 +4,9 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { HttpProblem, PROBLEM_BASE, ProblemSchema, type Problem } from '../problems.ts'
 import { isDbUnavailable } from '../../common/db.ts'
 
+/** Longest path parameter the router matches (Fastify's default); a longer one is answered 414. */
+export const MAX_PARAM_LENGTH = 100
+
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -13,6 +16,7 @@ const TITLES: Record<number, string> = {
   409: 'Conflict',
   410: 'Gone',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
@@ -32,6 +36,14 @@ const CODES: Record<string, string> = {
   FST_JWT_BAD_REQUEST: 'UNAUTHORIZED',
   FST_JWT_BAD_COOKIE_REQUEST: 'UNAUTHORIZED',
   FST_ERR_VALIDATION: 'VALIDATION_FAILED',
+  FST_ERR_BAD_URL: 'BAD_URL',
+  FST_ERR_MAX_PARAM_LENGTH: 'URI_TOO_LONG',
+}
+
+// The router's own answers echo the whole path; these say what is wrong without it.
+const DETAILS: Record<string, string> = {
+  FST_ERR_BAD_URL: 'the path is not validly percent-encoded',
+  FST_ERR_MAX_PARAM_LENGTH: `a path parameter is longer than ${MAX_PARAM_LENGTH} characters`,
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem, headers: Record<string, string> = {}): FastifyReply {
@@ -80,7 +92,13 @@ export function toProblem(err: FastifyError, req: FastifyRequest): Answer {
     return answer(500, 'INTERNAL', 'an unexpected error occurred; it has been logged', instance)
   }
   const code = CODES[err.code] ?? (status === 401 ? 'UNAUTHORIZED' : status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST')
-  return answer(status, code, code === 'UNAUTHORIZED' ? 'a valid bearer token is required' : err.message, instance)
+  return answer(status, code, code === 'UNAUTHORIZED' ? 'a valid bearer token is required' : (DETAILS[err.code] ?? err.message), instance)
+}
+
+/** Fastify's frameworkErrors: the router's own errors (a bad or over-long path) in the one problem format. */
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const { problem, headers } = toProblem(err, req)
+  void sendProblem(reply, problem, headers)
 }
 
 export default fp(

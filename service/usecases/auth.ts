@@ -1,9 +1,8 @@
 // Registration and login. Passwords: argon2id with OWASP's first recommended setting (m=19 MiB, t=2, p=1).
 import { hash, verify, type Algorithm } from '@node-rs/argon2'
 import type { Db } from '../../common/db.ts'
-import { conflict, HttpProblem } from '../problems.ts'
+import { HttpProblem } from '../problems.ts'
 import { findUserByEmail, insertUser, type UserRow } from '../repositories/users.ts'
-import type { Role } from '../plugins/auth.ts'
 
 // https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#argon2id
 const ARGON2ID = 2 satisfies Algorithm
@@ -11,12 +10,13 @@ export const ARGON2_OPTIONS = { algorithm: ARGON2ID as Algorithm, memoryCost: 19
 // Verified against when the email is unknown, so both paths cost one argon2 verification (no user enumeration by timing).
 const DUMMY_HASH = await hash('opsdrill-dummy-password', ARGON2_OPTIONS)
 
-export async function register(db: Db, input: { email: string; password: string }, adminEmails: Set<string>): Promise<UserRow> {
+// Registration always makes a 'user': an unverified email proves nothing, so only an operator grants admin
+// (npm run ops -- user promote EMAIL).
+// It does not say whether the email was taken: both paths hash the password and commit one write (repositories/users.ts),
+// so neither the answer nor its time tells an account exists.
+export async function register(db: Db, input: { email: string; password: string }): Promise<void> {
   const passwordHash = await hash(input.password, ARGON2_OPTIONS)
-  const role: Role = adminEmails.has(input.email.toLowerCase()) ? 'admin' : 'user'
-  const user = await insertUser(db, { email: input.email, passwordHash, role })
-  if (!user) throw conflict('EMAIL_TAKEN', 'an account with this email already exists')
-  return user
+  await insertUser(db, { email: input.email, passwordHash, role: 'user' })
 }
 
 export async function authenticate(db: Db, input: { email: string; password: string }): Promise<UserRow> {

@@ -1,11 +1,12 @@
 // Link management. A user sees and changes only their own links (admin: all); another user's link is 404.
 import { customAlphabet } from 'nanoid'
+import ipaddr from 'ipaddr.js'
 import type { Db } from '../../common/db.ts'
 import { metrics } from '../../common/metrics.ts'
 import { conflict, HttpProblem, invalidField, notFound } from '../problems.ts'
 import * as repo from '../repositories/links.ts'
 import type { LinkCache } from '../plugins/link-cache.ts'
-import type { AccessClaims } from '../plugins/auth.ts'
+import { unauthorized, type AccessClaims } from '../plugins/auth.ts'
 
 export const CODE_PATTERN = '^[A-Za-z0-9_-]{3,32}$'
 const CODE_RE = new RegExp(CODE_PATTERN)
@@ -44,8 +45,18 @@ export function view(row: repo.LinkRow, publicBaseUrl: string): LinkView {
   }
 }
 
-/** Only absolute http(s) URLs with a host. */
-export function checkTarget(url: string, field = 'body.url'): string {
+// Names that only resolve inside a network or on the machine itself: special-use names (RFC 6761, RFC 6762,
+// RFC 8375, ICANN's .internal) and single-label names, which resolvers complete with a local search domain.
+const LOCAL_NAME = /(^|\.)(localhost|local|internal|home\.arpa)$|^[^.]+$/
+
+/**
+ * Only absolute http(s) URLs to a public host: no credentials in the URL (a phishing disguise:
+ * https://bank.example@evil.example), no loopback, private, link-local or other non-public address (IPv4 or IPv6, in
+ * any of the forms the WHATWG parser normalises, such as http://2130706433/ or [::ffff:127.0.0.1]), no local or
+ * internal name (localhost, metadata.google.internal), and not this shortener itself (a redirect loop). Host names
+ * are judged as written and never resolved: the shortener never fetches the URL (README, design notes).
+ */
+export function checkTarget(url: string, publicBaseUrl: string, field = 'body.url'): string {
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -54,6 +65,15 @@ export function checkTarget(url: string, field = 'body.url'): string {
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw invalidField(field, 'must use http or https')
   if (!parsed.hostname) throw invalidField(field, 'must have a host')
+  if (parsed.username || parsed.password) throw invalidField(field, 'must not carry a user name or password')
+  const host = parsed.hostname.replace(/\.$/, '')
+  const literal = host.startsWith('[') ? host.slice(1, -1) : host
+  if (ipaddr.isValid(literal)) {
+    // process() turns an IPv4-mapped IPv6 address into the IPv4 one; every other non-unicast range is refused.
+    const range = ipaddr.process(literal).range()
+    if (range !== 'unicast') throw invalidField(field, `must not point at a non-public address (${range})`)
+  } else if (LOCAL_NAME.test(host)) throw invalidField(field, 'must not point at a local or internal host name')
+  if (host === new URL(publicBaseUrl).hostname.replace(/\.$/, '')) throw invalidField(field, 'must not point at this shortener')
   return parsed.toString()
 }
 
@@ -72,7 +92,7 @@ export async function createLink(
   user: AccessClaims,
   input: { url: string; alias?: string; expiresAt?: string },
 ): Promise<LinkView> {
-  const url = checkTarget(input.url)
+  const url = checkTarget(input.url, deps.publicBaseUrl)
   const expiresAt = checkExpiry(input.expiresAt) ?? null
   if (input.alias !== undefined) {
     if (!CODE_RE.test(input.alias)) throw invalidField('body.alias', 'must be 3-32 characters of A-Z, a-z, 0-9, _ or -')
@@ -80,7 +100,13 @@ export async function createLink(
   }
   for (let attempt = 0; attempt < 5; attempt++) {
     const code = input.alias ?? newCode()
-    const row = await repo.insertLink(deps.db, { code, ownerId: user.sub, url, isAlias: input.alias !== undefined, expiresAt })
+    const row = await repo
+      .insertLink(deps.db, { code, ownerId: user.sub, url, isAlias: input.alias !== undefined, expiresAt })
+      .catch((err: unknown) => {
+        // foreign_key_violation on owner_id: the token outlived its user, so it no longer authenticates anyone.
+        if ((err as { code?: string }).code === '23503') throw unauthorized()
+        throw err
+      })
     if (row) {
       metrics.linksCreated.inc()
       // A negative cache entry may exist for this code (someone tried it before it existed).
@@ -143,7 +169,7 @@ export async function updateLink(
   id: string,
   patch: { url?: string; expiresAt?: string | null },
 ): Promise<LinkView> {
-  const url = patch.url === undefined ? undefined : checkTarget(patch.url)
+  const url = patch.url === undefined ? undefined : checkTarget(patch.url, deps.publicBaseUrl)
   const expiresAt = checkExpiry(patch.expiresAt)
   const row = await repo.updateLink(deps.db, id, scope(user), {
     ...(url !== undefined ? { url } : {}),

@@ -1,6 +1,7 @@
 // The hot path: resolve a code (cache first) and record the click without waiting on the queue.
 import { randomUUID } from 'node:crypto'
 import Bowser from 'bowser'
+import { isbot } from 'isbot'
 import { LRUCache } from 'lru-cache'
 import { metrics } from '../../common/metrics.ts'
 import type { ClickJob } from '../../common/queues.ts'
@@ -9,23 +10,38 @@ import type { LinkCache } from '../plugins/link-cache.ts'
 import type { ClickBuffer } from '../plugins/queues.ts'
 
 const CODE_RE = /^[A-Za-z0-9_-]{3,32}$/
-// User-agent strings repeat heavily; parse each distinct one once.
-const uaFamilies = new LRUCache<string, string>({ max: 5000 })
+// User-agent strings repeat heavily; parse each distinct one once (isbot's pattern list is one large regex).
+const userAgents = new LRUCache<string, { family: string; bot: boolean }>({ max: 5000 })
+
+function parseUserAgent(ua: string): { family: string; bot: boolean } {
+  let parsed = userAgents.get(ua)
+  if (parsed === undefined) {
+    parsed = { family: (Bowser.getParser(ua).getBrowserName() || 'other').slice(0, 64), bot: isbot(ua) }
+    userAgents.set(ua, parsed)
+  }
+  return parsed
+}
 
 export function uaFamily(ua: string | undefined): string {
-  if (!ua) return 'unknown'
-  let family = uaFamilies.get(ua)
-  if (family === undefined) {
-    family = (Bowser.getParser(ua).getBrowserName() || 'other').slice(0, 64)
-    uaFamilies.set(ua, family)
-  }
-  return family
+  return ua ? parseUserAgent(ua).family : 'unknown'
 }
 
 export interface ClickContext {
+  method: string
+  /** Purpose, Sec-Purpose, X-Purpose and X-Moz: how browsers mark a prefetch or preview. */
+  purpose: string[]
   referrer: string | undefined
   userAgent: string | undefined
+  /** Only what a trusted proxy set (routes/redirect.ts); never a header straight from the client. */
   country: string | undefined
+}
+
+/** Why a redirect records no click: nobody followed the link (a HEAD, a prefetch, a crawler). */
+export function notAClick(ctx: ClickContext): 'head' | 'prefetch' | 'bot' | null {
+  if (ctx.method === 'HEAD') return 'head'
+  if (ctx.purpose.some((p) => /prefetch|prerender|preview/i.test(p))) return 'prefetch'
+  if (ctx.userAgent && parseUserAgent(ctx.userAgent).bot) return 'bot'
+  return null
 }
 
 export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, code: string, ctx: ClickContext): Promise<string> {
@@ -43,6 +59,11 @@ export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, 
     throw gone(target.deleted ? 'this link was deleted' : 'this link has expired')
   }
   metrics.redirects.inc({ outcome: 'found' })
+  const skip = notAClick(ctx)
+  if (skip) {
+    metrics.clicksUncounted.inc({ reason: skip })
+    return target.url
+  }
   const country = ctx.country?.toUpperCase()
   const click: ClickJob = {
     clickId: randomUUID(),

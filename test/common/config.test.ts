@@ -61,3 +61,45 @@ void t.test('when the API starts with a bad environment, then it exits 2 printin
     t.equal(res.stdout, '', 'nothing on stdout')
   }
 })
+
+void t.test('when REDIRECT_REFERRER_POLICY is not a Referrer-Policy value, then one line names it', async (t) => {
+  t.match(errorOf({ ...good, REDIRECT_REFERRER_POLICY: 'always' }), /^config: REDIRECT_REFERRER_POLICY is invalid \(got "always"\)[^\n]*$/)
+  t.equal(loadConfig(ApiEnv, good).REDIRECT_REFERRER_POLICY, 'strict-origin-when-cross-origin', 'the default')
+})
+
+void t.test('when a connection URL is malformed, then the error names it without its password', async (t) => {
+  const cases: [string, string][] = [
+    ['DATABASE_URL', 'postgres://app:s3cret-pw@db.internal:notaport/app'],
+    ['DATABASE_URL', 'postgresql//app:s3cret-pw@db.internal/app'],
+    ['DATABASE_URL', 'postgres://app:s3cret@pw@[db/app'],
+    ['REDIS_URL', 'redis://default:s3cret-pw@cache:99999'],
+    ['REDIS_URL', 'http://:s3cret-pw@cache:6379'],
+  ]
+  for (const [name, value] of cases) {
+    const msg = errorOf({ ...good, [name]: value })
+    t.match(msg, new RegExp(`^config: ${name} is invalid \\(got "[^"]*\\*\\*\\*@[^"]*"\\); expected `), msg)
+    t.notMatch(msg, /s3cret|pw@/, `no password in: ${msg}`)
+  }
+  t.match(
+    errorOf({ ...good, REDIS_URL: 'redis://cache:99999' }),
+    /^config: REDIS_URL is invalid \(got "redis:\/\/cache:99999"\)/,
+    'the rest is shown',
+  )
+})
+
+void t.test('when the API starts with a malformed connection URL, then one line without the password and exit 2', async (t) => {
+  for (const env of [
+    { ...good, REDIS_URL: 'redis://default:s3cret-pw@cache:99999' },
+    { ...good, DATABASE_URL: 'postgres://app:s3cret-pw@db:notaport/app' },
+  ]) {
+    const res = spawnSync(process.execPath, ['service/server.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, PORT: '0', METRICS_PORT: '0', ...env },
+      encoding: 'utf8',
+      timeout: 20000,
+    })
+    t.equal(res.status, 2, res.stderr)
+    t.notMatch(res.stderr + res.stdout, 's3cret', 'the password is printed nowhere')
+    t.equal(res.stderr.split('\n').filter(Boolean).length, 1, 'one line')
+  }
+})

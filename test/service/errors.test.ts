@@ -199,3 +199,33 @@ void t.test('when the event loop was blocked past MAX_EVENT_LOOP_DELAY_MS, then 
   t.ok((await counterValue(metrics.httpShed, { reason: 'eventLoopDelay' })) > shed0, 'counted with reason eventLoopDelay')
   t.equal((await app.inject('/healthz')).statusCode, 200)
 })
+
+void t.test('when a code is long or a path parameter too long, then 404 or 414 problem, as the OpenAPI document says', async (t) => {
+  const { app } = await testApp(t)
+  const { auth } = await login(app)
+  for (const length of [33, 65, 100]) {
+    assertProblem(t, await app.inject(`/${'a'.repeat(length)}`), 404, 'NOT_FOUND')
+    t.equal((await app.inject({ method: 'HEAD', url: `/${'a'.repeat(length)}` })).statusCode, 404, 'HEAD alike (no body)')
+  }
+  for (const url of [`/${'a'.repeat(101)}`, `/api/v1/links/${'b'.repeat(5000)}`]) {
+    const res = await app.inject({ url, headers: auth })
+    assertProblem(t, res, 414, 'URI_TOO_LONG')
+    t.equal(res.json().detail, 'a path parameter is longer than 100 characters')
+  }
+  const bad = await app.inject('/%E0%A4%A')
+  assertProblem(t, bad, 400, 'BAD_URL')
+
+  const spec = (await app.inject('/docs/json')).json() as {
+    paths: Record<
+      string,
+      Record<string, { parameters: { name: string; schema: object }[]; responses: Record<string, { content?: object }> }>
+    >
+  }
+  const redirect = spec.paths['/{code}']!.get!
+  t.same(Object.keys(redirect.responses).sort(), ['302', '404', '410', '414', '429', '503'], 'no 400, and 414 documented')
+  t.notOk('maxLength' in redirect.parameters.find((p) => p.name === 'code')!.schema, 'no length limit that would answer 400')
+  t.ok(redirect.responses['414']!.content, '414 is a problem body')
+  for (const [path, methods] of Object.entries(spec.paths))
+    for (const [verb, op] of Object.entries(methods))
+      if (path.includes('{')) t.ok(op.responses['414'], `${verb.toUpperCase()} ${path} documents 414`)
+})

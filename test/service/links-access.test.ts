@@ -1,5 +1,5 @@
 import t from 'tap'
-import { testApp, login, uniqueEmail, PASSWORD } from '../helpers/app.ts'
+import { testApp, login, loginAdmin, uniqueEmail } from '../helpers/app.ts'
 import { assertProblem, sql } from '../helpers/service.ts'
 import type { App } from '../../service/app.ts'
 import type { LinkView } from '../../service/usecases/links.ts'
@@ -42,10 +42,10 @@ void t.test("when a user touches another user's link, then 404 everywhere and no
 })
 
 void t.test("when an admin reads and changes another user's link, then it works", async (t) => {
-  const adminEmail = uniqueEmail()
-  const { app } = await testApp(t, { ADMIN_EMAILS: adminEmail })
+  const ctx = await testApp(t)
+  const { app } = ctx
   const owner = await login(app)
-  const admin = await login(app, adminEmail, PASSWORD)
+  const admin = await loginAdmin(ctx)
   const link = await newLink(app, owner.auth)
   t.equal((await app.inject({ method: 'GET', url: `/api/v1/links/${link.id}`, headers: admin.auth })).statusCode, 200)
   const listed = (await app.inject({ method: 'GET', url: '/api/v1/links', headers: admin.auth })).json() as { items: Link[] }
@@ -179,5 +179,16 @@ void t.test('when a body is larger than BODY_LIMIT_BYTES, then 413 PAYLOAD_TOO_L
     'PAYLOAD_TOO_LARGE',
   )
   const db = await sql(t, databaseUrl)
+  t.equal((await db.query('SELECT 1 FROM links')).rows.length, 0)
+})
+
+void t.test('when the user behind a token was deleted, then creating a link answers 401 problem, not 500', async (t) => {
+  const { app, databaseUrl } = await testApp(t)
+  const { auth, email } = await login(app)
+  const db = await sql(t, databaseUrl)
+  await db.query('DELETE FROM users WHERE email = $1', [email])
+  const res = await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 'https://example.com/orphan' } })
+  assertProblem(t, res, 401, 'UNAUTHORIZED')
+  t.equal(res.headers['www-authenticate'], 'Bearer')
   t.equal((await db.query('SELECT 1 FROM links')).rows.length, 0)
 })

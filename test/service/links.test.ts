@@ -56,6 +56,68 @@ void t.test('when the target is not an absolute http(s) URL or too long, then 40
   t.equal((await db.query('SELECT 1 FROM links')).rows.length, 0)
 })
 
+void t.test(
+  'when the target carries credentials or points at a local, private, metadata or own host, then 400 naming body.url on create and PATCH',
+  async (t) => {
+    const { app, databaseUrl } = await testApp(t, { PUBLIC_BASE_URL: 'https://Sho.rt:8443/' })
+    const { auth } = await login(app)
+    const link = await newLink(app, auth)
+    const refused = [
+      'https://bank.example@evil.example/',
+      'https://user:pass@example.com/',
+      'https://:pass@example.com/',
+      'http://127.0.0.1/',
+      'http://127.1.2.3:8080/admin',
+      'http://2130706433/',
+      'http://0x7f.1/',
+      'http://0177.0.0.1/',
+      'http://0/',
+      'http://0.0.0.0/',
+      'http://10.1.2.3/',
+      'http://172.16.0.1/',
+      'http://192.168.1.1/',
+      'http://100.64.0.1/',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://[::1]/',
+      'http://[::]/',
+      'http://[::ffff:127.0.0.1]/',
+      'http://[::ffff:a9fe:a9fe]/',
+      'http://[fd00::1]/',
+      'http://[fc00::1]/',
+      'http://[fe80::1]/',
+      'http://[64:ff9b::7f00:1]/',
+      'http://[2002:7f00:1::]/',
+      'http://localhost:3000/',
+      'http://LOCALHOST./',
+      'http://api.localhost/',
+      'http://metadata.google.internal/computeMetadata/v1/',
+      'http://printer.local/',
+      'http://intranet/',
+      'https://sho.rt/abc',
+      'http://SHO.RT./x',
+    ]
+    for (const url of refused) {
+      await t.test(url, async (t) => {
+        assertProblem(t, await create(app, auth, { url }), 400, 'VALIDATION_FAILED', 'body.url')
+        const patched = await app.inject({ method: 'PATCH', url: `/api/v1/links/${link.id}`, headers: auth, payload: { url } })
+        assertProblem(t, patched, 400, 'VALIDATION_FAILED', 'body.url')
+      })
+    }
+    // The controls: public hosts, including public IPv4 and IPv6 literals and a subdomain of the shortener's domain.
+    for (const url of [
+      'https://example.com/',
+      'http://93.184.215.14/',
+      'http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/',
+      'https://www.sho.rt/',
+    ]) {
+      t.equal((await create(app, auth, { url })).statusCode, 201, `${url} is accepted`)
+    }
+    const db = await sql(t, databaseUrl)
+    t.same((await db.query<{ url: string }>('SELECT url FROM links WHERE id = $1', [link.id])).rows[0], { url: 'https://example.com/a' })
+    t.equal((await db.query('SELECT 1 FROM links')).rows.length, 5, 'only the first link and the four controls were stored')
+  },
+)
+
 void t.test('when an alias has bad characters or length, then 400 naming body.alias', async (t) => {
   const { app } = await testApp(t)
   const { auth } = await login(app)

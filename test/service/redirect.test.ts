@@ -1,12 +1,13 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import { testApp, login, createLinkVia } from '../helpers/app.ts'
+import { testApp, login, createLinkVia, BROWSER } from '../helpers/app.ts'
 import { redisPrefix, redisUrl } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { assertProblem, counterValue, eventually, pgQueries, sleep } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
-import type { ClickBatchJob } from '../../common/queues.ts'
+import type { ClickBatchJob, ClickJob } from '../../common/queues.ts'
+import type { App } from '../../service/app.ts'
 
 const linkQueries = () => pgQueries(metrics.pgQueryDuration, 'link_by_code')
 
@@ -17,7 +18,8 @@ function redis(t: { teardown(fn: () => unknown): void }): Redis {
 }
 
 void t.test('when a link is followed, then 302 and the click reaches the clicks queue with referrer, UA family and country', async (t) => {
-  const { app, config } = await testApp(t)
+  // The test's own address (127.0.0.1) is the trusted proxy that sets the country header.
+  const { app, config } = await testApp(t, { COUNTRY_HEADER: 'CF-IPCountry', TRUSTED_PROXIES: '127.0.0.1' })
   const owner = await createUser(app.db)
   const link = await createLink(app.db, owner.id, { url: 'https://example.com/target' })
   const chrome = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
@@ -48,6 +50,84 @@ void t.test('when a link is followed, then 302 and the click reaches the clicks 
   t.equal(new Set(clicks.map((c) => c.clickId)).size, 3, 'each click has its own id (the Postgres key)')
   t.same(clicks.map((c) => c.referrer).sort(), ['https://news.example/0', 'https://news.example/1', 'https://news.example/2'])
   t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedBefore, 3, 'opsdrill_clicks_enqueued_total grew by 3')
+})
+
+async function queuedClicks(t: Parameters<typeof redis>[0], app: App, prefix: string): Promise<ClickJob[]> {
+  await app.clickBuffer.flush()
+  const queue = new Queue<ClickBatchJob>('clicks', { connection: redis(t), prefix })
+  t.teardown(() => queue.close())
+  return (await queue.getJobs(['waiting', 'prioritized', 'delayed'])).flatMap((j) => j.data.clicks)
+}
+
+const CHROME = BROWSER['user-agent']
+
+void t.test('when a link is fetched with HEAD, prefetched or crawled, then it answers like GET but records no click', async (t) => {
+  const { app, config } = await testApp(t)
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id, { url: 'https://example.com/target' })
+  const uncounted = (reason: string) => counterValue(metrics.clicksUncounted, { reason })
+  const before = { head: await uncounted('head'), prefetch: await uncounted('prefetch'), bot: await uncounted('bot') }
+  const requests: [string, 'GET' | 'HEAD', Record<string, string>][] = [
+    ['head', 'HEAD', { 'user-agent': CHROME }],
+    ['prefetch', 'GET', { 'user-agent': CHROME, 'sec-purpose': 'prefetch' }],
+    ['prefetch', 'GET', { 'user-agent': CHROME, 'sec-purpose': 'prefetch;prerender' }],
+    ['prefetch', 'GET', { 'user-agent': CHROME, purpose: 'prefetch' }],
+    ['prefetch', 'GET', { 'user-agent': CHROME, 'x-moz': 'prefetch' }],
+    ['bot', 'GET', { 'user-agent': 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)' }],
+    ['bot', 'GET', { 'user-agent': 'Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)' }],
+    ['bot', 'GET', { 'user-agent': 'curl/8.5.0' }],
+  ]
+  for (const [reason, method, headers] of requests) {
+    const res = await app.inject({ method, url: `/${link.code}`, headers })
+    t.equal(res.statusCode, 302, `${reason}: 302`)
+    t.equal(res.headers.location, 'https://example.com/target', `${reason}: same Location`)
+  }
+  t.same(await queuedClicks(t, app, config.REDIS_PREFIX), [], 'no click was queued')
+  t.equal((await uncounted('head')) - before.head, 1)
+  t.equal((await uncounted('prefetch')) - before.prefetch, 4)
+  t.equal((await uncounted('bot')) - before.bot, 3)
+  // The control: a person's GET is a click.
+  t.equal((await app.inject({ url: `/${link.code}`, headers: { 'user-agent': CHROME } })).statusCode, 302)
+  t.equal((await queuedClicks(t, app, config.REDIS_PREFIX)).length, 1, 'a GET from a browser is recorded')
+})
+
+void t.test('when a client sends a country header itself, then no country is recorded; only the trusted proxy sets it', async (t) => {
+  const owner = async (app: App) => createLink(app.db, (await createUser(app.db)).id)
+  const send = (app: App, code: string, remoteAddress: string, headers: Record<string, string>) =>
+    app.inject({ url: `/${code}`, remoteAddress, headers: { 'user-agent': CHROME, ...headers } })
+
+  // Default: no header is trusted, whoever sends it.
+  const plain = await testApp(t)
+  const a = await owner(plain.app)
+  await send(plain.app, a.code, '127.0.0.1', { 'cf-ipcountry': 'DE', 'x-country-code': 'FR' })
+  t.same(
+    (await queuedClicks(t, plain.app, plain.config.REDIS_PREFIX)).map((c) => c.country),
+    [null],
+  )
+
+  const behindProxy = await testApp(t, { COUNTRY_HEADER: 'x-country-code', TRUSTED_PROXIES: '10.0.0.0/8' })
+  const b = await owner(behindProxy.app)
+  await send(behindProxy.app, b.code, '203.0.113.5', { 'x-country-code': 'DE' })
+  await send(behindProxy.app, b.code, '203.0.113.5', { 'x-country-code': 'FR', 'x-forwarded-for': '10.0.0.1' })
+  await send(behindProxy.app, b.code, '10.1.2.3', { 'cf-ipcountry': 'IT' })
+  await send(behindProxy.app, b.code, '10.1.2.3', { 'x-country-code': 'nl', 'x-forwarded-for': '198.51.100.1' })
+  const countries = (await queuedClicks(t, behindProxy.app, behindProxy.config.REDIS_PREFIX)).map((c) => c.country).sort()
+  t.same(countries, ['NL', null, null, null], 'only the configured header, only from the trusted proxy')
+})
+
+void t.test('when a link is followed, then the 302 carries REDIRECT_REFERRER_POLICY and the API keeps no-referrer', async (t) => {
+  const { app } = await testApp(t)
+  const link = await createLink(app.db, (await createUser(app.db)).id)
+  for (const method of ['GET', 'HEAD'] as const) {
+    const res = await app.inject({ method, url: `/${link.code}`, headers: BROWSER })
+    t.equal(res.statusCode, 302)
+    t.equal(res.headers['referrer-policy'], 'strict-origin-when-cross-origin', `${method}: the default on the redirect`)
+  }
+  t.equal((await app.inject({ url: '/healthz' })).headers['referrer-policy'], 'no-referrer', 'the API keeps no-referrer')
+  t.equal((await app.inject({ url: '/nosuchcode' })).headers['referrer-policy'], 'no-referrer', 'so does a 404 on the redirect path')
+  const strict = await testApp(t, { REDIRECT_REFERRER_POLICY: 'no-referrer' })
+  const other = await createLink(strict.app.db, (await createUser(strict.app.db)).id)
+  t.equal((await strict.app.inject({ url: `/${other.code}`, headers: BROWSER })).headers['referrer-policy'], 'no-referrer', 'configurable')
 })
 
 void t.test('when a code is followed twice, then Postgres is queried once and another instance hits Redis', async (t) => {

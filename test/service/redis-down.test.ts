@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import { testApp } from '../helpers/app.ts'
+import { testApp, BROWSER } from '../helpers/app.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { counterValue, eventually, ownRedis, sleep } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
@@ -18,7 +18,7 @@ void t.test(
     const owner = await createUser(app.db)
     const link = await createLink(app.db, owner.id, { url: 'https://example.com/resilient' })
     const enqueuedWarm = await counterValue(metrics.clicksEnqueued)
-    t.equal((await app.inject(`/${link.code}`)).statusCode, 302, 'warm: L1 and Redis')
+    t.equal((await app.inject({ url: `/${link.code}`, headers: BROWSER })).statusCode, 302, 'warm: L1 and Redis')
     await app.clickBuffer.flush()
     t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedWarm, 1, 'the click is enqueued while Redis is up')
     t.equal((await app.inject('/readyz')).statusCode, 200, 'ready while Redis is up')
@@ -29,7 +29,7 @@ void t.test(
     const started = Date.now()
     const statuses: number[] = []
     for (let i = 0; i < 10; i++) {
-      const res = await app.inject(`/${link.code}`)
+      const res = await app.inject({ url: `/${link.code}`, headers: BROWSER })
       statuses.push(res.statusCode)
       if (res.statusCode === 302) t.equal(res.headers.location, 'https://example.com/resilient')
       await sleep(60)
@@ -59,7 +59,7 @@ void t.test(
     const recovered = await eventually(
       async () => {
         await sleep(320) // past the L1 TTL, so the lookup asks Redis
-        t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
+        t.equal((await app.inject({ url: `/${link.code}`, headers: BROWSER })).statusCode, 302)
         return (await counterValue(metrics.cacheLookups, { result: 'redis_hit' })) > hits0
       },
       8000,
@@ -70,7 +70,7 @@ void t.test(
     const since = Date.now()
     const enqueuedAgain = await eventually(
       async () => {
-        t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: 'https://after.example/' } })).statusCode, 302)
+        t.equal((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: 'https://after.example/' } })).statusCode, 302)
         await app.clickBuffer.flush()
         return (await counterValue(metrics.clicksEnqueued)) > enqueued0
       },
@@ -102,14 +102,14 @@ void t.test(
     const owner = await createUser(app.db)
     const link = await createLink(app.db, owner.id)
     const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
-    t.equal((await app.inject(`/${link.code}`)).statusCode, 302, 'redirects work without Redis')
+    t.equal((await app.inject({ url: `/${link.code}`, headers: BROWSER })).statusCode, 302, 'redirects work without Redis')
     await app.clickBuffer.flush()
     t.equal((await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })) - dropped0, 1, 'the click is dropped and counted')
     await server.start()
     const enqueued0 = await counterValue(metrics.clicksEnqueued)
     const ok = await eventually(
       async () => {
-        await app.inject(`/${link.code}`)
+        await app.inject({ url: `/${link.code}`, headers: BROWSER })
         await app.clickBuffer.flush()
         return (await counterValue(metrics.clicksEnqueued)) > enqueued0
       },

@@ -160,7 +160,7 @@ void t.test('before deploying, the stack runs the checkout with 2 API replicas a
   await stack.up({ api: 2, worker: 1 })
   const json = { 'content-type': 'application/json' }
   const user = JSON.stringify({ email: `deploy-${Date.now()}@example.com`, password: 'correct-horse-battery-staple' })
-  t.equal((await fetch(`${stack.baseUrl}/api/v1/auth/register`, { method: 'POST', headers: json, body: user })).status, 201)
+  t.equal((await fetch(`${stack.baseUrl}/api/v1/auth/register`, { method: 'POST', headers: json, body: user })).status, 202)
   const login = (await (await fetch(`${stack.baseUrl}/api/v1/auth/login`, { method: 'POST', headers: json, body: user })).json()) as {
     accessToken: string
   }

@@ -44,7 +44,7 @@ async function toxiproxy(proxy: 'postgres' | 'redis', enabled: boolean) {
 
 async function driveTraffic(t: Test) {
   const email = `obs-${Date.now()}@example.test`
-  t.equal((await call('POST', '/api/v1/auth/register', { body: { email, password: PASSWORD } })).status, 201)
+  t.equal((await call('POST', '/api/v1/auth/register', { body: { email, password: PASSWORD } })).status, 202)
   const token = String((await call('POST', '/api/v1/auth/login', { body: { email, password: PASSWORD } })).json.accessToken)
   const links: { id: string; code: string }[] = []
   for (let i = 0; i < 30; i++)

@@ -22,7 +22,7 @@ export async function makeData(baseUrl: string, n: number): Promise<DrillData> {
   const email = `drill-${Date.now()}-${randomBytes(4).toString('hex')}@example.com`
   const body = JSON.stringify({ email, password: 'correct-horse-battery-staple' })
   const headers = { 'content-type': 'application/json' }
-  await json(await fetch(`${baseUrl}/api/v1/auth/register`, { method: 'POST', body, headers }), 'register', 201)
+  await json(await fetch(`${baseUrl}/api/v1/auth/register`, { method: 'POST', body, headers }), 'register', 202)
   const { accessToken } = await json<{ accessToken: string }>(
     await fetch(`${baseUrl}/api/v1/auth/login`, { method: 'POST', body, headers }),
     'login',

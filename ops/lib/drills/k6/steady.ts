@@ -10,6 +10,7 @@ import { check } from 'k6'
 import exec from 'k6/execution'
 import { Counter } from 'k6/metrics'
 import type { Options } from 'k6/options'
+import { BROWSER_USER_AGENT } from '../../../../loadtests/lib/browser.ts'
 
 declare const __ENV: Record<string, string | undefined>
 declare function open(path: string): string
@@ -77,6 +78,7 @@ export default function (): void {
   const slot = every ? exec.scenario.iterationInTest % every : -1
   if (slot !== 0 && slot !== 1) {
     const res = http.get(`${BASE_URL}/${link.code}`, {
+      headers: { 'user-agent': BROWSER_USER_AGENT },
       redirects: 0,
       timeout: '30s',
       tags: { slo: 'redirect', name: 'GET /:code', link: link.code },

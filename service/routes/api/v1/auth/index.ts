@@ -1,9 +1,9 @@
-// /api/v1/auth: register and log in. Stricter rate limits than the rest of the API.
+// /api/v1/auth: register and log in. Stricter rate limits than the rest of the API: per client address on each
+// route, and per account (plugins/auth-limit.ts) before any argon2id work.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { authenticate, register } from '../../../../usecases/auth.ts'
 import { problemResponses } from '../../../../problems.ts'
-import { Uuid, DateTime } from '../../../schemas.ts'
 
 const Credentials = Type.Object(
   {
@@ -19,13 +19,10 @@ const Login = Type.Object(
   { additionalProperties: false },
 )
 
+const REGISTERED = 'log in with this email and password; an email that already had an account keeps its password'
+
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const rateLimit = { max: app.config.RATE_LIMIT_AUTH_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_MS }
-  const adminEmails = new Set(
-    app.config.ADMIN_EMAILS.split(',')
-      .map((e) => e.trim().toLowerCase())
-      .filter(Boolean),
-  )
 
   app.post(
     '/register',
@@ -35,15 +32,19 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create an account',
         tags: ['auth'],
         body: Credentials,
+        description:
+          'Answers 202 with the same body whether or not the email already had an account (whose password is then ' +
+          'unchanged), so registration does not tell who has an account. Log in to use it.',
         response: {
-          201: Type.Object({ id: Uuid, email: Type.String(), role: Type.String(), createdAt: DateTime }),
-          ...problemResponses(400, 409, 413, 429),
+          202: Type.Object({ email: Type.String(), detail: Type.String() }),
+          ...problemResponses(400, 413, 429),
         },
       },
     },
     async (req, reply) => {
-      const user = await register(app.db, req.body, adminEmails)
-      return reply.code(201).send({ id: user.id, email: user.email, role: user.role, createdAt: user.created_at.toISOString() })
+      await app.authLimit.account(req, req.body.email)
+      await register(app.db, req.body)
+      return reply.code(202).send({ email: req.body.email, detail: REGISTERED })
     },
   )
 
@@ -62,6 +63,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
+      await app.authLimit.account(req, req.body.email)
       const user = await authenticate(app.db, req.body)
       const accessToken = await app.jwt.sign({ sub: user.id, role: user.role })
       return { accessToken, tokenType: 'Bearer' as const, expiresIn: app.config.JWT_TTL_SECONDS }
