@@ -124,6 +124,11 @@ export const metrics = {
   pgErrors: counter('pg_errors_total', 'Postgres client errors by kind.', ['kind']),
   redisReconnects: counter('redis_reconnects_total', 'Redis reconnect attempts by client role.', ['client']),
   redisErrors: counter('redis_errors_total', 'Redis client errors by client role.', ['client']),
+  dependencyUp: gauge(
+    'dependency_up',
+    'Whether this process reaches a dependency (1) or not (0), probed at each scrape: postgres, redis (queues), redis_cache.',
+    ['dependency'],
+  ),
   // Runtime extras not in prom-client's defaults
   eventLoopUtilization: gauge('nodejs_eventloop_utilization_ratio', 'Event-loop utilisation over the last scrape interval (0..1).'),
   build: gauge('build_info', 'Always 1; labels name the running version.', ['version', 'service']),
@@ -154,5 +159,31 @@ export function observePgPool(pool: { totalCount: number; idleCount: number; wai
     g.set({ state: 'total' }, pool.totalCount)
     g.set({ state: 'idle' }, pool.idleCount)
     g.set({ state: 'waiting' }, pool.waitingCount)
+  })
+}
+
+/**
+ * Probes each dependency at scrape time into opsdrill_dependency_up. Store health is reported here, not by readiness:
+ * a replica that cannot reach Redis or Postgres still serves what it can (cached redirects, fail-open), so it stays in
+ * the load balancer and the outage shows as a metric and an alert (DependencyUnreachable) instead.
+ */
+export function observeDependencies(probes: Record<string, () => Promise<unknown>>, timeoutMs: number): void {
+  observeGauge(metrics.dependencyUp, async (g) => {
+    await Promise.all(
+      Object.entries(probes).map(async ([dependency, probe]) => {
+        let timer: NodeJS.Timeout | undefined
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs)
+        })
+        try {
+          await Promise.race([probe(), timeout])
+          g.set({ dependency }, 1)
+        } catch {
+          g.set({ dependency }, 0)
+        } finally {
+          clearTimeout(timer)
+        }
+      }),
+    )
   })
 }

@@ -13,6 +13,7 @@ import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
 import { portOpen, startRedis, stopRedis } from '../../ops/lib/localdb.ts'
 import { freePort } from '../../ops/lib/net.ts'
+import { metrics } from '../../common/metrics.ts'
 import { TEST_JWT_SECRET } from './env.ts'
 
 type T = Pick<Test, 'teardown' | 'equal' | 'match' | 'ok'>
@@ -46,6 +47,12 @@ export async function counterValue(counter: Counter, labels: Record<string, stri
   const { values } = await counter.get()
   const match = values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
   return match?.value ?? 0
+}
+
+/** opsdrill_dependency_up for one dependency, probed now as a scrape would (undefined when not reported). */
+export async function dependencyUp(dependency: string): Promise<number | undefined> {
+  const { values } = await metrics.dependencyUp.get()
+  return values.find((v) => v.labels.dependency === dependency)?.value
 }
 
 /** A Postgres client on the test database, closed at teardown. */
