@@ -80,6 +80,10 @@ export const metrics = {
   ),
   cacheErrors: counter('cache_errors_total', 'Redis cache operations that failed, by operation.', ['operation']),
   cacheFallbacks: counter('cache_fallbacks_total', 'Redirects served from Postgres because the Redis cache failed (fail-open).'),
+  cacheStaleWritesRefused: counter(
+    'cache_stale_writes_refused_total',
+    'Cache write-backs refused because the entry in Redis was a newer version or a tombstone (a lookup raced a change).',
+  ),
   cacheInvalidations: counter('cache_invalidations_total', 'Cache invalidations by origin: local (this replica) or remote (pub/sub).', [
     'origin',
   ]),

@@ -539,18 +539,15 @@ const postgresDown: Drill = {
 }
 
 /**
- * Puts the drill's links in the Redis cache; returns how many are there. Creating a link invalidates its code twice,
- * the second time 500 ms later (service/plugins/link-cache.ts), so warming sooner left links out of the cache: the
- * baseline's redirects put most back, and the redirects of the rest failed during the outage (2 of 50 links, 39
- * failures in one run).
+ * Puts the drill's links in the Redis cache; returns how many are there. The write-back follows the response, so the
+ * count is polled: a link left out of the cache has its redirects fail during the outage.
  */
 async function warmCache(d: DrillRun): Promise<number> {
-  await sleep(1000)
   await warm(d.platform.baseUrl, d.data.links)
   const { url, prefix } = d.redis
   const redis = new Redis(url)
   try {
-    const keys = d.data.links.map((l) => `${prefix}:link:${l.code}`)
+    const keys = d.data.links.map((l) => `${prefix}:link:v2:${l.code}`)
     let cached = 0
     // The write-back follows the response; give it a moment.
     await d.until(async () => (cached = await redis.exists(...keys)) === keys.length, 2)
