@@ -11,7 +11,7 @@ import type { Counter, Histogram } from 'prom-client'
 import { buildApp, type App } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
-import { portOpen, startRedis, stopRedis } from '../../ops/lib/localdb.ts'
+import { portOpen, startRedis, stopRedis, type RedisServerKind } from '../../ops/lib/localdb.ts'
 import { freePort } from '../../ops/lib/net.ts'
 import { metrics } from '../../common/metrics.ts'
 import { TEST_JWT_SECRET } from './env.ts'
@@ -81,10 +81,10 @@ export interface OwnRedis {
 }
 
 /** A Redis server this test owns (own port and folder), so it can be stopped and started again. */
-export async function ownRedis(t: T): Promise<OwnRedis> {
+export async function ownRedis(t: T, as?: RedisServerKind): Promise<OwnRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'opsdrill-redis-'))
   const port = await freePort()
-  const handle = await startRedis(dir, port)
+  const handle = await startRedis(dir, port, as)
   const stop = async () => {
     stopRedis(dir)
     for (let i = 0; i < 100 && (await portOpen(port)); i++) await new Promise((r) => setTimeout(r, 50))
@@ -93,7 +93,7 @@ export async function ownRedis(t: T): Promise<OwnRedis> {
     await stop()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { url: handle.url, port, stop, start: async () => void (await startRedis(dir, port)) }
+  return { url: handle.url, port, stop, start: async () => void (await startRedis(dir, port, as)) }
 }
 
 /** Collects a logger's ECS lines as parsed objects. */
