@@ -71,7 +71,7 @@ void t.test(
   'when the cache Redis cannot be written, then PATCH and DELETE answer 503, change nothing, and succeed once it is back',
   async (t) => {
     const server = await ownRedis(t)
-    const { app, databaseUrl } = await testApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '300' })
+    const { app, databaseUrl } = await testApp(t, { CACHE_REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '300' })
     const { auth } = await login(app)
     const link = await createLinkVia(app, auth, 'https://example.com/abuse')
     t.equal((await app.inject(`/${link.code}`)).headers.location, 'https://example.com/abuse', 'cached before the outage')

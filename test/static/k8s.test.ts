@@ -241,11 +241,22 @@ void t.test('when production scales the worker, then KEDA follows the BullMQ wai
 void t.test('when the overlays differ, then local runs its own stores and production points at managed ones', async (t) => {
   t.ok(find('local', 'StatefulSet', 'postgres'), 'local: in-cluster Postgres StatefulSet')
   t.ok(find('local', 'Deployment', 'redis'), 'local: in-cluster Redis')
+  // The cache has its own Redis that evicts, apart from the queues' (issue 11).
+  type Container = { args?: string[] }
+  const args = (name: string) =>
+    find<Obj & { spec: { template: { spec: { containers: Container[] } } } }>('local', 'Deployment', name)?.spec.template.spec.containers[0]
+      ?.args ?? []
+  t.match(
+    args('redis-cache').join(' '),
+    /--maxmemory-policy allkeys-lru --maxmemory \d+mb/,
+    'local: the cache Redis evicts within maxmemory',
+  )
+  t.match(args('redis').join(' '), /--maxmemory-policy noeviction/, 'local: the queue Redis never evicts')
   t.notOk(
     docsOf('production').some((d) => d.kind === 'StatefulSet' || (d.kind === 'Deployment' && !d.metadata.name.startsWith('opsdrill-'))),
     'production: no in-cluster stores',
   )
-  for (const name of ['postgres', 'redis']) {
+  for (const name of ['postgres', 'redis', 'redis-cache']) {
     const svc = find<Obj & { spec: { type?: string } }>('production', 'Service', name)
     t.equal(svc?.spec.type, 'ExternalName', `production: Service ${name} is an ExternalName to the managed store`)
   }
@@ -271,6 +282,13 @@ void t.test('when the local overlay runs the stores, then the app reaches them t
   const via = (url: string) => `${new URL(url).hostname}:${new URL(url).port}`
   t.equal(via(databaseUrl), `toxiproxy:${listenPort('postgres')}`, 'DATABASE_URL: via toxiproxy')
   t.equal(via(redisUrl), `toxiproxy:${listenPort('redis')}`, 'REDIS_URL: via toxiproxy')
+  const cacheUrl = find<Obj & { data: Record<string, string> }>('local', 'ConfigMap', 'opsdrill-config')!.data.CACHE_REDIS_URL!
+  t.equal(via(cacheUrl), `toxiproxy:${listenPort('redis-cache')}`, 'CACHE_REDIS_URL: via toxiproxy')
+  t.equal(
+    find<Obj & { data: Record<string, string> }>('production', 'ConfigMap', 'opsdrill-config')?.data.CACHE_REDIS_URL,
+    'redis://redis-cache:6379',
+    'production: CACHE_REDIS_URL names the redis-cache Service',
+  )
 
   type Policy = Obj & { spec: { egress?: { ports?: { port: number }[] }[]; ingress?: { ports?: { port: number }[] }[] } }
   const egressPorts = find<Policy>('local', 'NetworkPolicy', 'app-egress')!.spec.egress!.flatMap((e) => e.ports?.map((p) => p.port) ?? [])

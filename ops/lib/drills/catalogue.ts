@@ -660,7 +660,7 @@ const REDIRECT_BOUND_MS = APP.REDIS_COMMAND_TIMEOUT_MS + 250
 
 const redisLatency: Drill = {
   name: 'redis-latency',
-  title: `Redis answers 1 s late (toxiproxy latency, above REDIS_COMMAND_TIMEOUT_MS ${APP.REDIS_COMMAND_TIMEOUT_MS} ms): cache reads time out and redirects fall back to Postgres.`,
+  title: `The cache Redis answers 1 s late (toxiproxy latency, above REDIS_COMMAND_TIMEOUT_MS ${APP.REDIS_COMMAND_TIMEOUT_MS} ms): cache reads time out and redirects fall back to Postgres.`,
   criteria: [
     'cache errors / fallbacks grow (opsdrill_cache_errors_total, opsdrill_cache_fallbacks_total)',
     `redirect p99 in the fault window <= command timeout (the cache GET) + 250 ms for the Postgres lookup (${REDIRECT_BOUND_MS} ms)`,
@@ -674,8 +674,8 @@ const redisLatency: Drill = {
     const err0 = (await d.metric('api', 'opsdrill_cache_errors_total')) + (await d.metric('api', 'opsdrill_cache_fallbacks_total'))
     const w = await steadyFault(
       d,
-      'Redis +1000 ms latency',
-      () => d.platform.toxiproxy.addToxic('redis', { name: 'drill', type: 'latency', attributes: { latency: 1000, jitter: 0 } }),
+      'cache Redis +1000 ms latency',
+      () => d.platform.toxiproxy.addToxic('redis-cache', { name: 'drill', type: 'latency', attributes: { latency: 1000, jitter: 0 } }),
       () => d.platform.toxiproxy.reset(),
     )
     const errs = (await d.metric('api', 'opsdrill_cache_errors_total')) + (await d.metric('api', 'opsdrill_cache_fallbacks_total')) - err0
