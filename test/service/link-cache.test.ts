@@ -135,7 +135,13 @@ void t.test(
       }
     }
     const loops = replicas.flatMap((_, i) => [hammer(i), hammer(i), hammer(i)])
-    await sleep(500)
+    // Phases last a second and at least 300 redirects, however busy the machine is.
+    const phase = async () => {
+      const until = answers.length + 300
+      await sleep(1000)
+      while (answers.length < until) await sleep(20)
+    }
+    await phase()
     const editSent = performance.now()
     const patched = await first.app.inject({
       method: 'PATCH',
@@ -145,15 +151,15 @@ void t.test(
     })
     t.equal(patched.statusCode, 200, patched.body)
     const editedAt = performance.now()
-    await sleep(1000)
+    await phase()
     t.equal((await first.app.inject({ method: 'DELETE', url: `/api/v1/links/${link.id}`, headers: auth })).statusCode, 204)
     const deletedAt = performance.now()
-    await sleep(1000)
+    await phase()
     running = false
     await Promise.all(loops)
 
     const before = answers.filter((a) => a.end < editSent)
-    t.ok(before.length > 100, `${before.length} redirects before the edit`)
+    t.ok(before.length >= 250, `${before.length} redirects before the edit`)
     t.ok(
       before.every((a) => a.location === 'https://example.com/v1'),
       'before the edit every replica served the old target (the cache was hot)',
@@ -167,10 +173,13 @@ void t.test(
     const afterEdit = staleness(editedAt, deletedAt, (a) => a.location === 'https://example.com/v1')
     const afterDelete = staleness(deletedAt, Infinity, (a) => a.status !== 410)
     const counted = answers.filter((a) => a.start >= editedAt).length
+    // From the PATCH being sent, the window includes the PATCH itself (its transaction, the tombstone, the publish).
+    const fromSent = Math.max(...staleness(editSent, deletedAt, (a) => a.location === 'https://example.com/v1'))
     // On stderr, which the test command shows (tap comments it does not).
     process.stderr.write(
       `link-cache: measured over ${counted} redirects on ${replicas.length} replicas after the edit: edit seen everywhere ${Math.max(...afterEdit).toFixed(1)} ms ` +
-        `after PATCH answered (per replica ${afterEdit.map((ms) => ms.toFixed(1)).join(', ')}), deletion (410) ` +
+        `after PATCH answered (per replica ${afterEdit.map((ms) => ms.toFixed(1)).join(', ')}; old target last served ` +
+        `${fromSent.toFixed(1)} ms after the PATCH was sent, which took ${(editedAt - editSent).toFixed(1)} ms), deletion (410) ` +
         `${Math.max(...afterDelete).toFixed(1)} ms after DELETE answered; stated bound ${bound} ms\n`,
     )
     t.ok(Math.max(...afterEdit) <= bound, `the edit is served by every replica within ${bound} ms`)
