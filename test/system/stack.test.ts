@@ -93,7 +93,7 @@ void t.test(
     t.equal(res.status, 200, 'the API is ready through nginx')
     t.match(res.headers.get('x-upstream'), /^127\.0\.0\.1:400[12]$/, 'nginx names the replica that answered')
     // The cache lives in its own Redis (allkeys-lru), never in the queues' (noeviction): issue 11.
-    const cache = new Redis(`redis://127.0.0.1:${stack.ports.redisCache}`)
+    const cache = new Redis(stack.cacheRedisUrl)
     const queues = new Redis(stack.redisUrl)
     try {
       t.equal((await fetch(`${stack.baseUrl}/nosuchcode1`)).status, 404)

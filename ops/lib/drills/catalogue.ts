@@ -544,7 +544,7 @@ const postgresDown: Drill = {
  */
 async function warmCache(d: DrillRun): Promise<number> {
   await warm(d.platform.baseUrl, d.data.links)
-  const { url, prefix } = d.redis
+  const { url, prefix } = d.cacheRedis
   const redis = new Redis(url)
   try {
     const keys = d.data.links.map((l) => `${prefix}:link:v2:${l.code}`)

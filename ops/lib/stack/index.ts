@@ -138,6 +138,9 @@ export class Stack {
   get redisUrl(): string {
     return `redis://127.0.0.1:${this.ports.redis}`
   }
+  get cacheRedisUrl(): string {
+    return `redis://127.0.0.1:${this.ports.redisCache}`
+  }
   readonly redisPrefix = 'opsdrill'
   private get logsDir(): string {
     return join(this.dir, 'logs')
@@ -403,7 +406,7 @@ export class Stack {
       `  toxiproxy API         ${this.toxiproxyUrl}            (proxies: postgres :${p.postgresProxy}, redis :${p.redisProxy}, redis-cache :${p.redisCacheProxy})`,
       `  Postgres              ${this.databaseUrl}`,
       `  Redis (queues)        ${this.redisUrl}`,
-      `  Redis (cache)         redis://127.0.0.1:${p.redisCache}`,
+      `  Redis (cache)         ${this.cacheRedisUrl}`,
       `  logs                  ${this.logsDir}/<name>.log      (npm run stack -- logs <name>)`,
     ].join('\n')
   }
