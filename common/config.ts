@@ -14,7 +14,7 @@ export const BaseEnv = {
     { default: 'info', description: 'pino log level' },
   ),
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', format: 'url', description: 'a postgres:// connection URL' }),
-  REDIS_URL: Type.String({ pattern: '^rediss?://', format: 'url', description: 'a redis:// connection URL' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', format: 'url', description: 'a redis:// URL of the queue Redis (BullMQ; noeviction)' }),
   METRICS_PORT: Int(9464, 0, 'port of the /metrics listener (0 picks a free one)'),
   METRICS_HOST: Type.String({ default: '0.0.0.0' }),
   INSTANCE_ID: Type.String({ default: `${hostname()}-${process.pid}`, minLength: 1 }),
@@ -43,6 +43,13 @@ export const ApiEnv = Type.Object({
   JWT_ISSUER: Type.String({ default: 'opsdrill' }),
   JWT_AUDIENCE: Type.String({ default: 'opsdrill-api' }),
   JWT_TTL_SECONDS: Int(900, 60),
+  CACHE_REDIS_URL: Type.Optional(
+    Type.String({
+      pattern: '^rediss?://',
+      description:
+        'a redis:// URL of the Redis for the redirect cache, stats cache, rate limits and cache pub/sub, run with maxmemory and allkeys-lru; unset: REDIS_URL',
+    }),
+  ),
   CACHE_ENABLED: Bool(true, 'false turns the redirect cache (L1 and Redis) off'),
   CACHE_TTL_SECONDS: Int(3600, 1),
   CACHE_NEGATIVE_TTL_SECONDS: Int(60, 1),

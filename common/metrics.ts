@@ -80,6 +80,10 @@ export const metrics = {
   ),
   cacheErrors: counter('cache_errors_total', 'Redis cache operations that failed, by operation.', ['operation']),
   cacheFallbacks: counter('cache_fallbacks_total', 'Redirects served from Postgres because the Redis cache failed (fail-open).'),
+  cacheStaleWritesRefused: counter(
+    'cache_stale_writes_refused_total',
+    'Cache write-backs refused because the entry in Redis was a newer version or a tombstone (a lookup raced a change).',
+  ),
   cacheInvalidations: counter('cache_invalidations_total', 'Cache invalidations by origin: local (this replica) or remote (pub/sub).', [
     'origin',
   ]),
@@ -129,6 +133,11 @@ export const metrics = {
   pgErrors: counter('pg_errors_total', 'Postgres client errors by kind.', ['kind']),
   redisReconnects: counter('redis_reconnects_total', 'Redis reconnect attempts by client role.', ['client']),
   redisErrors: counter('redis_errors_total', 'Redis client errors by client role.', ['client']),
+  dependencyUp: gauge(
+    'dependency_up',
+    'Whether this process reaches a dependency (1) or not (0), probed at each scrape: postgres, redis (queues), redis_cache.',
+    ['dependency'],
+  ),
   // Runtime extras not in prom-client's defaults
   eventLoopUtilization: gauge('nodejs_eventloop_utilization_ratio', 'Event-loop utilisation over the last scrape interval (0..1).'),
   build: gauge('build_info', 'Always 1; labels name the running version.', ['version', 'service']),
@@ -159,5 +168,31 @@ export function observePgPool(pool: { totalCount: number; idleCount: number; wai
     g.set({ state: 'total' }, pool.totalCount)
     g.set({ state: 'idle' }, pool.idleCount)
     g.set({ state: 'waiting' }, pool.waitingCount)
+  })
+}
+
+/**
+ * Probes each dependency at scrape time into opsdrill_dependency_up. Store health is reported here, not by readiness:
+ * a replica that cannot reach Redis or Postgres still serves what it can (cached redirects, fail-open), so it stays in
+ * the load balancer and the outage shows as a metric and an alert (DependencyUnreachable) instead.
+ */
+export function observeDependencies(probes: Record<string, () => Promise<unknown>>, timeoutMs: number): void {
+  observeGauge(metrics.dependencyUp, async (g) => {
+    await Promise.all(
+      Object.entries(probes).map(async ([dependency, probe]) => {
+        let timer: NodeJS.Timeout | undefined
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs)
+        })
+        try {
+          await Promise.race([probe(), timeout])
+          g.set({ dependency }, 1)
+        } catch {
+          g.set({ dependency }, 0)
+        } finally {
+          clearTimeout(timer)
+        }
+      }),
+    )
   })
 }

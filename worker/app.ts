@@ -4,7 +4,7 @@ import type { Queue } from 'bullmq'
 import type { WorkerConfig } from '../common/config.ts'
 import { batchDbOptions, createDb, dbOptions } from '../common/db.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
-import { collectRuntimeMetrics, observePgPool } from '../common/metrics.ts'
+import { collectRuntimeMetrics, observeDependencies, observePgPool } from '../common/metrics.ts'
 import { startMetricsServer } from '../common/metrics-server.ts'
 import { createQueue } from '../common/queue-factory.ts'
 import { QUEUES, defaultJobOptions, type ExportJob, type MaintenanceJob } from '../common/queues.ts'
@@ -39,6 +39,8 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
     { url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS },
     log,
   )
+  // Like the API's, the worker's readiness is its own state (fetching jobs, not draining); store health is this gauge.
+  observeDependencies({ postgres: () => db.ping(), redis: () => connection.ping() }, config.PG_CONNECT_TIMEOUT_MS)
   const queueOpts = { connection, prefix: config.REDIS_PREFIX, log }
   const deadLetters = createQueue(QUEUES.deadLetters, queueOpts)
   const maintenanceQueue = createQueue<MaintenanceJob>(QUEUES.maintenance, queueOpts)

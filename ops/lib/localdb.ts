@@ -98,8 +98,11 @@ export interface RedisHandle {
   port: number
 }
 
-/** Starts redis-server in dir on port with AOF on and noeviction (queues must never be evicted). */
-export async function startRedis(dir: string, port: number): Promise<RedisHandle> {
+/** How a Redis keeps its data: the queues' (AOF, never evicts) or a cache's (memory only, evicts the least recently used). */
+export type RedisServerKind = { role: 'queues'; maxmemory?: string } | { role: 'cache'; maxmemory: string }
+
+/** Starts redis-server in dir on port; by default for queues, with AOF on and noeviction (jobs must never be evicted). */
+export async function startRedis(dir: string, port: number, as: RedisServerKind = { role: 'queues' }): Promise<RedisHandle> {
   const url = `redis://127.0.0.1:${port}`
   if (await portOpen(port)) return { url, dir, port }
   mkdirSync(dir, { recursive: true })
@@ -116,12 +119,9 @@ export async function startRedis(dir: string, port: number): Promise<RedisHandle
     join(dir, 'redis.pid'),
     '--logfile',
     join(dir, 'redis.log'),
-    '--appendonly',
-    'yes',
-    '--appendfsync',
-    'everysec',
-    '--maxmemory-policy',
-    'noeviction',
+    ...(as.role === 'queues'
+      ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--maxmemory', as.maxmemory ?? '0']
+      : ['--appendonly', 'no', '--maxmemory', as.maxmemory, '--maxmemory-policy', 'allkeys-lru']),
     '--save',
     '',
   ])

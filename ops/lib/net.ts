@@ -6,7 +6,7 @@ import { createServer } from 'node:net'
 // dead loopback port inside that range can, once the kernel hands it that same number as its source port, connect to
 // itself (a TCP simultaneous open): the "down" server then looks up, and the port is held so the server cannot start
 // again. It also keeps a port freed by one test from being handed straight to another process's listen(0).
-// Above the native stack's proxies at the largest port offset (26379 + 1500) and the project's fixed test ports.
+// Above the native stack's proxies at the largest port offset (26380 + 1500) and the project's fixed test ports.
 const LOW = 28000
 
 /** The kernel's ephemeral port range (Linux), or undefined where it cannot be read. */

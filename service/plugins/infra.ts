@@ -10,11 +10,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     config: ApiConfig
     db: Db
-    /** Fail-fast client for the cache, stats cache and rate limits. */
+    /** Fail-fast client of the cache Redis (CACHE_REDIS_URL): redirect cache, stats cache and rate limits. */
     redis: Redis
-    /** Fail-fast client for BullMQ producers. */
+    /** Fail-fast client of the queue Redis (REDIS_URL) for BullMQ producers. */
     redisProducer: Redis
-    /** Pub/sub subscriber for cross-replica cache invalidation. */
+    /** Pub/sub subscriber on the cache Redis for cross-replica cache invalidation. */
     redisSubscriber: Redis
   }
 }
@@ -31,14 +31,19 @@ export const dbPlugin = fp<{ config: ApiConfig }>(
 
 export const redisPlugin = fp<{ config: ApiConfig }>(
   async (app, { config }) => {
-    const opts = {
-      url: config.REDIS_URL,
-      commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-      connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS,
-    }
-    const redis = createRedis('cache', opts, app.log)
-    const producer = createRedis('producer', { ...opts, commandTimeoutMs: config.REDIS_QUEUE_COMMAND_TIMEOUT_MS }, app.log)
-    const subscriber = createRedis('subscriber', opts, app.log)
+    // Two servers: queues need a Redis that never evicts (a lost job is a lost click), and a cache needs one that does
+    // (a flood of negative lookups or hot links must not fill the queues' memory and make BullMQ writes fail). Rate-limit
+    // counters go with the cache: an evicted counter only restarts a client's window, as a Redis failure already does
+    // (skipOnError), while a flood of distinct clients must not fill the queue Redis either.
+    const timeouts = { commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS }
+    const cacheOpts = { ...timeouts, url: config.CACHE_REDIS_URL ?? config.REDIS_URL }
+    const redis = createRedis('cache', cacheOpts, app.log)
+    const producer = createRedis(
+      'producer',
+      { url: config.REDIS_URL, connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS, commandTimeoutMs: config.REDIS_QUEUE_COMMAND_TIMEOUT_MS },
+      app.log,
+    )
+    const subscriber = createRedis('subscriber', cacheOpts, app.log)
     app.decorate('redis', redis)
     app.decorate('redisProducer', producer)
     app.decorate('redisSubscriber', subscriber)

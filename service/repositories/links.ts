@@ -1,5 +1,5 @@
 // Parameterized SQL for links. Every query is timed under its operation name (opsdrill_pg_query_duration_seconds).
-import type { Db } from '../../common/db.ts'
+import type { Db, Queryable } from '../../common/db.ts'
 
 export interface LinkRow {
   id: string
@@ -13,24 +13,27 @@ export interface LinkRow {
   deleted_at: Date | null
 }
 
-/** What the redirect needs, as cached: times in epoch ms. */
+/** What the redirect needs, as cached: times in epoch ms; version orders cache writes (migrations/*_link-version.sql). */
 export interface LinkTarget {
   id: string
   url: string
   expiresAt: number | null
   deleted: boolean
+  version: number
 }
 
 const COLUMNS = 'id, code, owner_id, url, is_alias, created_at, updated_at, expires_at, deleted_at'
 
 export async function findTargetByCode(db: Db, code: string): Promise<LinkTarget | null> {
-  const { rows } = await db.query<{ id: string; url: string; expires_at: Date | null; deleted_at: Date | null }>(
+  const { rows } = await db.query<{ id: string; url: string; expires_at: Date | null; deleted_at: Date | null; version: string }>(
     'link_by_code',
-    'SELECT id, url, expires_at, deleted_at FROM links WHERE code = $1',
+    'SELECT id, url, expires_at, deleted_at, version FROM links WHERE code = $1',
     [code],
   )
   const r = rows[0]
-  return r ? { id: r.id, url: r.url, expiresAt: r.expires_at?.getTime() ?? null, deleted: r.deleted_at !== null } : null
+  return r
+    ? { id: r.id, url: r.url, expiresAt: r.expires_at?.getTime() ?? null, deleted: r.deleted_at !== null, version: Number(r.version) }
+    : null
 }
 
 export async function insertLink(
@@ -78,29 +81,43 @@ export async function listLinks(
   return rows
 }
 
+/** A changed row and the version the change gave it (the row stays locked until the caller's transaction ends). */
+export type ChangedLinkRow = LinkRow & { version: number }
+
 export async function updateLink(
   db: Db,
+  client: Queryable,
   id: string,
   ownerId: string | null,
   patch: { url?: string; expiresAt?: Date | null },
-): Promise<LinkRow | null> {
-  const { rows } = await db.query<LinkRow>(
+): Promise<ChangedLinkRow | null> {
+  const { rows } = await db.query<LinkRow & { version: string }>(
     'link_update',
     `UPDATE links SET url = COALESCE($3, url),
             expires_at = CASE WHEN $4::boolean THEN $5::timestamptz ELSE expires_at END,
-            updated_at = now()
+            updated_at = now(), version = version + 1
       WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)
-      RETURNING ${COLUMNS}`,
+      RETURNING ${COLUMNS}, version`,
     [id, ownerId, patch.url ?? null, patch.expiresAt !== undefined, patch.expiresAt ?? null],
+    client,
   )
-  return rows[0] ?? null
+  const r = rows[0]
+  return r ? { ...r, version: Number(r.version) } : null
 }
 
-export async function softDeleteLink(db: Db, id: string, ownerId: string | null): Promise<{ code: string } | null> {
-  const { rows } = await db.query<{ code: string }>(
+export async function softDeleteLink(
+  db: Db,
+  client: Queryable,
+  id: string,
+  ownerId: string | null,
+): Promise<{ code: string; version: number } | null> {
+  const { rows } = await db.query<{ code: string; version: string }>(
     'link_delete',
-    'UPDATE links SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2) RETURNING code',
+    `UPDATE links SET deleted_at = now(), updated_at = now(), version = version + 1
+      WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2) RETURNING code, version`,
     [id, ownerId],
+    client,
   )
-  return rows[0] ?? null
+  const r = rows[0]
+  return r ? { code: r.code, version: Number(r.version) } : null
 }

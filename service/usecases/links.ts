@@ -1,9 +1,9 @@
 // Link management. A user sees and changes only their own links (admin: all); another user's link is 404.
 import { customAlphabet } from 'nanoid'
 import ipaddr from 'ipaddr.js'
-import type { Db } from '../../common/db.ts'
+import type { Db, Queryable } from '../../common/db.ts'
 import { metrics } from '../../common/metrics.ts'
-import { conflict, HttpProblem, invalidField, notFound } from '../problems.ts'
+import { conflict, HttpProblem, invalidField, notFound, unavailable } from '../problems.ts'
 import * as repo from '../repositories/links.ts'
 import type { LinkCache } from '../plugins/link-cache.ts'
 import { unauthorized, type AccessClaims } from '../plugins/auth.ts'
@@ -109,7 +109,9 @@ export async function createLink(
       })
     if (row) {
       metrics.linksCreated.inc()
-      // A negative cache entry may exist for this code (someone tried it before it existed).
+      // A negative cache entry may exist for this code (someone tried it before it existed). Creation does not fail
+      // when the tombstone cannot be written: such an entry then lives out CACHE_NEGATIVE_TTL_SECONDS (README).
+      await deps.cache.fence(code, 1)
       await deps.cache.invalidate(code)
       return view(row, deps.publicBaseUrl)
     }
@@ -163,6 +165,24 @@ export async function listLinks(
   }
 }
 
+// The cache is fenced inside the change's transaction: when the tombstone cannot be written the change is rolled back
+// and answered 503, since a committed change the cache does not know of could redirect to the old target for an hour.
+const notApplied = () => unavailable('the change was not applied; retry shortly')
+
+async function changeAndFence<R extends { code: string; version: number }>(
+  deps: LinkDeps,
+  change: (client: Queryable) => Promise<R | null>,
+): Promise<R> {
+  const row = await deps.db.tx(async (client) => {
+    const changed = await change(client)
+    if (changed && !(await deps.cache.fence(changed.code, changed.version))) throw notApplied()
+    return changed
+  })
+  if (!row) throw notFound('link')
+  await deps.cache.invalidate(row.code)
+  return row
+}
+
 export async function updateLink(
   deps: LinkDeps,
   user: AccessClaims,
@@ -171,19 +191,17 @@ export async function updateLink(
 ): Promise<LinkView> {
   const url = patch.url === undefined ? undefined : checkTarget(patch.url, deps.publicBaseUrl)
   const expiresAt = checkExpiry(patch.expiresAt)
-  const row = await repo.updateLink(deps.db, id, scope(user), {
-    ...(url !== undefined ? { url } : {}),
-    ...(expiresAt !== undefined ? { expiresAt } : {}),
-  })
-  if (!row) throw notFound('link')
-  await deps.cache.invalidate(row.code)
+  const row = await changeAndFence(deps, (client) =>
+    repo.updateLink(deps.db, client, id, scope(user), {
+      ...(url !== undefined ? { url } : {}),
+      ...(expiresAt !== undefined ? { expiresAt } : {}),
+    }),
+  )
   return view(row, deps.publicBaseUrl)
 }
 
 export async function deleteLink(deps: LinkDeps, user: AccessClaims, id: string): Promise<void> {
-  const row = await repo.softDeleteLink(deps.db, id, scope(user))
-  if (!row) throw notFound('link')
-  await deps.cache.invalidate(row.code)
+  await changeAndFence(deps, (client) => repo.softDeleteLink(deps.db, client, id, scope(user)))
 }
 
 /** The owner check shared by stats and exports: 404 for a link the user may not see. */

@@ -11,8 +11,9 @@ import type { Counter, Histogram } from 'prom-client'
 import { buildApp, type App } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import type { ApiConfig } from '../../common/config.ts'
-import { portOpen, startRedis, stopRedis } from '../../ops/lib/localdb.ts'
+import { portOpen, startRedis, stopRedis, type RedisServerKind } from '../../ops/lib/localdb.ts'
 import { freePort } from '../../ops/lib/net.ts'
+import { metrics } from '../../common/metrics.ts'
 import { TEST_JWT_SECRET } from './env.ts'
 
 type T = Pick<Test, 'teardown' | 'equal' | 'match' | 'ok'>
@@ -48,6 +49,12 @@ export async function counterValue(counter: Counter, labels: Record<string, stri
   return match?.value ?? 0
 }
 
+/** opsdrill_dependency_up for one dependency, probed now as a scrape would (undefined when not reported). */
+export async function dependencyUp(dependency: string): Promise<number | undefined> {
+  const { values } = await metrics.dependencyUp.get()
+  return values.find((v) => v.labels.dependency === dependency)?.value
+}
+
 /** A Postgres client on the test database, closed at teardown. */
 export async function sql(t: T, databaseUrl: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: databaseUrl })
@@ -74,10 +81,10 @@ export interface OwnRedis {
 }
 
 /** A Redis server this test owns (own port and folder), so it can be stopped and started again. */
-export async function ownRedis(t: T): Promise<OwnRedis> {
+export async function ownRedis(t: T, as?: RedisServerKind): Promise<OwnRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'opsdrill-redis-'))
   const port = await freePort()
-  const handle = await startRedis(dir, port)
+  const handle = await startRedis(dir, port, as)
   const stop = async () => {
     stopRedis(dir)
     for (let i = 0; i < 100 && (await portOpen(port)); i++) await new Promise((r) => setTimeout(r, 50))
@@ -86,7 +93,7 @@ export async function ownRedis(t: T): Promise<OwnRedis> {
     await stop()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { url: handle.url, port, stop, start: async () => void (await startRedis(dir, port)) }
+  return { url: handle.url, port, stop, start: async () => void (await startRedis(dir, port, as)) }
 }
 
 /** Collects a logger's ECS lines as parsed objects. */

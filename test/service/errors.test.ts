@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer, type Socket } from 'node:net'
 import { testApp, login } from '../helpers/app.ts'
 import { apiConfig, testDatabase } from '../helpers/env.ts'
-import { assertProblem, counterValue, unreadyApp } from '../helpers/service.ts'
+import { assertProblem, counterValue, dependencyUp, unreadyApp } from '../helpers/service.ts'
 import { freePort } from '../../ops/lib/net.ts'
 import { metrics } from '../../common/metrics.ts'
 
@@ -38,7 +38,7 @@ for (const [what, port] of [
   ['accepts and never answers', silentServer],
 ] as const) {
   void t.test(
-    `when Postgres ${what}, then a Postgres route answers 503 SERVICE_UNAVAILABLE with Retry-After within the connect timeout, and readyz is 503`,
+    `when Postgres ${what}, then a Postgres route answers 503 SERVICE_UNAVAILABLE with Retry-After within the connect timeout, readyz stays 200 and dependency_up{postgres} is 0`,
     async (t) => {
       const p = await port(t)
       const { app } = await testApp(t, { PG_CONNECT_TIMEOUT_MS: '300' }, `postgres://postgres@127.0.0.1:${p}/none`)
@@ -53,9 +53,11 @@ for (const [what, port] of [
       t.equal(res.headers['retry-after'], '1')
       t.ok(took < 800, `answered in ${took} ms (connect timeout 300 ms + 0.5 s)`)
       t.notMatch(res.body, /ECONNREFUSED|timeout|127\.0\.0\.1/, 'no internals in the body')
-      const ready = await app.inject('/readyz')
-      t.equal(ready.statusCode, 503)
-      t.match(ready.json(), { checks: { postgres: 'down', redis: 'ok' } })
+      t.equal((await app.inject('/readyz')).statusCode, 200, 'still ready: cached redirects can be served without Postgres')
+      const probed = Date.now()
+      t.equal(await dependencyUp('postgres'), 0, 'dependency_up{postgres} is 0')
+      t.ok(Date.now() - probed < 800, `the probe answered in ${Date.now() - probed} ms (bounded by the connect timeout)`)
+      t.equal(await dependencyUp('redis'), 1, 'dependency_up{redis} is 1')
       t.equal((await app.inject('/healthz')).statusCode, 200, 'liveness does not depend on Postgres')
     },
   )

@@ -3,11 +3,11 @@ import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
 import { testApp, BROWSER } from '../helpers/app.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
-import { counterValue, eventually, ownRedis, sleep } from '../helpers/service.ts'
+import { counterValue, dependencyUp, eventually, ownRedis, sleep } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
 
 void t.test(
-  'when Redis goes down and comes back, then redirects keep working, clicks are dropped and counted, readiness fails, and the cache and queue recover',
+  'when Redis goes down and comes back, then redirects keep working, clicks are dropped and counted, the replica stays ready while opsdrill_dependency_up reports Redis down, and the cache and queue recover',
   async (t) => {
     const server = await ownRedis(t)
     const { app, config, logs } = await testApp(t, {
@@ -22,6 +22,7 @@ void t.test(
     await app.clickBuffer.flush()
     t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedWarm, 1, 'the click is enqueued while Redis is up')
     t.equal((await app.inject('/readyz')).statusCode, 200, 'ready while Redis is up')
+    t.equal(await dependencyUp('redis'), 1, 'dependency_up{redis} is 1 while Redis is up')
 
     await server.stop()
     const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
@@ -50,9 +51,13 @@ void t.test(
     t.equal(warnings.length, 1, 'one warning for the burst of drops, not one per click')
     t.equal(warnings[0]?.['log.level'], 'warn')
 
+    // The replica still serves redirects, so it must stay in the load balancer: store health is the gauge's job.
     const ready = await app.inject('/readyz')
-    t.equal(ready.statusCode, 503)
-    t.match(ready.json(), { status: 'not ready', checks: { redis: 'down', postgres: 'ok' } })
+    t.equal(ready.statusCode, 200, 'still ready: a Redis outage does not take the replica out of the Service')
+    t.same(ready.json(), { status: 'ready' })
+    t.equal(await dependencyUp('redis'), 0, 'dependency_up{redis} is 0')
+    t.equal(await dependencyUp('redis_cache'), 0, 'dependency_up{redis_cache} is 0')
+    t.equal(await dependencyUp('postgres'), 1, 'dependency_up{postgres} stays 1')
 
     await server.start()
     const hits0 = await counterValue(metrics.cacheLookups, { result: 'redis_hit' })
@@ -89,7 +94,7 @@ void t.test(
       jobs.some((j) => (j.data as { clicks: { referrer: string | null }[] }).clicks.some((c) => c.referrer === 'https://after.example/')),
       'the new click is in the queue',
     )
-    t.ok(await eventually(async () => (await app.inject('/readyz')).statusCode === 200, 3000), 'ready again')
+    t.ok(await eventually(async () => (await dependencyUp('redis')) === 1, 3000), 'dependency_up{redis} is 1 again')
   },
 )
 

@@ -196,6 +196,14 @@ void t.test('when a config file names a compose host and port, then that service
     t.match(env.DATABASE_URL!, /@toxiproxy:15432\//, `${name} reaches Postgres through toxiproxy`)
     t.match(env.REDIS_URL!, /^redis:\/\/toxiproxy:16379$/, `${name} reaches Redis through toxiproxy`)
   }
+  // The cache has its own Redis that evicts (issue 11): a full cache must not make the queues' writes fail.
+  const api = envOf(compose.services.api!)
+  url('api CACHE_REDIS_URL', api.CACHE_REDIS_URL!)
+  t.match(api.CACHE_REDIS_URL!, /^redis:\/\/toxiproxy:16380$/, 'api reaches the cache Redis through toxiproxy')
+  const cacheCmd = compose.services['redis-cache']?.command ?? []
+  t.match(cacheCmd.join(' '), /--maxmemory-policy allkeys-lru/, 'redis-cache evicts (allkeys-lru)')
+  t.match(cacheCmd.join(' '), /--maxmemory \d+mb/, 'redis-cache has a maxmemory')
+  t.match((compose.services.redis?.command ?? []).join(' '), /--maxmemory-policy noeviction/, 'the queue Redis never evicts')
   const k6 = envOf(compose.services.k6!)
   url('k6 BASE_URL', k6.BASE_URL!)
   url('k6 K6_PROMETHEUS_RW_SERVER_URL', k6.K6_PROMETHEUS_RW_SERVER_URL!)

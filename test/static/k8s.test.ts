@@ -176,7 +176,7 @@ for (const o of OVERLAYS) {
         t.notMatch(key, /SECRET|PASSWORD|DATABASE_URL|REDIS_URL/, `k8s ConfigMap opsdrill-config: ${key} belongs in the Secret`)
       }
       const cases = [
-        ['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL', 'REDIS_URL']],
+        ['opsdrill-api', ApiEnv, ['JWT_SECRET', 'DATABASE_URL', 'REDIS_URL', 'CACHE_REDIS_URL']],
         ['opsdrill-worker', WorkerEnv, ['DATABASE_URL', 'REDIS_URL']],
       ] as const
       for (const [name, schema, secretKeys] of cases) {
@@ -195,6 +195,7 @@ for (const o of OVERLAYS) {
             JWT_SECRET: 'x'.repeat(32),
             DATABASE_URL: 'postgres://opsdrill:pw@postgres:5432/opsdrill',
             REDIS_URL: 'rediss://default:pw@redis:6380',
+            CACHE_REDIS_URL: 'rediss://default:pw@redis-cache:6380',
           }[key]
         }
         t.doesNotThrow(() => loadConfig(schema, env), `k8s ${name}: the ConfigMap + env fail the app's schema`)
@@ -254,11 +255,22 @@ void t.test('when production scales the worker, then KEDA follows the BullMQ wai
 void t.test('when the overlays differ, then local runs its own stores and production points at managed ones', async (t) => {
   t.ok(find('local', 'StatefulSet', 'postgres'), 'local: in-cluster Postgres StatefulSet')
   t.ok(find('local', 'Deployment', 'redis'), 'local: in-cluster Redis')
+  // The cache has its own Redis that evicts, apart from the queues' (issue 11).
+  type Container = { args?: string[] }
+  const args = (name: string) =>
+    find<Obj & { spec: { template: { spec: { containers: Container[] } } } }>('local', 'Deployment', name)?.spec.template.spec.containers[0]
+      ?.args ?? []
+  t.match(
+    args('redis-cache').join(' '),
+    /--maxmemory-policy allkeys-lru --maxmemory \d+mb/,
+    'local: the cache Redis evicts within maxmemory',
+  )
+  t.match(args('redis').join(' '), /--maxmemory-policy noeviction/, 'local: the queue Redis never evicts')
   t.notOk(
     docsOf('production').some((d) => d.kind === 'StatefulSet' || (d.kind === 'Deployment' && !d.metadata.name.startsWith('opsdrill-'))),
     'production: no in-cluster stores',
   )
-  for (const name of ['postgres', 'redis']) {
+  for (const name of ['postgres', 'redis', 'redis-cache']) {
     const svc = find<Obj & { spec: { type?: string } }>('production', 'Service', name)
     t.equal(svc?.spec.type, 'ExternalName', `production: Service ${name} is an ExternalName to the managed store`)
   }
@@ -285,6 +297,9 @@ void t.test('when the local overlay runs the stores, then the app reaches them t
   const via = (url: string) => `${new URL(url).hostname}:${new URL(url).port}`
   t.equal(via(databaseUrl), `toxiproxy:${listenPort('postgres')}`, 'DATABASE_URL: via toxiproxy')
   t.equal(via(redisUrl), `toxiproxy:${listenPort('redis')}`, 'REDIS_URL: via toxiproxy')
+  const cacheUrl = Buffer.from(secret.data.CACHE_REDIS_URL!, 'base64').toString()
+  t.equal(via(cacheUrl), `toxiproxy:${listenPort('redis-cache')}`, 'CACHE_REDIS_URL: via toxiproxy')
+  t.ok(find('production', 'Service', 'redis-cache'), 'production: a redis-cache Service for the managed cache Redis')
 
   type Policy = Obj & { spec: { egress?: { ports?: { port: number }[] }[]; ingress?: { ports?: { port: number }[] }[] } }
   const egressPorts = find<Policy>('local', 'NetworkPolicy', 'app-egress')!.spec.egress!.flatMap((e) => e.ports?.map((p) => p.port) ?? [])

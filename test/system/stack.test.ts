@@ -9,6 +9,7 @@ import { stackAt } from '../../ops/lib/stack/index.ts'
 import { alive } from '../../ops/lib/stack/procs.ts'
 import { queryVector } from '../../ops/lib/stack/prometheus.ts'
 import { logTail } from '../../ops/lib/logs.ts'
+import { Redis } from 'ioredis'
 
 // The file as a whole (tap's default is 120 s per file, .taprc).
 t.setTimeout(6 * 60_000)
@@ -75,6 +76,8 @@ void t.test(
       'postgres-exporter',
       'prometheus',
       'redis',
+      'redis-cache',
+      'redis-cache-exporter',
       'redis-exporter',
       'toxiproxy',
       'worker-1',
@@ -89,6 +92,19 @@ void t.test(
     const res = await fetch(`${stack.baseUrl}/readyz`)
     t.equal(res.status, 200, 'the API is ready through nginx')
     t.match(res.headers.get('x-upstream'), /^127\.0\.0\.1:400[12]$/, 'nginx names the replica that answered')
+    // The cache lives in its own Redis (allkeys-lru), never in the queues' (noeviction): issue 11.
+    const cache = new Redis(stack.cacheRedisUrl)
+    const queues = new Redis(stack.redisUrl)
+    try {
+      t.equal((await fetch(`${stack.baseUrl}/nosuchcode1`)).status, 404)
+      t.equal(await cache.exists(`${stack.redisPrefix}:link:v2:nosuchcode1`), 1, 'the negative entry is in the cache Redis')
+      t.equal(await queues.exists(`${stack.redisPrefix}:link:v2:nosuchcode1`), 0, 'and not in the queue Redis')
+      t.same(await cache.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'allkeys-lru'])
+      t.same(await queues.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'noeviction'])
+    } finally {
+      cache.disconnect()
+      queues.disconnect()
+    }
     t.equal(readFileSync(upstreamFile, 'utf8').match(/^server 127\.0\.0\.1:\d+ max_fails=2 fail_timeout=5s;$/gm)?.length, 2)
 
     // Exporters and Prometheus itself are scraped every 15 s: wait for one round of every job. Only samples of this
@@ -102,7 +118,7 @@ void t.test(
         replica: s.metric.replica!,
         value: s.value,
       }))
-      if (jobs.every((j) => up.some((u) => u.job === j)) && up.length >= 7 && up.every((u) => u.value === 1)) break
+      if (jobs.every((j) => up.some((u) => u.job === j)) && up.length >= 8 && up.every((u) => u.value === 1)) break
       await sleep(1000)
     }
     t.same([...new Set(up.map((u) => u.job))].sort(), jobs, 'every job has a target')
@@ -118,6 +134,14 @@ void t.test(
         .sort(),
       ['api-1', 'api-2'],
       'API targets carry their replica label',
+    )
+    t.same(
+      up
+        .filter((u) => u.job === 'redis')
+        .map((u) => u.replica)
+        .sort(),
+      ['redis-cache-exporter', 'redis-exporter'],
+      'both Redis servers are scraped',
     )
   },
 )

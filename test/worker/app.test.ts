@@ -56,6 +56,8 @@ void t.test(
     t.ok(sample(text, 'opsdrill_clicks_ingested_total', {})! >= 3)
     t.match(text, /^opsdrill_worker_click_batch_size_count\{[^}]*\} [1-9]/m)
     t.match(text, /^opsdrill_pg_pool_connections\{[^}]*state="total"[^}]*\} \d/m)
+    t.equal(sample(text, 'opsdrill_dependency_up', { dependency: 'postgres' }), 1, 'the worker reports Postgres reachable')
+    t.equal(sample(text, 'opsdrill_dependency_up', { dependency: 'redis' }), 1, 'the worker reports Redis reachable')
 
     t.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).status, 200, 'ready while running')
   },

@@ -24,10 +24,13 @@ void t.test('when the command or the environment is wrong, then the CLI prints o
   }
   const missing = cli(['dlq', 'list'], {})
   t.equal(missing.code, 2)
-  t.equal(missing.stderr, 'config: REDIS_URL is invalid (it is not set); expected a redis:// connection URL\n')
+  t.equal(missing.stderr, 'config: REDIS_URL is invalid (it is not set); expected a redis:// URL of the queue Redis (BullMQ; noeviction)\n')
   const bad = cli(['dlq', 'list'], { REDIS_URL: 'http://localhost:6379' })
   t.equal(bad.code, 2)
-  t.equal(bad.stderr, 'config: REDIS_URL is invalid (got "http://localhost:6379"); expected a redis:// connection URL\n')
+  t.equal(
+    bad.stderr,
+    'config: REDIS_URL is invalid (got "http://localhost:6379"); expected a redis:// URL of the queue Redis (BullMQ; noeviction)\n',
+  )
   const badPrefix = cli(['dlq', 'list'], { REDIS_URL: redisUrl(), REDIS_PREFIX: 'a b' })
   t.equal(badPrefix.code, 2)
   t.match(badPrefix.stderr, /^config: REDIS_PREFIX is invalid \(got "a b"\)[^\n]*\n$/)

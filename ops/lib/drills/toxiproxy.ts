@@ -1,5 +1,6 @@
 // toxiproxy's HTTP API (https://github.com/Shopify/toxiproxy#http-api): the same on every target, because the app
-// reaches Postgres and Redis through the proxies `postgres` and `redis` in compose, k8s and the native stack alike.
+// reaches Postgres and Redis through the proxies `postgres`, `redis` (queues) and `redis-cache` in compose, k8s and
+// the native stack alike.
 
 export interface Toxic {
   name: string

@@ -28,6 +28,9 @@ const TOOL_STOP_GRACE_MS = 5_000
  * per-IP rate limits (60k/min global, 20/min on auth) would turn a load test into a 429 test. They are raised far
  * above anything one box can send; the limits themselves are covered by the API's own tests.
  */
+/** The cache Redis's memory cap: a full cache evicts (allkeys-lru); about 50,000 hot links fit. */
+export const REDIS_CACHE_MAXMEMORY = '64mb'
+
 export const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
   RATE_LIMIT_GLOBAL_MAX: '100000000',
   RATE_LIMIT_REDIRECT_MAX: '100000000',
@@ -136,6 +139,9 @@ export class Stack {
   get redisUrl(): string {
     return `redis://127.0.0.1:${this.ports.redis}`
   }
+  get cacheRedisUrl(): string {
+    return `redis://127.0.0.1:${this.ports.redisCache}`
+  }
   readonly redisPrefix = 'opsdrill'
   private get logsDir(): string {
     return join(this.dir, 'logs')
@@ -243,6 +249,19 @@ export class Stack {
       },
       join(this.dir, 'redis/redis.log'),
     )
+    await this.part(
+      s,
+      'redis-cache',
+      'redis',
+      p.redisCache,
+      { port: p.redisCache },
+      async () => {
+        const dir = join(this.dir, 'redis-cache')
+        await startRedis(dir, p.redisCache, { role: 'cache', maxmemory: REDIS_CACHE_MAXMEMORY })
+        return Number((await waitForFile(join(dir, 'redis.pid'), 5000)).trim())
+      },
+      join(this.dir, 'redis-cache/redis.log'),
+    )
 
     await this.part(s, 'toxiproxy', 'toxiproxy', p.toxiproxy, { http: `${this.toxiproxyUrl}/version` }, async (logFile) => {
       const pid = startDetached({
@@ -302,6 +321,24 @@ export class Stack {
         ]
         const pid = startDetached({ name: 'redis-exporter', argv, cwd: ROOT, logFile })
         await waitHealthy('redis-exporter', { http: `http://127.0.0.1:${p.redisExporter}/metrics` }, { pid, timeoutMs: 15_000, logFile })
+        return pid
+      },
+    )
+    await this.part(
+      s,
+      'redis-cache-exporter',
+      'redis-exporter',
+      p.redisCacheExporter,
+      { http: `http://127.0.0.1:${p.redisCacheExporter}/metrics` },
+      async (logFile) => {
+        const argv = [
+          'prometheus-redis-exporter',
+          `-redis.addr=redis://127.0.0.1:${p.redisCache}`,
+          `-web.listen-address=127.0.0.1:${p.redisCacheExporter}`,
+        ]
+        const pid = startDetached({ name: 'redis-cache-exporter', argv, cwd: ROOT, logFile })
+        const probe = { http: `http://127.0.0.1:${p.redisCacheExporter}/metrics` }
+        await waitHealthy('redis-cache-exporter', probe, { pid, timeoutMs: 15_000, logFile })
         return pid
       },
     )
@@ -367,9 +404,10 @@ export class Stack {
       `  API (through nginx)   ${this.baseUrl}            (docs: ${this.baseUrl}/docs)`,
       `  Prometheus            ${this.prometheusUrl}`,
       `  Alertmanager          ${this.alertmanagerUrl}`,
-      `  toxiproxy API         ${this.toxiproxyUrl}            (proxies: postgres :${p.postgresProxy}, redis :${p.redisProxy})`,
+      `  toxiproxy API         ${this.toxiproxyUrl}            (proxies: postgres :${p.postgresProxy}, redis :${p.redisProxy}, redis-cache :${p.redisCacheProxy})`,
       `  Postgres              ${this.databaseUrl}`,
-      `  Redis                 ${this.redisUrl}`,
+      `  Redis (queues)        ${this.redisUrl}`,
+      `  Redis (cache)         ${this.cacheRedisUrl}`,
       `  logs                  ${this.logsDir}/<name>.log      (npm run stack -- logs <name>)`,
     ].join('\n')
   }
@@ -412,6 +450,7 @@ export class Stack {
     const proxies = [
       { name: 'postgres', listen: `127.0.0.1:${p.postgresProxy}`, upstream: `127.0.0.1:${p.postgres}`, enabled: true },
       { name: 'redis', listen: `127.0.0.1:${p.redisProxy}`, upstream: `127.0.0.1:${p.redis}`, enabled: true },
+      { name: 'redis-cache', listen: `127.0.0.1:${p.redisCacheProxy}`, upstream: `127.0.0.1:${p.redisCache}`, enabled: true },
     ]
     const existing = (await (await fetch(`${this.toxiproxyUrl}/proxies`)).json()) as Record<string, unknown>
     const missing = proxies.filter((x) => !(x.name in existing))
@@ -451,6 +490,7 @@ export class Stack {
             METRICS_PORT: String(p.apiMetricsBase + index),
             JWT_SECRET: this.jwtSecret(),
             PUBLIC_BASE_URL: this.baseUrl,
+            CACHE_REDIS_URL: `redis://127.0.0.1:${p.redisCacheProxy}`,
             ...LOAD_FRIENDLY_API_ENV,
             ...s.apiEnv,
           }
@@ -714,7 +754,7 @@ export class Stack {
       this.replicasOf(s, 'worker').map((r) => at(r.metricsPort!, r.name)),
     )
     writeTargets(cfg.targetsDir, 'postgres', [at(p.postgresExporter, 'postgres-exporter')])
-    writeTargets(cfg.targetsDir, 'redis', [at(p.redisExporter, 'redis-exporter')])
+    writeTargets(cfg.targetsDir, 'redis', [at(p.redisExporter, 'redis-exporter'), at(p.redisCacheExporter, 'redis-cache-exporter')])
     writeTargets(cfg.targetsDir, 'prometheus', [at(p.prometheus, 'prometheus')])
     writeTargets(cfg.targetsDir, 'alertmanager', [at(p.alertmanager, 'alertmanager')])
   }

@@ -3,38 +3,46 @@
 
 export interface StackPorts {
   postgres: number
+  /** The queues' Redis (AOF, noeviction). */
   redis: number
+  /** The cache's Redis (memory only, maxmemory with allkeys-lru): redirect cache, stats cache, rate limits. */
+  redisCache: number
   toxiproxy: number
   /** toxiproxy listeners the app connects through, so drills can add latency or cut the link. */
   postgresProxy: number
   redisProxy: number
+  redisCacheProxy: number
   nginx: number
   nginxStatus: number
   prometheus: number
   alertmanager: number
   postgresExporter: number
   redisExporter: number
+  redisCacheExporter: number
   /** api-i listens on apiBase+i (HTTP) and apiMetricsBase+i (/metrics); worker-i on workerMetricsBase+i. */
   apiBase: number
   apiMetricsBase: number
   workerMetricsBase: number
 }
 
-// Postgres and Redis listen outside the kernel's ephemeral range (32768-60999 by default): while a drill has one
+// Postgres and the two Redis servers listen outside the kernel's ephemeral range (32768-60999 by default): while a drill has one
 // stopped, toxiproxy keeps dialling it, and a dial inside that range can connect to itself and keep the port from the
 // server when it starts again (ops/lib/net.ts).
 export const DEFAULT_PORTS: StackPorts = {
   postgres: 22432,
   redis: 63790,
+  redisCache: 63791,
   toxiproxy: 8474,
   postgresProxy: 25432,
   redisProxy: 26379,
+  redisCacheProxy: 26380,
   nginx: 8080,
   nginxStatus: 8081,
   prometheus: 9090,
   alertmanager: 9093,
   postgresExporter: 9187,
   redisExporter: 9121,
+  redisCacheExporter: 9122,
   apiBase: 3000,
   apiMetricsBase: 9400,
   workerMetricsBase: 9500,

@@ -85,7 +85,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           { url: Type.Optional(Url), expiresAt: Type.Optional(Type.Union([DateTime, Type.Null()])) },
           { additionalProperties: false, minProperties: 1 },
         ),
-        response: { 200: Type.Ref('Link'), ...problemResponses(400, 401, 404) },
+        response: { 200: Type.Ref('Link'), ...problemResponses(400, 401, 404, 503) },
       },
     },
     async (req) => links.updateLink(deps, req.user, req.params.id, req.body),
@@ -99,7 +99,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['links'],
         security: bearer,
         params: IdParams,
-        response: { 204: Type.Null(), ...problemResponses(400, 401, 404) },
+        response: { 204: Type.Null(), ...problemResponses(400, 401, 404, 503) },
       },
     },
     async (req, reply) => {
