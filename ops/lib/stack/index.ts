@@ -450,6 +450,8 @@ export class Stack {
             METRICS_PORT: String(p.apiMetricsBase + index),
             JWT_SECRET: this.jwtSecret(),
             PUBLIC_BASE_URL: this.baseUrl,
+            // Its own spool, kept across restarts: a replica replays what its killed predecessor left.
+            CLICK_SPOOL_DIR: join(this.dir, 'spool', `${kind}-${index}`),
             ...LOAD_FRIENDLY_API_ENV,
             ...s.apiEnv,
           }
