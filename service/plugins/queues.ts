@@ -82,8 +82,15 @@ export function createClickBuffer(
   async function flushOnce(): Promise<void> {
     const clicks = buf.splice(0, MAX_CLICKS_PER_JOB)
     if (clicks.length === 0) return
-    // The first click's id names the job: a retried or replayed add cannot add the batch twice while it is queued.
-    const batch: SpooledBatch = { jobId: `b-${clicks[0]!.clickId}`, data: parseClickBatchJob({ clicks }) }
+    let batch: SpooledBatch
+    try {
+      // The first click's id names the job: a retried or replayed add cannot add the batch twice while it is queued.
+      batch = { jobId: `b-${clicks[0]!.clickId}`, data: parseClickBatchJob({ clicks }) }
+    } catch (err) {
+      metrics.clicksDropped.inc({ reason: 'invalid' }, clicks.length)
+      log.error({ err }, 'click batch failed its schema; clicks dropped')
+      return
+    }
     try {
       await add(batch)
     } catch (err) {
