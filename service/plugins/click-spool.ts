@@ -18,8 +18,8 @@ export interface SpooledBatch {
 const SUFFIX = '.spool'
 
 export interface ClickSpool {
-  /** Writes the batches durably; false (nothing written) when the spool is full or cannot be written. */
-  append(batches: SpooledBatch[]): Promise<boolean>
+  /** Writes the batches durably; otherwise says why nothing was written. */
+  append(batches: SpooledBatch[]): Promise<'spooled' | 'spool_full' | 'spool_unwritable'>
   /** Adds every spooled batch through add, oldest first, deleting each segment once all its batches are added. */
   replay(add: (b: SpooledBatch) => Promise<void>): Promise<number>
   readonly bytes: number
@@ -63,7 +63,7 @@ export async function openClickSpool(dir: string, maxBytes: number, log: Fastify
             'click spool full (CLICK_SPOOL_MAX_BYTES): clicks are dropped until Redis is back and the spool is replayed',
           )
         }
-        return false
+        return 'spool_full'
       }
       try {
         // Names sort by time of creation, so replay goes oldest first.
@@ -73,10 +73,10 @@ export async function openClickSpool(dir: string, maxBytes: number, log: Fastify
       } catch (err) {
         log.error({ err, click: { spool: { dir } } }, 'click spool write failed')
         await rotate().catch(() => undefined)
-        return false
+        return 'spool_unwritable'
       }
       bytes += size
-      return true
+      return 'spooled'
     },
     async replay(add) {
       // New appends go to a new segment while the closed ones are replayed.

@@ -94,11 +94,12 @@ export function createClickBuffer(
     try {
       await add(batch)
     } catch (err) {
-      if (await spool.append([batch])) {
+      const spooled = await spool.append([batch])
+      if (spooled === 'spooled') {
         metrics.clicksSpooled.inc(clicks.length)
         warn(err, 'click enqueue failed; clicks spooled until Redis is back', { click: { spooled: clicks.length } })
       } else {
-        metrics.clicksDropped.inc({ reason: 'spool_full' }, clicks.length)
+        metrics.clicksDropped.inc({ reason: spooled }, clicks.length)
         warn(err, 'click enqueue failed and the spool cannot take them; clicks dropped', { click: { dropped: clicks.length } })
       }
     }
