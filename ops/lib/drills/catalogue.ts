@@ -403,7 +403,7 @@ const redisDown: Drill = {
     'no click lost: every 302 served has its click stored (spooled during the outage, replayed after)',
     'workers process again within 30 s of Redis returning',
   ],
-  alerts: ['RedisDown', 'ClicksDropped'],
+  alerts: ['RedisDown', 'ClicksSpooled'],
   dashboards: ['opsdrill-cache', 'opsdrill-queues', 'opsdrill-datastores'],
   shape: { api: 2, worker: 1 },
   timing: { full: t(200, 20, 30, 30), short: t(100, 4, 10, 4) },
@@ -411,6 +411,7 @@ const redisDown: Drill = {
     const pids = () => [...d.platform.replicas('api'), ...d.platform.replicas('worker')].map((r) => `${r.name}:${r.pid}`).join(' ')
     const before = pids()
     const drop0 = await d.metric('api', 'opsdrill_clicks_dropped_total')
+    const spool0 = await d.metric('api', 'opsdrill_clicks_spooled_total')
     let ingested = 0
     let backAfter: number | undefined
     const w = await steadyFault(
@@ -422,7 +423,7 @@ const redisDown: Drill = {
         const base = await d.metric('worker', 'opsdrill_clicks_ingested_total')
         backAfter = await d.until(async () => (ingested = await d.metric('worker', 'opsdrill_clicks_ingested_total')) > base, 30)
       },
-      async () => `spooled ${await d.metric('api', 'opsdrill_clicks_spooled_total')}`,
+      async () => `spooled ${(await d.metric('api', 'opsdrill_clicks_spooled_total')) - spool0}`,
     )
     const after = pids()
     const alive = [...d.platform.replicas('api'), ...d.platform.replicas('worker')].every((r) => !d.platform.gone(r.name))
