@@ -2,7 +2,8 @@
 // A bad value stops the process with one line naming the variable and what it expects.
 import { Type, type Static, type TObject, type TProperties } from 'typebox'
 import { Value } from 'typebox/value'
-import { hostname } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { redactCredentials } from './redact.ts'
 
 const Int = (def: number, min = 0, description = '') => Type.Integer({ default: def, minimum: min, description })
@@ -92,6 +93,14 @@ export const ApiEnv = Type.Object({
   REDIS_QUEUE_COMMAND_TIMEOUT_MS: Int(5000, 1, 'bound on a queue (producer) Redis command'),
   CLICK_BUFFER_MAX: Int(10000, 1),
   CLICK_FLUSH_INTERVAL_MS: Int(50, 1),
+  CLICK_ENQUEUE_ATTEMPTS: Int(3, 1, 'tries of one click batch enqueue before its clicks go to the spool'),
+  CLICK_ENQUEUE_BACKOFF_MS: Int(100, 0, 'wait before the second try of a click batch enqueue, doubled for each further try'),
+  CLICK_SPOOL_DIR: Type.String({
+    default: join(tmpdir(), 'opsdrill-click-spool'),
+    minLength: 1,
+    description: "a writable directory of this replica's own (two live replicas must not share one)",
+  }),
+  CLICK_SPOOL_MAX_BYTES: Int(32 * 1024 * 1024, 4096, 'bytes of spooled clicks kept while Redis is unavailable (at least 4096)'),
   METRICS_ENABLED: Bool(true, 'false turns off the per-request HTTP histogram (for the observability-cost benchmark)'),
   MIGRATE_ON_START: Bool(false),
   SHUTDOWN_GRACE_MS: Int(10000, 100),

@@ -190,7 +190,7 @@ async function runDuring(
 export interface Point {
   type: string
   metric: string
-  data: { time: string; value: number; tags?: Record<string, string> }
+  data: { time: string; value: number; tags?: Record<string, string>; metadata?: Record<string, string> }
 }
 
 /**

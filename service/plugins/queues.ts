@@ -1,13 +1,16 @@
 // BullMQ producers and the click buffer. The redirect never waits on Redis: clicks go into an in-process buffer
 // that is flushed every interval as jobs of up to MAX_CLICKS_PER_JOB clicks (one Redis round trip and one job for
-// many clicks: per-click jobs cost a queue script each, which capped redirects at a third of the throughput). A click
-// counts as acknowledged when its job is added; if Redis is unavailable the batch is dropped, counted and logged, and
-// redirects go on.
+// many clicks: per-click jobs cost a queue script each, which capped redirects at a third of the throughput). A
+// failed enqueue is tried again a few times with backoff; a batch Redis still cannot take (or any batch while the
+// producer connection is down) goes to the click spool on disk and is replayed once Redis is back. So a click is lost
+// only if the process dies while it is still in the buffer, or if the spool is full (counted and logged).
 import fp from 'fastify-plugin'
 import { Queue } from 'bullmq'
 import { BullMQOtel } from 'bullmq-otel'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { openClickSpool, type ClickSpool, type SpooledBatch } from './click-spool.ts'
 import { metrics, observeGauge } from '../../common/metrics.ts'
 import { throttledWarn } from '../../common/queue-factory.ts'
 import {
@@ -35,9 +38,18 @@ export interface ClickBuffer {
   readonly size: number
 }
 
+export interface ClickBufferOptions {
+  max: number
+  intervalMs: number
+  ready: () => boolean
+  attempts: number
+  backoffMs: number
+}
+
 export function createClickBuffer(
   queue: Queue<ClickBatchJob>,
-  opts: { max: number; intervalMs: number; ready: () => boolean },
+  spool: ClickSpool,
+  opts: ClickBufferOptions,
   log: FastifyBaseLogger,
 ): ClickBuffer {
   let buf: ClickJob[] = []
@@ -45,22 +57,62 @@ export function createClickBuffer(
   let lastWarn = 0
   observeGauge(metrics.clickBufferSize, (g) => g.set(buf.length))
 
-  async function flushOnce(): Promise<void> {
-    const batch = buf.splice(0, MAX_CLICKS_PER_JOB)
-    if (batch.length === 0) return
-    try {
-      if (!opts.ready()) throw new Error('the redis producer connection is not ready')
-      // The first click's id names the job: a flush retried by BullMQ's producer cannot add it twice.
-      await queue.add(CLICK_JOBS.batch, parseClickBatchJob({ clicks: batch }), { jobId: `b-${batch[0]!.clickId}` })
-      metrics.clicksEnqueued.inc(batch.length)
-      metrics.jobsAdded.inc({ queue: QUEUES.clicks })
-    } catch (err) {
-      metrics.clicksDropped.inc({ reason: 'redis_unavailable' }, batch.length)
-      // At most one log line per second during an outage; the counter has every drop.
-      if (Date.now() - lastWarn > 1000) {
-        lastWarn = Date.now()
-        log.warn({ err, clicks: { dropped: batch.length } }, 'click enqueue failed; clicks dropped')
+  // At most one log line per second while Redis is unavailable; the counters have every click.
+  function warn(err: unknown, msg: string, extra: Record<string, unknown> = {}): void {
+    if (Date.now() - lastWarn < 1000) return
+    lastWarn = Date.now()
+    log.warn({ err, ...extra }, msg)
+  }
+
+  async function add(b: SpooledBatch): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (!opts.ready()) throw new Error('the redis producer connection is not ready')
+        await queue.add('clicks', b.data, { jobId: b.jobId })
+        metrics.clicksEnqueued.inc(b.data.clicks.length)
+        metrics.jobsAdded.inc({ queue: QUEUES.clicks })
+        return
+      } catch (err) {
+        // A connection that is down will not be back within the backoff: spool now rather than hold the buffer.
+        if (attempt >= opts.attempts || !opts.ready()) throw err
+        metrics.clickEnqueueRetries.inc()
+        await sleep(opts.backoffMs * 2 ** (attempt - 1))
       }
+    }
+  }
+
+  async function flushOnce(): Promise<void> {
+    const clicks = buf.splice(0, MAX_CLICKS_PER_JOB)
+    if (clicks.length === 0) return
+    let batch: SpooledBatch
+    try {
+      // The first click's id names the job: a retried or replayed add cannot add the batch twice while it is queued.
+      batch = { jobId: `b-${clicks[0]!.clickId}`, data: parseClickBatchJob({ clicks }) }
+    } catch (err) {
+      metrics.clicksDropped.inc({ reason: 'invalid' }, clicks.length)
+      log.error({ err }, 'click batch failed its schema; clicks dropped')
+      return
+    }
+    try {
+      await add(batch)
+    } catch (err) {
+      const spooled = await spool.append([batch])
+      if (spooled === 'spooled') {
+        metrics.clicksSpooled.inc(clicks.length)
+        warn(err, 'click enqueue failed; clicks spooled until Redis is back', { click: { spooled: clicks.length } })
+      } else {
+        metrics.clicksDropped.inc({ reason: spooled }, clicks.length)
+        warn(err, 'click enqueue failed and the spool cannot take them; clicks dropped', { click: { dropped: clicks.length } })
+      }
+    }
+  }
+
+  async function replay(): Promise<void> {
+    try {
+      const n = await spool.replay(add)
+      if (n > 0) log.info({ click: { replayed: n } }, 'click spool replayed into the queue')
+    } catch (err) {
+      warn(err, 'click spool replay failed; trying again at the next flush')
     }
   }
 
@@ -68,6 +120,7 @@ export function createClickBuffer(
     if (flushing) return flushing
     flushing = (async () => {
       while (buf.length > 0) await flushOnce()
+      if (spool.bytes > 0 && opts.ready()) await replay()
     })().finally(() => {
       flushing = null
     })
@@ -91,6 +144,7 @@ export function createClickBuffer(
       clearInterval(timer)
       await flush()
       buf = []
+      await spool.close()
     },
     get size() {
       return buf.length
@@ -115,9 +169,17 @@ export default fp(
     const clicks = new Queue<ClickBatchJob>(QUEUES.clicks, common)
     const exports = new Queue<ExportJob>(QUEUES.exports, common)
     for (const q of [clicks, exports]) q.on('error', throttledWarn(app.log, { queue: { name: q.name } }, 'queue error'))
+    const spool = await openClickSpool(c.CLICK_SPOOL_DIR, c.CLICK_SPOOL_MAX_BYTES, app.log)
     const buffer = createClickBuffer(
       clicks,
-      { max: c.CLICK_BUFFER_MAX, intervalMs: c.CLICK_FLUSH_INTERVAL_MS, ready: () => producerReady(app.redisProducer) },
+      spool,
+      {
+        max: c.CLICK_BUFFER_MAX,
+        intervalMs: c.CLICK_FLUSH_INTERVAL_MS,
+        ready: () => producerReady(app.redisProducer),
+        attempts: c.CLICK_ENQUEUE_ATTEMPTS,
+        backoffMs: c.CLICK_ENQUEUE_BACKOFF_MS,
+      },
       app.log,
     )
     app.decorate('queues', { clicks, exports })

@@ -1,5 +1,6 @@
 // Builds a real API instance (real Postgres and Redis) for a test, closed at teardown.
 import { randomBytes } from 'node:crypto'
+import { rmSync } from 'node:fs'
 import pg from 'pg'
 import { Writable } from 'node:stream'
 import { buildApp, type App } from '../../service/app.ts'
@@ -34,7 +35,10 @@ export async function testApp(t: T, overrides: Record<string, string> = {}, data
   const logger = createLogger({ serviceName: 'opsdrill-api', instanceId: 'test', level: config.LOG_LEVEL }, sink)
   const app = await buildApp({ config, logger })
   await app.ready()
-  t.teardown(() => app.close())
+  t.teardown(async () => {
+    await app.close()
+    rmSync(config.CLICK_SPOOL_DIR, { recursive: true, force: true })
+  })
   return { app, config, databaseUrl: url, logs }
 }
 

@@ -2,6 +2,8 @@
 // The test command (ops/test.ts) provides the real servers through OPSDRILL_TEST_* variables.
 import pg from 'pg'
 import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { ApiEnv, WorkerEnv, loadConfig, type ApiConfig, type WorkerConfig } from '../../common/config.ts'
 
 interface Teardown {
@@ -53,6 +55,8 @@ export function apiConfig(databaseUrl: string, overrides: Record<string, string>
     REDIS_COMMAND_TIMEOUT_MS: '3000',
     // Busy parallel test processes would trip load shedding; the shedding tests turn it on explicitly.
     MAX_EVENT_LOOP_DELAY_MS: '0',
+    // A spool of the test's own: another test's app must never replay it into its Redis namespace.
+    CLICK_SPOOL_DIR: join(tmpdir(), 'opsdrill-test-spool', randomBytes(6).toString('hex')),
     ...overrides,
   })
 }

@@ -21,6 +21,8 @@ export interface LoadOptions {
   duration?: string
   prometheusUrl?: string
   testid: string
+  /** Marks each redirect for the click ledger (k6/steady.ts, MARK). */
+  mark?: string
 }
 
 export type Second = Bucket
@@ -44,6 +46,8 @@ export interface LoadResult {
   failures: { at: number; slo: string; status: number; durationMs: number }[]
   /** 302s served per link code: the ledger's "sent" side. */
   servedPerLink: Record<string, number>
+  /** With a mark: <mark>/<iteration> of every redirect answered 302, one by one, with its unix ms. */
+  servedMarks: [string, number][]
   shedWithRetryAfter: number
   shedWithoutRetryAfter: number
   /** Every request as [unix ms, duration ms, class], for percentiles over any window. */
@@ -83,6 +87,7 @@ export class Load {
       DURATION: opts.duration ?? '30m',
       MODE: opts.mode ?? 'steady',
       VUS: String(opts.vus ?? 64),
+      ...(opts.mark ? { MARK: opts.mark } : {}),
     }
     const args = [
       'run',
@@ -161,6 +166,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
   const durations = { redirect: [] as number[], api: [] as number[] }
   const failures: LoadResult['failures'] = []
   const servedPerLink: Record<string, number> = {}
+  const servedMarks: [string, number][] = []
   let shedWithRetryAfter = 0
   let shedWithoutRetryAfter = 0
   // k6 writes http_req_duration before http_req_failed for a request; the failure's duration comes from there.
@@ -182,6 +188,8 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
       cls[slo].byStatus[status] = (cls[slo].byStatus[status] ?? 0) + 1
       const code = p.data.tags?.link
       if (slo === 'redirect' && status === '302' && code) servedPerLink[code] = (servedPerLink[code] ?? 0) + 1
+      const mark = p.data.metadata?.click
+      if (slo === 'redirect' && status === '302' && mark !== undefined) servedMarks.push([mark, ms])
     } else if (p.metric === 'http_req_duration') {
       b.durations.push(p.data.value)
       durations[slo].push(p.data.value)
@@ -205,6 +213,7 @@ export async function readPoints(file: string, exitCode: number): Promise<LoadRe
     api: cls.api,
     failures,
     servedPerLink,
+    servedMarks,
     shedWithRetryAfter,
     shedWithoutRetryAfter,
     samples,

@@ -24,6 +24,7 @@ export const APP = {
   API_SHUTDOWN_GRACE_MS: 10_000,
   WORKER_SHUTDOWN_GRACE_MS: 25_000,
   MAX_EVENT_LOOP_DELAY_MS: 500,
+  CLICK_FLUSH_INTERVAL_MS: 50,
 }
 
 export interface Timing {
@@ -86,6 +87,9 @@ export class DrillRun {
   private readonly say: (line: string) => void
   private openWindow: { label: string; from: number } | undefined
   private lastLive = { at: 0, requests: 0, failed: 0 }
+  /** Every redirect of this run's loads carries <ledgerId>.<load>/<iteration> (api-ledger.ts reads the clicks back). */
+  readonly ledgerId: string
+  private loads = 0
 
   constructor(drill: Drill, opts: RunOptions) {
     this.drill = drill
@@ -97,6 +101,7 @@ export class DrillRun {
       .replace(/[-:]/g, '')
       .replace(/\.\d+Z$/, 'Z')
     this.dir = join(opts.outDir ?? join(ROOT, '.run/drills'), `${drill.name}-${stamp}`)
+    this.ledgerId = `${drill.name}-${Date.now().toString(36)}`
     mkdirSync(this.dir, { recursive: true })
     this.say = opts.log ?? ((l) => process.stdout.write(`${l}\n`))
   }
@@ -280,7 +285,14 @@ export class DrillRun {
   // ------------------------------------------------------------------------------------------ load
 
   async startLoad(
-    opts: { rate?: number; apiShare?: number; links?: Link[]; mode?: 'steady' | 'saturate'; vus?: number; duration?: string } = {},
+    opts: {
+      rate?: number
+      apiShare?: number
+      links?: Link[]
+      mode?: 'steady' | 'saturate'
+      vus?: number
+      duration?: string
+    } = {},
   ): Promise<void> {
     if (!this.data.token) await this.makeLinks(50)
     const data: DrillData = { token: this.data.token, links: opts.links ?? this.data.links }
@@ -305,6 +317,7 @@ export class DrillRun {
       ...(opts.mode ? { mode: opts.mode } : {}),
       ...(opts.vus ? { vus: opts.vus } : {}),
       ...(opts.duration ? { duration: opts.duration } : {}),
+      mark: `${this.ledgerId}.${this.loads++}`,
     })
     this.lastLive = { at: Date.now(), requests: 0, failed: 0 }
   }
@@ -513,6 +526,7 @@ function merge(a: LoadResult, b: LoadResult): LoadResult {
     api: cls(a.api, b.api),
     failures: [...a.failures, ...b.failures],
     servedPerLink: sumStatus(a.servedPerLink, b.servedPerLink),
+    servedMarks: [...a.servedMarks, ...b.servedMarks],
     shedWithRetryAfter: a.shedWithRetryAfter + b.shedWithRetryAfter,
     shedWithoutRetryAfter: a.shedWithoutRetryAfter + b.shedWithoutRetryAfter,
     samples: [...a.samples, ...b.samples],

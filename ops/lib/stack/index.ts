@@ -491,6 +491,8 @@ export class Stack {
             JWT_SECRET: this.jwtSecret(),
             PUBLIC_BASE_URL: this.baseUrl,
             CACHE_REDIS_URL: `redis://127.0.0.1:${p.redisCacheProxy}`,
+            // Its own spool, kept across restarts: a replica replays what its killed predecessor left.
+            CLICK_SPOOL_DIR: join(this.dir, 'spool', `${kind}-${index}`),
             ...LOAD_FRIENDLY_API_ENV,
             ...s.apiEnv,
           }

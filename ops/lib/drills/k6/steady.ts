@@ -5,6 +5,9 @@
 //   RATE      requests per second (default 200)
 //   API_SHARE share of API calls (default 0.1: half creates, half stats; 0: redirects only)
 //   MODE      steady (default) | saturate: VUs ramp 1 -> VUS and hold, to measure the most the stack serves
+//   MARK      a run id: each redirect then carries its own Referer (<MARK_BASE><MARK>/<iteration>), stored with its
+//             click, and <MARK>/<iteration> as sample metadata (not a tag: no series per request), so the ledger matches
+//             the 302s served with the clicks stored one by one
 import http from 'k6/http'
 import { check } from 'k6'
 import exec from 'k6/execution'
@@ -12,6 +15,8 @@ import { Counter } from 'k6/metrics'
 import type { Options } from 'k6/options'
 import { BROWSER_USER_AGENT } from '../../../../loadtests/lib/browser.ts'
 
+/** The ledger's Referer prefix; ops/lib/drills/api-ledger.ts reads the stored clicks back by it. */
+const MARK_BASE = 'https://ledger.opsdrill.test/'
 declare const __ENV: Record<string, string | undefined>
 declare function open(path: string): string
 
@@ -30,6 +35,7 @@ const API_SHARE = Number(__ENV.API_SHARE ?? 0.1)
 const DURATION = __ENV.DURATION ?? '30m'
 const VUS = Number(__ENV.VUS ?? 64)
 const data = JSON.parse(open(__ENV.DATA ?? '')) as Data
+const MARK = __ENV.MARK
 
 // 503s with and without Retry-After: the shedding criterion reads these.
 const shedWithRetryAfter = new Counter('drill_503_with_retry_after')
@@ -77,12 +83,16 @@ export default function (): void {
   const every = API_SHARE > 0 ? Math.round(1 / API_SHARE) : 0
   const slot = every ? exec.scenario.iterationInTest % every : -1
   if (slot !== 0 && slot !== 1) {
+    const click = `${MARK}/${exec.scenario.iterationInTest}`
+    if (MARK) exec.vu.metrics.metadata.click = click
     const res = http.get(`${BASE_URL}/${link.code}`, {
       headers: { 'user-agent': BROWSER_USER_AGENT },
       redirects: 0,
       timeout: '30s',
       tags: { slo: 'redirect', name: 'GET /:code', link: link.code },
+      ...(MARK ? { headers: { referer: `${MARK_BASE}${click}` } } : {}),
     })
+    if (MARK) delete exec.vu.metrics.metadata.click
     check(res, { 'redirect answers 302': (x) => x.status === 302 })
     note503(res)
   } else if (slot === 0) {

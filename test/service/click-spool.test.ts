@@ -1,0 +1,187 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { Redis } from 'ioredis'
+import { Queue } from 'bullmq'
+import { testApp } from '../helpers/app.ts'
+import { createLink, createUser } from '../helpers/factories.ts'
+import { counterValue, eventually, ownRedis, sql } from '../helpers/service.ts'
+import { redisPrefix, TEST_JWT_SECRET } from '../helpers/env.ts'
+import { startTestWorker } from '../helpers/worker.ts'
+import { metrics } from '../../common/metrics.ts'
+import type { ClickBatchJob } from '../../common/queues.ts'
+import { freePort } from '../../ops/lib/net.ts'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const mark = (i: number) => `https://ledger.example/${i}`
+
+void t.test('when Redis is stopped, then N redirects are served and, once Redis is back, all N clicks are stored', async (t) => {
+  const server = await ownRedis(t)
+  const { app, config, databaseUrl } = await testApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '500' })
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id)
+  await server.stop()
+  const spooled0 = await counterValue(metrics.clicksSpooled)
+  const n = 40
+  const statuses = new Set<number>()
+  for (let i = 0; i < n; i++) statuses.add((await app.inject({ url: `/${link.code}`, headers: { referer: mark(i) } })).statusCode)
+  await app.clickBuffer.flush()
+  t.same([...statuses], [302], `all ${n} redirects served while Redis is down`)
+  t.equal((await counterValue(metrics.clicksSpooled)) - spooled0, n, 'their clicks went to the spool')
+  t.ok(readdirSync(config.CLICK_SPOOL_DIR).length > 0, 'the spool is a file on disk')
+
+  await server.start()
+  await startTestWorker(t, databaseUrl, { REDIS_URL: server.url, REDIS_PREFIX: config.REDIS_PREFIX })
+  const db = await sql(t, databaseUrl)
+  const stored = async () =>
+    Number((await db.query<{ n: string }>('SELECT count(DISTINCT referrer) AS n FROM clicks WHERE link_id = $1', [link.id])).rows[0]!.n)
+  t.ok(await eventually(async () => (await stored()) === n, 15_000, 200), `all ${n} clicks stored (stored ${await stored()})`)
+  t.same(readdirSync(config.CLICK_SPOOL_DIR), [], 'the replayed spool is deleted')
+})
+
+void t.test('when an API process is SIGKILLed with a spool on disk, then the next process replays it at start', async (t) => {
+  const server = await ownRedis(t)
+  await server.stop()
+  const spoolDir = mkdtempSync(join(tmpdir(), 'opsdrill-spool-'))
+  t.teardown(() => rmSync(spoolDir, { recursive: true, force: true }))
+  const prefix = redisPrefix()
+  const { app, databaseUrl } = await testApp(t, { REDIS_URL: server.url, REDIS_PREFIX: prefix, CLICK_SPOOL_DIR: spoolDir })
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id)
+  await app.close()
+  rmSync(spoolDir, { recursive: true, force: true })
+
+  const port = await freePort()
+  const child = spawn(process.execPath, ['service/server.ts'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: server.url,
+      REDIS_PREFIX: prefix,
+      REDIS_CONNECT_TIMEOUT_MS: '300',
+      JWT_SECRET: TEST_JWT_SECRET,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      METRICS_HOST: '127.0.0.1',
+      METRICS_PORT: '0',
+      CLICK_SPOOL_DIR: spoolDir,
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const base = `http://127.0.0.1:${port}`
+  // Every 302 is a click, the probes' too: each request carries its own marker.
+  let n = 0
+  const redirect = async () => {
+    const res = await fetch(`${base}/${link.code}`, { redirect: 'manual', headers: { referer: mark(n) } }).catch(() => undefined)
+    if (res?.status === 302) n++
+    return res?.status === 302
+  }
+  t.ok(await eventually(redirect, 15_000, 100), `the server serves redirects with Redis down: ${out.slice(-300)}`)
+  for (let i = 0; i < 29; i++) t.ok(await redirect())
+  // Killed once every click is on disk (a click still in the buffer would be lost by design): the spool counter on
+  // its /metrics says when.
+  const metricsPort = /"metrics_port":(\d+)/.exec(out)?.[1]
+  const spooled = async () => {
+    const page = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    return Number(/^opsdrill_clicks_spooled_total(?:\{[^}]*\})? (\d+)/m.exec(page)?.[1] ?? 0)
+  }
+  t.ok(await eventually(async () => (await spooled()) === n, 15_000, 100), `all ${n} clicks spooled (${await spooled()})`)
+  const exited = once(child, 'exit')
+  child.kill('SIGKILL')
+  await exited
+  t.ok(readdirSync(spoolDir).length > 0, 'the killed process left its spool')
+
+  await server.start()
+  const replayed0 = await counterValue(metrics.clicksReplayed)
+  const next = await testApp(t, { REDIS_URL: server.url, REDIS_PREFIX: prefix, CLICK_SPOOL_DIR: spoolDir }, databaseUrl)
+  t.ok(
+    next.logs.some((l) => l.message === 'click spool left by an earlier process; replaying it once Redis is ready'),
+    'the new process says it found a spool',
+  )
+  t.ok(await eventually(async () => readdirSync(spoolDir).length === 0, 5000, 50), 'the spool is replayed and deleted')
+  t.equal((await counterValue(metrics.clicksReplayed)) - replayed0, n, `${n} clicks replayed`)
+  const connection = new Redis(server.url)
+  const queue = new Queue<ClickBatchJob>('clicks', { connection, prefix })
+  t.teardown(async () => {
+    await queue.close()
+    await connection.quit()
+  })
+  const queued = (await queue.getJobs(['waiting'])).flatMap((j) => j.data.clicks.map((c) => c.referrer))
+  t.same(queued.sort(), Array.from({ length: n }, (_, i) => mark(i)).sort(), 'every served click is in the queue, once')
+})
+
+void t.test('when an enqueue times out, then it is retried and the batch is queued once, not spooled', async (t) => {
+  const server = await ownRedis(t)
+  const { app, config } = await testApp(t, {
+    REDIS_URL: server.url,
+    // The producer's command timeout is half of this: 100 ms.
+    REDIS_QUEUE_COMMAND_TIMEOUT_MS: '200',
+    CLICK_ENQUEUE_ATTEMPTS: '8',
+    CLICK_ENQUEUE_BACKOFF_MS: '100',
+  })
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id)
+  // The first add loads BullMQ's scripts: do it before the pause.
+  t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
+  await app.clickBuffer.flush()
+  const admin = new Redis(server.url)
+  t.teardown(() => admin.quit())
+  const [retries0, spooled0, enqueued0] = await Promise.all([
+    counterValue(metrics.clickEnqueueRetries),
+    counterValue(metrics.clicksSpooled),
+    counterValue(metrics.clicksEnqueued),
+  ])
+  // Redis holds every client's commands for 1.5 s (long enough to outlast a busy box's scheduling delays): the
+  // first tries time out, a later one gets through (the fifth try starts about 1.9 s in). Paused before the redirect,
+  // so that the flush timer cannot enqueue its click first; the redirect itself is answered from L1.
+  await admin.client('PAUSE', 1500, 'ALL')
+  t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: mark(1) } })).statusCode, 302)
+  await app.clickBuffer.flush()
+  t.ok((await counterValue(metrics.clickEnqueueRetries)) - retries0 > 0, 'the add was tried again')
+  t.equal((await counterValue(metrics.clicksSpooled)) - spooled0, 0, 'nothing was spooled')
+  t.equal((await counterValue(metrics.clicksEnqueued)) - enqueued0, 1, 'the click was enqueued')
+  const queue = new Queue<ClickBatchJob>('clicks', { connection: admin, prefix: config.REDIS_PREFIX })
+  t.teardown(() => queue.close())
+  // The timed-out tries still ran once Redis resumed: the deterministic job id made them one job.
+  await new Promise((r) => setTimeout(r, 500))
+  const jobs = (await queue.getJobs(['waiting'])).filter((j) => j.data.clicks.some((c) => c.referrer === mark(1)))
+  t.equal(jobs.length, 1, 'one job holds the click')
+})
+
+void t.test('when the spool reaches CLICK_SPOOL_MAX_BYTES, then further clicks are dropped, counted and logged', async (t) => {
+  const server = await ownRedis(t)
+  const { app, logs } = await testApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '500', CLICK_SPOOL_MAX_BYTES: '4096' })
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id)
+  await server.stop()
+  const [spooled0, full0] = await Promise.all([
+    counterValue(metrics.clicksSpooled),
+    counterValue(metrics.clicksDropped, { reason: 'spool_full' }),
+  ])
+  const n = 30
+  // One flush per redirect: one small batch (about 300 bytes) per append.
+  for (let i = 0; i < n; i++) {
+    t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: mark(i) } })).statusCode, 302)
+    await app.clickBuffer.flush()
+  }
+  const spooled = (await counterValue(metrics.clicksSpooled)) - spooled0
+  const full = (await counterValue(metrics.clicksDropped, { reason: 'spool_full' })) - full0
+  t.ok(spooled > 0 && full > 0, `${spooled} spooled, then ${full} dropped`)
+  t.equal(spooled + full, n, 'every click is either spooled or counted as dropped')
+  const bytes = (await metrics.clickSpoolBytes.get()).values[0]?.value ?? 0
+  t.ok(bytes > 0 && bytes <= 4096, `the spool holds ${bytes} bytes, within its bound`)
+  const errors = logs.filter((l) => String(l.message).startsWith('click spool full'))
+  t.equal(errors.length, 1, 'one error line for the burst, not one per click')
+  t.equal(errors[0]?.['log.level'], 'error')
+})
