@@ -68,7 +68,7 @@ export function createClickBuffer(
     for (let attempt = 1; ; attempt++) {
       try {
         if (!opts.ready()) throw new Error('the redis producer connection is not ready')
-        await queue.add('clicks', b.data, { jobId: b.jobId })
+        await queue.add(CLICK_JOBS.batch, b.data, { jobId: b.jobId })
         metrics.clicksEnqueued.inc(b.data.clicks.length)
         metrics.jobsAdded.inc({ queue: QUEUES.clicks })
         return

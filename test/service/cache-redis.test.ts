@@ -2,7 +2,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { testApp, login } from '../helpers/app.ts'
+import { testApp, login, BROWSER } from '../helpers/app.ts'
 import { createUser } from '../helpers/factories.ts'
 import { counterValue, ownRedis } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
@@ -28,7 +28,7 @@ void t.test(
     const dropped0 = await counterValue(metrics.clicksDropped, { reason: 'redis_unavailable' })
     const setErrors0 = await counterValue(metrics.cacheErrors, { operation: 'set' })
     const statuses = new Set<number>()
-    for (const { code } of rows) statuses.add((await app.inject(`/${code}`)).statusCode)
+    for (const { code } of rows) statuses.add((await app.inject({ url: `/${code}`, headers: BROWSER })).statusCode)
     t.same([...statuses], [302], 'every redirect answered 302')
     await app.clickBuffer.flush()
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import { testApp } from '../helpers/app.ts'
+import { testApp, BROWSER } from '../helpers/app.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { counterValue, eventually, ownRedis, sql } from '../helpers/service.ts'
 import { redisPrefix, TEST_JWT_SECRET } from '../helpers/env.ts'
@@ -27,7 +27,8 @@ void t.test('when Redis is stopped, then N redirects are served and, once Redis 
   const spooled0 = await counterValue(metrics.clicksSpooled)
   const n = 40
   const statuses = new Set<number>()
-  for (let i = 0; i < n; i++) statuses.add((await app.inject({ url: `/${link.code}`, headers: { referer: mark(i) } })).statusCode)
+  for (let i = 0; i < n; i++)
+    statuses.add((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: mark(i) } })).statusCode)
   await app.clickBuffer.flush()
   t.same([...statuses], [302], `all ${n} redirects served while Redis is down`)
   t.equal((await counterValue(metrics.clicksSpooled)) - spooled0, n, 'their clicks went to the spool')
@@ -83,7 +84,9 @@ void t.test('when an API process is SIGKILLed with a spool on disk, then the nex
   // Every 302 is a click, the probes' too: each request carries its own marker.
   let n = 0
   const redirect = async () => {
-    const res = await fetch(`${base}/${link.code}`, { redirect: 'manual', headers: { referer: mark(n) } }).catch(() => undefined)
+    const res = await fetch(`${base}/${link.code}`, { redirect: 'manual', headers: { ...BROWSER, referer: mark(n) } }).catch(
+      () => undefined,
+    )
     if (res?.status === 302) n++
     return res?.status === 302
   }
@@ -133,7 +136,7 @@ void t.test('when an enqueue times out, then it is retried and the batch is queu
   const owner = await createUser(app.db)
   const link = await createLink(app.db, owner.id)
   // The first add loads BullMQ's scripts: do it before the pause.
-  t.equal((await app.inject(`/${link.code}`)).statusCode, 302)
+  t.equal((await app.inject({ url: `/${link.code}`, headers: BROWSER })).statusCode, 302)
   await app.clickBuffer.flush()
   const admin = new Redis(server.url)
   t.teardown(() => admin.quit())
@@ -146,7 +149,7 @@ void t.test('when an enqueue times out, then it is retried and the batch is queu
   // first tries time out, a later one gets through (the fifth try starts about 1.9 s in). Paused before the redirect,
   // so that the flush timer cannot enqueue its click first; the redirect itself is answered from L1.
   await admin.client('PAUSE', 1500, 'ALL')
-  t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: mark(1) } })).statusCode, 302)
+  t.equal((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: mark(1) } })).statusCode, 302)
   await app.clickBuffer.flush()
   t.ok((await counterValue(metrics.clickEnqueueRetries)) - retries0 > 0, 'the add was tried again')
   t.equal((await counterValue(metrics.clicksSpooled)) - spooled0, 0, 'nothing was spooled')
@@ -172,7 +175,7 @@ void t.test('when the spool reaches CLICK_SPOOL_MAX_BYTES, then further clicks a
   const n = 30
   // One flush per redirect: one small batch (about 300 bytes) per append.
   for (let i = 0; i < n; i++) {
-    t.equal((await app.inject({ url: `/${link.code}`, headers: { referer: mark(i) } })).statusCode, 302)
+    t.equal((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: mark(i) } })).statusCode, 302)
     await app.clickBuffer.flush()
   }
   const spooled = (await counterValue(metrics.clicksSpooled)) - spooled0

@@ -86,11 +86,10 @@ export default function (): void {
     const click = `${MARK}/${exec.scenario.iterationInTest}`
     if (MARK) exec.vu.metrics.metadata.click = click
     const res = http.get(`${BASE_URL}/${link.code}`, {
-      headers: { 'user-agent': BROWSER_USER_AGENT },
+      headers: { 'user-agent': BROWSER_USER_AGENT, ...(MARK ? { referer: `${MARK_BASE}${click}` } : {}) },
       redirects: 0,
       timeout: '30s',
       tags: { slo: 'redirect', name: 'GET /:code', link: link.code },
-      ...(MARK ? { headers: { referer: `${MARK_BASE}${click}` } } : {}),
     })
     if (MARK) delete exec.vu.metrics.metadata.click
     check(res, { 'redirect answers 302': (x) => x.status === 302 })
