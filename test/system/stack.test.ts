@@ -97,7 +97,13 @@ void t.test(
     const queues = new Redis(stack.redisUrl)
     try {
       t.equal((await fetch(`${stack.baseUrl}/nosuchcode1`)).status, 404)
-      t.equal(await cache.exists(`${stack.redisPrefix}:link:v2:nosuchcode1`), 1, 'the negative entry is in the cache Redis')
+      // The write-back follows the response.
+      let cached = 0
+      for (let i = 0; i < 40 && cached === 0; i++) {
+        cached = await cache.exists(`${stack.redisPrefix}:link:v2:nosuchcode1`)
+        if (cached === 0) await sleep(50)
+      }
+      t.equal(cached, 1, 'the negative entry is in the cache Redis')
       t.equal(await queues.exists(`${stack.redisPrefix}:link:v2:nosuchcode1`), 0, 'and not in the queue Redis')
       t.same(await cache.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'allkeys-lru'])
       t.same(await queues.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'noeviction'])
