@@ -5,9 +5,9 @@ import type { Report } from './report.ts'
 
 /** The series the drills write, and the annotation queries the dashboards read them with. */
 export const DRILL_SERIES = {
-  /** 1 every STEP_MS while a fault is in place. Labels: drill, fault, form, target. */
+  /** 1 every STEP_MS while a fault is in place, 0 once it is gone. Labels: drill, fault, form, target. */
   fault: 'opsdrill_drill_fault',
-  /** 1 at the end of a drill. Labels: drill, verdict (passed|failed), form, target. */
+  /** 1 at the end of a drill (0 one step later). Labels: drill, verdict (passed|failed), form, target. */
   verdict: 'opsdrill_drill_verdict',
 }
 
@@ -28,7 +28,9 @@ export function drillSeries(r: Report): Timeseries[] {
   const faults = r.windows.map((w) => {
     const samples = []
     for (let t = w.from; t < w.to; t += STEP_MS) samples.push({ value: 1, timestamp: t })
-    samples.push({ value: 1, timestamp: w.to })
+    // A 0 after the window ends the annotation's region: Prometheus would otherwise repeat the last 1 for its
+    // 5-minute lookback, and Grafana draws a region over every non-zero step.
+    samples.push({ value: 1, timestamp: w.to }, { value: 0, timestamp: w.to + 1000 })
     return { labels: { __name__: DRILL_SERIES.fault, ...common, fault: w.label }, samples }
   })
   const end = Date.parse(r.startedAt) + r.durationSec * 1000
@@ -36,7 +38,10 @@ export function drillSeries(r: Report): Timeseries[] {
     ...faults,
     {
       labels: { __name__: DRILL_SERIES.verdict, ...common, verdict: r.passed ? 'passed' : 'failed' },
-      samples: [{ value: 1, timestamp: Math.round(end) }],
+      samples: [
+        { value: 1, timestamp: Math.round(end) },
+        { value: 0, timestamp: Math.round(end) + STEP_MS },
+      ],
     },
   ]
 }

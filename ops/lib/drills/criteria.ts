@@ -58,7 +58,7 @@ const pct = (x: number, digits = 2) => `${(x * 100).toFixed(digits)}%`
 export const sloAvailability: Criterion<SloMeasure> = {
   text: `outside the fault window: availability SLO, >= ${SLO.availability * 100}% of requests succeed`,
   judge: ({ outside: { all } }) => ({
-    pass: all.requests > 0 && 1 - all.failedShare >= SLO.availability,
+    pass: all.requests > 0 && all.failed <= errorBudgetSpent(all.requests, all.failed).allowed,
     detail:
       all.requests === 0
         ? 'no request outside the fault window: nothing to judge'
@@ -125,6 +125,7 @@ export function timeline(
 
 /** Failed requests as a share of what the availability SLO allows over the same requests. */
 export function errorBudgetSpent(requests: number, failed: number): { allowed: number; failed: number; spent: number } {
-  const allowed = requests * (1 - SLO.availability)
+  // 1 - 0.999 is not 0.001 in floating point.
+  const allowed = (requests * Math.round((1 - SLO.availability) * 1e6)) / 1e6
   return { allowed: Math.round(allowed * 10) / 10, failed, spent: allowed > 0 ? failed / allowed : failed > 0 ? Infinity : 0 }
 }
