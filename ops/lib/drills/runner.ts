@@ -293,10 +293,6 @@ export class DrillRun {
 
   // ------------------------------------------------------------------------------------------ metrics
 
-  metricsPorts(kind: Kind): number[] {
-    return this.platform.replicas(kind).flatMap((r) => (r.metricsPort ? [r.metricsPort] : []))
-  }
-
   /**
    * A metric summed over every replica of a kind (or the named ones), read from their /metrics now (native: exact, no
    * scrape lag). A replica that does not answer throws: its counters are unknown, not 0.
