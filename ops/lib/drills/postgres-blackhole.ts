@@ -15,7 +15,8 @@ export const postgresBlackhole = pgToxicDrill({
   budget: {
     redirect: 0.01,
     api: 1,
-    settleSec: 5,
+    // A request caught in the blackhole when it is removed still ends by its timeouts.
+    settleSec: Math.ceil((APP.PG_CONNECT_TIMEOUT_MS + APP.PG_QUERY_TIMEOUT_MS) / 1000) + 1,
     why: 'cached redirects are served from Redis; every Postgres-backed request fails by design, bounded in time instead (its timeouts)',
   },
   alerts: ['ApiAvailabilityErrorBudgetBurn (if sustained)', 'PostgresPoolSaturated (for 5m)'],
