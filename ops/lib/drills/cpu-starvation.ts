@@ -42,10 +42,10 @@ export const cpuStarvation = defineDrill<Measured>({
   title: 'stress-ng takes both cores (--cpu 2): the API sheds with 503 + Retry-After or stays bounded; no job stalls.',
   criteria,
   budget: {
-    redirect: 0.02,
-    api: 0.02,
+    redirect: 0.01,
+    api: 0.01,
     settleSec: 2,
-    why: 'the API may shed (503 + Retry-After) while its event loop lags past MAX_EVENT_LOOP_DELAY_MS, up to 2% of requests',
+    why: 'the API may shed (503 + Retry-After) while its event loop lags past MAX_EVENT_LOOP_DELAY_MS, up to 1% of requests',
   },
   alerts: ['ApiSheddingLoad (for 5m)', 'EventLoopSaturated (for 5m)'],
   dashboards: ['opsdrill-runtime', 'opsdrill-overview'],

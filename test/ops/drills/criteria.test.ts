@@ -237,4 +237,8 @@ void t.test('when the alerts drill is judged, then an alert that fired early, la
     ...with_('ClicksDropped', { before: true }),
     droppedInFault: 0,
   })
+  const held = with_('ClicksDropped', { before: true, detectSec: -255 })
+  canFail(t, alerts, 'ClicksDropped in Alertmanager during', held, { ...held, droppedInFault: 0 })
+  canFail(t, alerts, 'ClicksDropped in Alertmanager during', m, with_('ClicksDropped', { detectSec: 120 }))
+  canFail(t, alerts, 'InstanceDown fires in Alertmanager', m, { ...with_('InstanceDown', { before: true, detectSec: -30 }) })
 })
