@@ -61,5 +61,8 @@ for (const drill of DRILLS.filter((d) => !only || only.includes(d.name))) {
     t.match(readFileSync(join(out.dir, 'chart.svg'), 'utf8'), /^<svg/, 'chart.svg is an SVG')
     t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), out.passed ? /: PASSED/ : /: FAILED/, 'report.md states the verdict')
     t.ok(out.report.checks.length > 0, 'the drill judged at least one criterion')
+    t.equal(out.report.timeline.length, out.report.windows.length, 'a timeline for each fault window')
+    if (out.report.windows.length > 0)
+      t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), /## Timeline\n\n- inject: /, 'report.md gives the timeline')
   })
 }
