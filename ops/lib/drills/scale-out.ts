@@ -95,6 +95,30 @@ export const scaleOut = defineDrill<Measured>({
   },
 })
 
+/**
+ * The API factor needs CPU a second replica can use. With the box at least this busy while one replica serves (k6,
+ * nginx, the stores and the replica share it), a factor <= 1 says nothing about the API.
+ */
+export const SATURATED_BUSY = 0.9
+
+/**
+ * Why a scale-out report cannot judge the API factor on this box, or undefined when it can: the factor is its only
+ * failing criterion and the box was at least SATURATED_BUSY with one replica. The drills suite reports the test
+ * SKIPPED with this reason; the drill's verdict stays FAILED.
+ */
+export function boxCannotShowFactor(report: {
+  checks: { name: string; pass: boolean; detail: string }[]
+  measured: Record<string, unknown>
+}): string | undefined {
+  const failed = report.checks.filter((c) => !c.pass)
+  if (failed.length !== 1 || !failed[0]!.name.startsWith('API throughput factor')) return undefined
+  const runs = (report.measured.throughputRuns ?? []) as { api: number; cpuBusy: number }[]
+  const one = runs.filter((r) => r.api === 1).map((r) => r.cpuBusy)
+  const busy1 = Math.min(...one)
+  if (one.length === 0 || !(busy1 >= SATURATED_BUSY)) return undefined
+  return `the box is ${(busy1 * 100).toFixed(0)}% busy with one API replica (>= ${SATURATED_BUSY * 100}%), so a second has no CPU to add: ${failed[0]!.detail}`
+}
+
 /** Busy and total jiffies of all CPUs (/proc/stat). */
 function cpuTimes(): { busy: number; total: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
