@@ -2,14 +2,17 @@
 // 1. Real Postgres and Redis: DATABASE_URL/REDIS_URL when set; else testcontainers when a Docker engine answers;
 //    else project-owned local servers (Debian packages) under .run/test.
 // 2. A migrated template database that each test file clones (test/helpers/env.ts).
-// 3. tap runs the fast suites in parallel, then the system suites (stack, load, drills) one at a time.
-// Ends with one line: `N passed, N failed`.
-import { spawn, spawnSync } from 'node:child_process'
+// 3. tap runs the fast suites in parallel, then the system suites (stack, load, drills) one at a time; tap's own
+//    parser counts what they report (ops/lib/tap.ts).
+// Ends with one line: `N passed, N failed, N skipped`. Exit 1 when a test failed, a file never reported, or tap
+// exited non-zero.
+import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { delimiter, dirname, join, resolve } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../common/migrate.ts'
 import { startPostgres, startRedis } from './lib/localdb.ts'
+import { addTally, emptyTally, runTap as tapRun, tallyLine, tallyOk } from './lib/tap.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 // tap and the test files it starts run on the first `node` on PATH: make it this Node 24, which `npm test` may have
@@ -89,64 +92,6 @@ function testFiles(paths: string[]): string[] {
   })
 }
 
-interface Tally {
-  passed: number
-  failed: number
-}
-
-function runTap(files: string[], jobs: number, env: NodeJS.ProcessEnv, timeoutSec = 120): Promise<Tally> {
-  return new Promise((done) => {
-    const tally: Tally = { passed: 0, failed: 0 }
-    const child = spawn(resolve(ROOT, 'node_modules/.bin/tap'), ['--reporter=tap', `--jobs=${jobs}`, `--timeout=${timeoutSec}`, ...files], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let buf = ''
-    let fileSubtests = 0
-    let fileFailures: string[] = []
-    let fileLines: string[] = []
-    child.stdout.on('data', (chunk: Buffer) => {
-      buf += chunk.toString()
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        let m: RegExpMatchArray | null
-        if (/^# Subtest: /.test(line)) {
-          fileSubtests = 0
-          fileFailures = []
-          fileLines = []
-          continue
-        }
-        fileLines.push(line)
-        if ((m = line.match(/^ {4}(not )?ok \d+ - (.*?)(?: # (?:time|SKIP|TODO).*)?$/))) {
-          fileSubtests++
-          if (m[1]) {
-            tally.failed++
-            fileFailures.push(m[2]!)
-          } else tally.passed++
-        } else if ((m = line.match(/^(not )?ok \d+ - (.*?)(?: # (.*))?$/))) {
-          const ok = !m[1]
-          if (fileSubtests === 0) {
-            if (ok) tally.passed++
-            else tally.failed++
-          } else if (!ok && fileFailures.length === 0) {
-            tally.failed++
-            fileFailures.push('(the file failed outside its tests)')
-          }
-          process.stdout.write(`${ok ? 'ok    ' : 'FAIL  '} ${m[2]} ${m[3] ? `(${m[3]})` : ''}\n`)
-          if (!ok) {
-            for (const f of fileFailures) process.stdout.write(`      not ok: ${f}\n`)
-            process.stdout.write(failureExcerpt(fileLines))
-          }
-        }
-      }
-    })
-    child.on('close', () => done(tally))
-  })
-}
-
 /** tap compiles its plugin set into node_modules; rebuild it when .taprc changes (e.g. after npm ci). */
 function ensureTapBuilt(): void {
   const stamp = resolve(ROOT, 'node_modules/.opsdrill-tap-built')
@@ -156,14 +101,6 @@ function ensureTapBuilt(): void {
   const res = spawnSync(resolve(ROOT, 'node_modules/.bin/tap'), ['build'], { cwd: ROOT, stdio: 'inherit' })
   if (res.status !== 0) throw new Error('tap build failed')
   writeFileSync(stamp, want)
-}
-
-/** The failing assertions of a file's TAP output, with their diffs and locations: enough to act on. */
-function failureExcerpt(lines: string[]): string {
-  const keep =
-    /not ok|^\s+[-+][^-+]|^\s+(message|found|wanted|error|code|lineNumber|fileName|stdout|stderr|exitCode|signal):|^\s+[A-Z][a-zA-Z]*Error\b/
-  const out = lines.filter((l) => keep.test(l)).slice(0, 80)
-  return out.length ? out.map((l) => `      ${l.trim()}`).join('\n') + '\n' : ''
 }
 
 function log(msg: string): void {
@@ -182,30 +119,28 @@ const env = {
   OPSDRILL_TEST_TEMPLATE_URL: template,
   K6_NO_USAGE_REPORT: 'true',
 }
-const total: Tally = { passed: 0, failed: 0 }
-const add = (t: Tally) => {
-  total.passed += t.passed
-  total.failed += t.failed
-}
+const total = emptyTally()
+const runTap = async (files: string[], jobs: number, timeoutSec = 120) =>
+  addTally(total, await tapRun(files, { root: ROOT, jobs, env, timeoutSec }))
 if (args.length > 0) {
   // System suites share port offsets (stack and load both use 1000): they never run beside each other.
   const files = testFiles(args)
   const system = files.filter((f) => f.includes('test/system/'))
   const fast = files.filter((f) => !system.includes(f))
-  if (fast.length > 0) add(await runTap(fast, 2, env))
-  if (system.length > 0) add(await runTap(system, 1, env, 1200))
+  if (fast.length > 0) await runTap(fast, 2)
+  if (system.length > 0) await runTap(system, 1, 1200)
 } else {
   log('fast suites (parallel)')
-  add(await runTap(testFiles(['test/common', 'test/ops', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2, env))
+  await runTap(testFiles(['test/common', 'test/ops', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2)
   if (exists('test/system')) {
     log('system suites (one at a time)')
-    add(await runTap(testFiles(['test/system']), 1, env, 1200))
+    await runTap(testFiles(['test/system']), 1, 1200)
   }
 }
 await dropDatabases(pgAdmin, (name) => name.includes(`_${RUN}`))
 await stop()
-process.stdout.write(`${total.passed} passed, ${total.failed} failed\n`)
-process.exit(total.failed > 0 || total.passed === 0 ? 1 : 0)
+process.stdout.write(`${tallyLine(total)}\n`)
+process.exit(tallyOk(total) ? 0 : 1)
 
 function exists(p: string): boolean {
   return existsSync(resolve(ROOT, p))

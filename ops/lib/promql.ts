@@ -1,5 +1,5 @@
-// Every PromQL expression the project ships, with where it came from: dashboard panels (grafana/dashboards/*.json)
-// and recording/alerting rules (prometheus/rules/*.yml). Grafana variables are replaced so each expression can be sent
+// Every PromQL expression the project ships, with where it came from: dashboard panels and annotation queries
+// (grafana/dashboards/*.json) and recording/alerting rules (prometheus/rules/*.yml). Grafana variables are replaced so each expression can be sent
 // as is to a real Prometheus: the live proof that no panel shows "No data" and the offline parse check both use this.
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
@@ -8,11 +8,14 @@ import { parse } from 'yaml'
 export const ROOT = resolve(import.meta.dirname, '../..')
 
 export interface PromQLExpression {
-  /** `panel` for a dashboard target; `record` or `alert` for a rule. Alert expressions are empty while healthy. */
-  kind: 'panel' | 'record' | 'alert'
+  /**
+   * `panel` for a dashboard target, `annotation` for a dashboard's annotation query; `record` or `alert` for a rule.
+   * Alert and annotation expressions are empty while nothing happens (no alert, no drill).
+   */
+  kind: 'panel' | 'annotation' | 'record' | 'alert'
   /** Repository-relative file the expression lives in. */
   file: string
-  /** One line naming the place, for failure messages: dashboard uid + panel title + refId, or group + rule. */
+  /** One line naming the place, for failure messages: dashboard uid + panel title + refId (or annotation), or group + rule. */
   where: string
   dashboardUid?: string
   panelTitle?: string
@@ -74,11 +77,17 @@ interface Panel {
   targets?: Target[]
   panels?: Panel[]
 }
+interface Annotation {
+  name?: string
+  expr?: string
+  datasource?: { type?: string; uid?: string } | string | null
+}
 interface Dashboard {
   uid?: string
   title?: string
   panels?: Panel[]
   templating?: { list?: GrafanaVariable[] }
+  annotations?: { list?: Annotation[] }
 }
 
 const isPrometheus = (ds: Target['datasource']): boolean =>
@@ -111,6 +120,17 @@ export function dashboardExpressions(path: string): PromQLExpression[] {
         expr: substituteVariables(t.expr, values),
       })
     }
+  }
+  for (const a of dash.annotations?.list ?? []) {
+    if (!a.expr || a.datasource == null || !isPrometheus(a.datasource)) continue
+    out.push({
+      kind: 'annotation',
+      file,
+      dashboardUid: uid,
+      where: `dashboard ${uid} / annotation "${a.name ?? '(unnamed)'}"`,
+      raw: a.expr,
+      expr: substituteVariables(a.expr, values),
+    })
   }
   return out
 }

@@ -1,6 +1,7 @@
 // Grafana provisioning and dashboards checked offline: the JSON is a valid dashboard with a fixed uid, every panel
-// reads a provisioned datasource, every metric exists in the catalogue or the recording rules, every expression
-// parses in a real Prometheus, and the runbooks only point at panels that exist.
+// reads a provisioned datasource, every metric exists in the catalogue, the recording rules or the drills' series,
+// every expression (annotation queries included) parses in a real Prometheus, the drill annotations find what a
+// drill pushes, and the runbooks only point at panels that exist.
 import t from 'tap'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
@@ -11,6 +12,8 @@ import client from 'prom-client'
 import { collectRuntimeMetrics, registry } from '../../common/metrics.ts'
 import { dashboardExpressions, dashboardFiles, flattenPanels, metricNames, recordedNames, ruleFiles } from '../../ops/lib/promql.ts'
 import { freePort } from '../../ops/lib/net.ts'
+import { ANNOTATION_QUERIES, DRILL_SERIES, publish } from '../../ops/lib/drills/annotations.ts'
+import type { Report } from '../../ops/lib/drills/report.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const rel = (p: string) => p.slice(ROOT.length + 1)
@@ -39,6 +42,7 @@ interface Dashboard {
   uid?: string
   title?: string
   schemaVersion?: number
+  annotations?: { list: { name?: string; expr?: string; enable?: boolean; datasource?: Ds }[] }
   panels?: Panel[]
   templating?: { list: { name: string; allValue?: string; includeAll?: boolean }[] }
 }
@@ -139,7 +143,8 @@ void t.test(
 void t.test(
   'when queries read opsdrill_ metrics or recorded series, then each exists in common/metrics.ts or a recording rule',
   async (t) => {
-    const known = catalogue()
+    // The drills' own series are written by the drill runner (ops/lib/drills/annotations.ts), not by the app.
+    const known = new Set([...catalogue(), ...Object.values(DRILL_SERIES)])
     const recorded = new Set(
       ruleFiles().flatMap((f) =>
         (parse(readFileSync(f, 'utf8')) as { groups: { rules: { record?: string }[] }[] }).groups.flatMap((g) =>
@@ -176,6 +181,24 @@ void t.test(
     }
   },
 )
+
+void t.test('when a dashboard is opened, then it shows drill fault windows and verdicts as annotations', async (t) => {
+  for (const d of parsed) {
+    if (!d.json) continue
+    const list = d.json.annotations?.list ?? []
+    for (const [name, expr] of [
+      ['Drill faults', ANNOTATION_QUERIES.fault],
+      ['Drill verdicts', ANNOTATION_QUERIES.verdict],
+    ] as const) {
+      const a = list.find((x) => x.name === name)
+      t.match(
+        a,
+        { expr, enable: true, datasource: { type: 'prometheus', uid: 'prometheus' } },
+        `${d.file}: annotation "${name}" reads ${expr}`,
+      )
+    }
+  }
+})
 
 void t.test('when datasources are provisioned, then Prometheus, Jaeger and Elasticsearch are linked by fixed uids', async (t) => {
   const by = (uid: string) => provisioned.find((d) => d.uid === uid)
@@ -248,7 +271,13 @@ void t.test('when every dashboard expression is sent to a real Prometheus, then 
   writeFileSync(join(dir, 'prometheus.yml'), 'global:\n  scrape_interval: 15s\n')
   const prom = spawn(
     'prometheus',
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      // As the stack runs it: k6 and the drills write through it.
+      '--web.enable-remote-write-receiver',
+    ],
     { stdio: 'ignore' },
   )
   t.teardown(() => {
@@ -274,4 +303,35 @@ void t.test('when every dashboard expression is sent to a real Prometheus, then 
     const body = (await res.json()) as { status: string; error?: string }
     t.equal(body.status, 'success', `${e.where}: ${body.error ?? 'ok'}\n  ${e.expr}`)
   }
+  t.ok(
+    expressions.some((e) => e.kind === 'annotation'),
+    'annotation queries are among the expressions checked',
+  )
+
+  // A drill's report as the runner pushes it; the annotation queries must find its fault window and its verdict.
+  const from = Date.now() - 60_000
+  const report = {
+    drill: 'grafana-test',
+    form: 'short',
+    target: 'native',
+    startedAt: new Date(from - 10_000).toISOString(),
+    durationSec: 50,
+    passed: false,
+    windows: [{ label: 'Redis stopped', from, to: from + 12_000 }],
+  } as Report
+  await publish(base, report)
+  const at = async (query: string, time: number) => {
+    const res = await fetch(`${base}/api/v1/query`, { method: 'POST', body: new URLSearchParams({ query, time: String(time / 1000) }) })
+    const body = (await res.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }
+    return body.data.result.map((r) => ({ ...r.metric, value: r.value[1] }))
+  }
+  const fault = { drill: 'grafana-test', fault: 'Redis stopped' }
+  t.same(await at(ANNOTATION_QUERIES.fault, from + 6000), [{ ...fault, value: '1' }], 'the fault window is there while it lasted')
+  t.same(await at(ANNOTATION_QUERIES.fault, from - 30_000), [], 'not before it')
+  t.same(await at(ANNOTATION_QUERIES.fault, from + 20_000), [{ ...fault, value: '0' }], 'and ends with it (no annotation on 0)')
+  t.same(
+    await at(ANNOTATION_QUERIES.verdict, from + 40_000),
+    [{ drill: 'grafana-test', verdict: 'failed', value: '1' }],
+    'the verdict is there at the end',
+  )
 })

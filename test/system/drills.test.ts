@@ -2,11 +2,13 @@
 // passes, and the report files exist. Budget: about 10 minutes on a 2-core box; the system suites run one at a time.
 import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { stackAt } from '../../ops/lib/stack/index.ts'
 import { DRILLS } from '../../ops/lib/drills/catalogue.ts'
 import { NativePlatform } from '../../ops/lib/drills/platform.ts'
 import { runDrill } from '../../ops/lib/drills/runner.ts'
+import { boxCannotShowFactor } from '../../ops/lib/drills/scale-out.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 // Its own ports, away from a stack a user has up (offset 0) and from the stack suite's.
@@ -15,14 +17,11 @@ const lines: string[] = []
 const stack = stackAt({ offset: OFFSET, log: (l) => lines.push(l) })
 const platform = new NativePlatform(stack)
 const outDir = join(ROOT, '.run/drills-test')
+// The SLO latency bound is widened on a box busy with other work, as the load suite does (never the error bounds).
+const loadPerCore = loadavg()[0]! / cpus().length
+const latencyFactor = loadPerCore > 1 ? Math.min(10, Math.ceil(loadPerCore * 2)) : 1
+t.comment(`load per core ${loadPerCore.toFixed(2)}: SLO latency factor ${latencyFactor}`)
 const only = process.env.OPSDRILL_DRILLS ? process.env.OPSDRILL_DRILLS.split(',') : undefined
-
-/**
- * Criteria that fail today because of a defect the drill found outside ops/ (see docs/drills.md, "Verdict today").
- * Only these may fail: any other failing criterion fails the test, and so does a drill that errors out.
- * Remove an entry when its fix lands.
- */
-const KNOWN_FINDINGS: Record<string, { criteria: string[]; fix: string }> = {}
 
 t.setTimeout(20 * 60_000)
 
@@ -38,18 +37,25 @@ t.teardown(async () => {
 for (const drill of DRILLS.filter((d) => !only || only.includes(d.name))) {
   void t.test(`when the ${drill.name} drill runs (short form), then it passes and writes its report`, async (t) => {
     const log: string[] = []
-    const out = await runDrill(drill, { short: true, platform, outDir, log: (l) => log.push(l) })
-    const failed = out.report.checks.filter((c) => !c.pass)
-    const known = KNOWN_FINDINGS[drill.name]
-    const unexpected = failed.filter((c) => !known?.criteria.some((k) => c.name.startsWith(k)))
-    if (known && failed.length > 0) t.comment(`known finding (${known.fix}): ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
-    t.same(unexpected, [], known ? `${drill.name}: no criterion fails beyond the known finding` : `${drill.name} passed`, {
-      notes: out.report.notes,
-      logTail: log.slice(-15),
-    })
+    const out = await runDrill(drill, { short: true, platform, outDir, latencyFactor, log: (l) => log.push(l) })
+    const cannot = drill.name === 'scale-out' ? boxCannotShowFactor(out.report) : undefined
+    if (cannot) {
+      t.comment(`${drill.name}: ${out.passed ? 'PASSED' : 'FAILED'} (${out.dir}/report.md)`)
+      t.plan(0, cannot)
+      return
+    }
+    t.same(
+      out.report.checks.filter((c) => !c.pass),
+      [],
+      `${drill.name} passed`,
+      { notes: out.report.notes, logTail: log.slice(-15) },
+    )
     for (const f of ['report.md', 'report.json', 'chart.svg']) t.ok(existsSync(join(out.dir, f)), `${f} written`)
     t.match(readFileSync(join(out.dir, 'chart.svg'), 'utf8'), /^<svg/, 'chart.svg is an SVG')
     t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), out.passed ? /: PASSED/ : /: FAILED/, 'report.md states the verdict')
     t.ok(out.report.checks.length > 0, 'the drill judged at least one criterion')
+    t.equal(out.report.timeline.length, out.report.windows.length, 'a timeline for each fault window')
+    if (out.report.windows.length > 0)
+      t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), /## Timeline\n\n- inject: /, 'report.md gives the timeline')
   })
 }

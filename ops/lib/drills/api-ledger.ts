@@ -5,7 +5,9 @@
 // replica accepted since its last flush (at most CLICK_FLUSH_INTERVAL_MS plus one enqueue ago, and on this shared
 // box the event loop's lag). Every click that left the buffer is in Redis or in the replica's spool on disk.
 import { setTimeout as sleep } from 'node:timers/promises'
-import { APP, type Drill, type DrillRun, type Timing } from './runner.ts'
+import type { Criterion } from './criteria.ts'
+import { exitWithin, timing as t } from './fault.ts'
+import { APP, defineDrill, type DrillRun } from './runner.ts'
 
 export const LEDGER_REFERRER = 'https://ledger.opsdrill.test/'
 
@@ -64,22 +66,69 @@ export function ledgerLine(l: Ledger): string {
   return `served ${l.served}, stored ${l.stored}, lost ${l.lost}, stored twice ${l.storedTwice}, stored without a 302 seen ${l.storedNotServed}`
 }
 
-const t = (rate: number, baselineSec: number, faultSec: number, recoverSec: number): Timing => ({ rate, baselineSec, faultSec, recoverSec })
 // Beyond the flush interval: the enqueue round trip and the event loop's lag on a box k6 and the stack share.
-const SLACK_MS = 100
+export const SLACK_MS = 100
 // A click the kill lost was served shortly before it; one served long before (or after) was lost some other way.
-const NEAR_KILL_MS = 1000
+export const NEAR_KILL_MS = 1000
 
-export const apiLedger: Drill = {
+export interface Measured {
+  ledger: Ledger
+  /** Unix ms of each SIGKILL. */
+  killsAt: number[]
+  minKills: number
+  /** Offered redirects per second: with the flush interval, what one kill may lose. */
+  rate: number
+  seconds: number
+}
+
+/** lost <= kills x rate x (flush interval + slack), rounded up per kill. */
+export function lossBound(m: Pick<Measured, 'killsAt' | 'rate'>): { perKill: number; total: number } {
+  const perKill = Math.ceil((m.rate * (APP.CLICK_FLUSH_INTERVAL_MS + SLACK_MS)) / 1000)
+  return { perKill, total: m.killsAt.length * perKill }
+}
+
+export const criteria: Criterion<Measured>[] = [
+  {
+    text: `served = stored within the loss bound: lost <= kills x rate x (CLICK_FLUSH_INTERVAL_MS ${APP.CLICK_FLUSH_INTERVAL_MS} ms + ${SLACK_MS} ms), only the click buffer of a killed replica may be lost`,
+    judge: (m) => {
+      const b = lossBound(m)
+      return {
+        pass: m.ledger.served > 0 && m.ledger.lost <= b.total,
+        detail: `${ledgerLine(m.ledger)}; bound ${m.killsAt.length} kills x ${b.perKill} = ${b.total}`,
+      }
+    },
+  },
+  {
+    text: `every lost click was served within ${NEAR_KILL_MS} ms before a kill`,
+    judge: (m) => {
+      const far = m.ledger.lostAt.filter((at) => !m.killsAt.some((k) => at <= k && at >= k - NEAR_KILL_MS))
+      return { pass: far.length === 0, detail: `${far.length} of ${m.ledger.lost} lost clicks were served away from every kill` }
+    },
+  },
+  {
+    text: 'the clicks settle: API buffers and spools empty, queue idle, stored clicks stable',
+    judge: (m) => ({
+      pass: m.ledger.settledSec !== undefined,
+      detail:
+        m.ledger.settledSec === undefined
+          ? 'buffers, spools or the queue never emptied'
+          : `settled ${m.ledger.settledSec.toFixed(1)} s after the load ended`,
+    }),
+  },
+  {
+    text: 'the API replicas were SIGKILLed in turn (at least 2 kills short, 4 full)',
+    judge: (m) => ({
+      pass: m.killsAt.length >= m.minKills,
+      detail: `${m.killsAt.length} SIGKILLs over ${m.seconds} s at ${m.rate}/s`,
+    }),
+  },
+]
+
+export const apiLedger = defineDrill<Measured>({
   name: 'api-ledger',
   title:
     'Click ledger through API crashes: the API replicas are SIGKILLed in turn under redirect load; each 302 served is matched with its click in Postgres.',
-  criteria: [
-    `lost <= kills x rate x (CLICK_FLUSH_INTERVAL_MS + ${SLACK_MS} ms): only the click buffer of a killed replica may be lost`,
-    `every lost click was served within ${NEAR_KILL_MS} ms before a kill`,
-    'the clicks settle: API buffers and spools empty, queue idle, stored clicks stable',
-    'at least 2 kills (short form; 4 in the full form)',
-  ],
+  criteria,
   alerts: ['InstanceDown (if a replica stayed down: it does not)'],
   dashboards: ['opsdrill-overview', 'opsdrill-queues'],
   shape: { api: 2, worker: 1 },
@@ -87,7 +136,6 @@ export const apiLedger: Drill = {
   async run(d) {
     const seconds = d.short ? 16 : 60
     const killEveryMs = d.short ? 5000 : 10_000
-    const boundPerKill = Math.ceil((d.timing.rate * (APP.CLICK_FLUSH_INTERVAL_MS + SLACK_MS)) / 1000)
     await d.makeLinks(50)
     // A fixed duration that k6 ends by itself, so no request is abandoned: the ledger's served side is exact.
     await d.startLoad({ apiShare: 0, duration: `${seconds}s` })
@@ -101,7 +149,7 @@ export const apiLedger: Drill = {
         kills.push({ replica: victim, at: Date.now() })
         await d.platform.kill(victim, 'SIGKILL')
         d.log(`kill #${kills.length}: SIGKILL ${victim}, restarting it`)
-        await d.until(() => d.platform.gone(victim), 5)
+        await exitWithin(d, victim, 4000)
         await d.platform.restart(victim)
         next = Date.now() + killEveryMs
         await d.progress()
@@ -111,41 +159,19 @@ export const apiLedger: Drill = {
     await d.stopLoad(true)
     d.faultEnd()
     d.phase('settle')
-    const l = await clickLedger(d, d.short ? 90 : 240)
-    const bound = kills.length * boundPerKill
-    const far = l.lostAt.filter((at) => !kills.some((k) => at <= k.at && at >= k.at - NEAR_KILL_MS))
+    const ledger = await clickLedger(d, d.short ? 90 : 240)
+    const m: Measured = { ledger, killsAt: kills.map((k) => k.at), minKills: d.short ? 2 : 4, rate: d.timing.rate, seconds }
     const r = d.loadResult!
     Object.assign(d.measured, {
-      ledger: { ...l, lostAt: undefined },
+      ledger: { ...ledger, lostAt: undefined },
       kills: kills.map((k) => ({ replica: k.replica, at: new Date(k.at).toISOString() })),
-      bound: { perKill: boundPerKill, total: bound, rate: d.timing.rate, flushIntervalMs: APP.CLICK_FLUSH_INTERVAL_MS, slackMs: SLACK_MS },
-      lostPerKill: kills.length ? l.lost / kills.length : 0,
-      lostMsBeforeKill: l.lostAt.map((at) => Math.min(...kills.map((k) => (k.at >= at ? k.at - at : Infinity)))),
+      bound: { ...lossBound(m), rate: m.rate, flushIntervalMs: APP.CLICK_FLUSH_INTERVAL_MS, slackMs: SLACK_MS },
+      lostPerKill: kills.length ? ledger.lost / kills.length : 0,
+      lostMsBeforeKill: ledger.lostAt.map((at) => Math.min(...kills.map((k) => (k.at >= at ? k.at - at : Infinity)))),
       redirectsFailed: r.redirect.failed,
       redirectsByStatus: r.redirect.byStatus,
     })
-    d.log(`ledger: ${ledgerLine(l)}; ${kills.length} kills, bound ${bound}`)
-    d.check(
-      `lost <= kills x rate x (flush interval + ${SLACK_MS} ms)`,
-      l.lost <= bound,
-      `${ledgerLine(l)}; bound ${kills.length} kills x ${boundPerKill} = ${bound}`,
-    )
-    d.check(
-      `every lost click served within ${NEAR_KILL_MS} ms before a kill`,
-      far.length === 0,
-      `${far.length} of ${l.lost} lost clicks were served away from every kill`,
-    )
-    d.check(
-      'the clicks settle',
-      l.settledSec !== undefined,
-      l.settledSec === undefined
-        ? 'buffers, spools or the queue never emptied'
-        : `settled ${l.settledSec.toFixed(1)} s after the load ended`,
-    )
-    d.check(
-      `at least ${d.short ? 2 : 4} kills`,
-      kills.length >= (d.short ? 2 : 4),
-      `${kills.length} SIGKILLs over ${seconds} s at ${d.timing.rate}/s`,
-    )
+    d.log(`ledger: ${ledgerLine(ledger)}; ${kills.length} kills, bound ${lossBound(m).total}`)
+    return m
   },
-}
+})

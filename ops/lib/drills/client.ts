@@ -1,5 +1,6 @@
 // What the drill itself asks of the stack over HTTP: a user and links of its own (so its clicks are countable),
-// each replica's /metrics summed by metric name (exact counters, no scrape delay), and readiness per replica.
+// each replica's /metrics summed by metric name (exact counters, no scrape delay; a failed read throws), and
+// readiness per replica.
 import { randomBytes } from 'node:crypto'
 
 export interface Link {
@@ -65,20 +66,22 @@ export function sumMetric(text: string, name: string, labels: Record<string, str
   return sum
 }
 
-/** The /metrics pages of the given ports (a replica that does not answer counts as empty: it is down). */
+/**
+ * The /metrics pages of the given ports. A page that cannot be read throws: read as empty it would sum to 0, which
+ * looks healthy ("no stalled jobs" while stress-ng starved the worker of CPU).
+ */
 export async function scrape(ports: number[]): Promise<string[]> {
   return Promise.all(
     ports.map(async (p) => {
-      try {
-        // OpenMetrics, as Prometheus asks for it: counters carry their _total suffix only in that format.
-        const res = await fetch(`http://127.0.0.1:${p}/metrics`, {
-          headers: { accept: 'application/openmetrics-text; version=1.0.0' },
-          signal: AbortSignal.timeout(3000),
-        })
-        return res.ok ? await res.text() : ''
-      } catch {
-        return ''
-      }
+      // OpenMetrics, as Prometheus asks for it: counters carry their _total suffix only in that format.
+      const res = await fetch(`http://127.0.0.1:${p}/metrics`, {
+        headers: { accept: 'application/openmetrics-text; version=1.0.0' },
+        signal: AbortSignal.timeout(3000),
+      }).catch((err: Error) => {
+        throw new Error(`scrape of 127.0.0.1:${p}/metrics failed: ${err.message}`)
+      })
+      if (!res.ok) throw new Error(`scrape of 127.0.0.1:${p}/metrics answered ${res.status}`)
+      return res.text()
     }),
   )
 }

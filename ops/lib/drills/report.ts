@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as vega from 'vega'
 import { compile, type TopLevelSpec } from 'vega-lite'
+import type { Timeline } from './criteria.ts'
 import type { Second } from './load.ts'
 
 export interface Check {
@@ -30,6 +31,12 @@ export interface Report {
   passed: boolean
   checks: Check[]
   windows: Window[]
+  /** One per fault window: inject, detect (Alertmanager), mitigate, recover. */
+  timeline: Timeline[]
+  /** The alerts whose firing counts as detection. */
+  alerts: string[]
+  /** Failed requests against what the availability SLO allows over the run's requests. */
+  errorBudget?: { allowed: number; failed: number; spent: number }
   measured: Record<string, unknown>
   notes: string[]
   seconds: Second[]
@@ -55,6 +62,15 @@ function markdown(r: Report): string {
       (w) => `- ${w.label}: ${rel(w.from)} to ${rel(w.to)} after the load started (${((w.to - w.from) / 1000).toFixed(1)} s)`,
     ),
     '',
+    '## Timeline',
+    '',
+    ...r.timeline.flatMap((t) => timelineLines(t, r.alerts, rel)),
+    ...(r.errorBudget
+      ? [
+          `- error budget spent: ${r.errorBudget.failed} failed requests of the ${r.errorBudget.allowed} the availability SLO allows over the run's requests (${(r.errorBudget.spent * 100).toFixed(0)}%)`,
+        ]
+      : []),
+    '',
     '## Criteria',
     '',
     '| | criterion | measured |',
@@ -72,6 +88,20 @@ function markdown(r: Report): string {
   ]
   if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '')
   return lines.join('\n')
+}
+
+function timelineLines(t: Timeline, alerts: string[], rel: (ms: number) => string): string[] {
+  const after = (ms: number) => `${((ms - t.inject) / 1000).toFixed(1)} s after inject`
+  return [
+    `- inject: ${rel(t.inject)}`,
+    t.detect
+      ? `- detect: ${rel(t.detect.at)}, ${t.detect.alert} firing in Alertmanager (time to detect ${after(t.detect.at)})`
+      : `- detect: no alert of this fault fired during the drill${alerts.length ? ` (${alerts.join(', ')})` : ' (it has none)'}`,
+    `- mitigate: ${rel(t.mitigate)}, fault removed (${after(t.mitigate)})`,
+    t.recover
+      ? `- recover: ${rel(t.recover)}, the last failed request (time to recover ${after(t.recover)})`
+      : '- recover: no request failed after the injection',
+  ]
 }
 
 async function chart(r: Report): Promise<string> {

@@ -11,6 +11,9 @@ import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from '
 import { quantile } from '../k6.ts'
 import { Load, type LoadResult, type Second } from './load.ts'
 import { NativePlatform, type Kind, type Platform } from './platform.ts'
+import { alertmanagerAlerts } from './alertmanager.ts'
+import { publish } from './annotations.ts'
+import { errorBudgetSpent, sloCriteria, timeline, type Budget, type Criterion, type SloMeasure, type Traffic } from './criteria.ts'
 import { writeReport, type Check, type Report, type Window } from './report.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
@@ -35,12 +38,10 @@ export interface Timing {
   recoverSec: number
 }
 
-export interface Drill {
+interface DrillMeta {
   name: string
   title: string
-  /** Pass criteria as the report states them. */
-  criteria: string[]
-  /** Alerts (prometheus/rules/alerts.yml) this fault should raise. */
+  /** Alerts (prometheus/rules/alerts.yml) this fault should raise: the name first, then when, in parentheses. */
   alerts: string[]
   /** Grafana dashboards (uids) to watch. */
   dashboards: string[]
@@ -49,14 +50,42 @@ export interface Drill {
   timing: { full: Timing; short: Timing }
   /** Platforms the drill can run on; default all. */
   targets?: Platform['target'][]
-  run(d: DrillRun): Promise<void>
+  /**
+   * Drills with a steady load around one fault: outside the window the SLOs hold, inside it this budget. Absent for
+   * drills whose fault spans the whole load (worker-ledger, alerts) or that measure capacity (scale-out).
+   */
+  budget?: Budget
   /** Undoes what run() changed beyond the starting shape (runs even when run() failed). */
   cleanup?(d: DrillRun): Promise<void>
+}
+
+/** A drill as its file defines it: the fault and load in run(), which returns what it measured, judged by criteria. */
+export interface DrillDef<M> extends DrillMeta {
+  criteria: Criterion<M>[]
+  run(d: DrillRun): Promise<M>
+}
+
+export interface Drill extends DrillMeta {
+  /** Every criterion's text, the SLO ones included: what `npm run drill -- --list` prints. */
+  criteria: string[]
+  run(d: DrillRun): Promise<void>
+}
+
+export function defineDrill<M>(def: DrillDef<M>): Drill {
+  return {
+    ...def,
+    criteria: [...def.criteria, ...(def.budget ? sloCriteria(def.budget) : [])].map((c) => c.text),
+    async run(d) {
+      d.judge(def.criteria, await def.run(d))
+    },
+  }
 }
 
 export interface RunOptions {
   short: boolean
   platform: Platform
+  /** Widens the SLO latency bound on a box busy with other work (default SLO_LATENCY_FACTOR or 1). */
+  latencyFactor?: number
   /** Reports go to <outDir>/<name>-<timestamp>/; default .run/drills. */
   outDir?: string
   log?: (line: string) => void
@@ -78,6 +107,10 @@ export class DrillRun {
   readonly windows: Window[] = []
   readonly measured: Record<string, unknown> = {}
   readonly notes: string[] = []
+  readonly latencyFactor: number
+  /** Alerts Alertmanager showed during the drill, first startsAt per alert name (polled with each progress line). */
+  readonly alertsSeen = new Map<string, number>()
+  private alertmanagerError: string | undefined
   data: DrillData = { token: '', links: [] }
   loadResult: LoadResult | undefined
   private load: Load | undefined
@@ -96,6 +129,7 @@ export class DrillRun {
     this.short = opts.short
     this.platform = opts.platform
     this.timing = opts.short ? drill.timing.short : drill.timing.full
+    this.latencyFactor = opts.latencyFactor ?? Number(process.env.SLO_LATENCY_FACTOR ?? 1)
     const stamp = new Date()
       .toISOString()
       .replace(/[-:]/g, '')
@@ -127,6 +161,18 @@ export class DrillRun {
     this.checks.push({ name, pass, detail })
     this.log(`${pass ? 'PASS' : 'FAIL'} ${name}: ${detail}`)
     return pass
+  }
+
+  /** Judges each criterion on what the drill measured; one that does not apply to this target is named in the notes. */
+  judge<M>(criteria: Criterion<M>[], m: M): void {
+    for (const c of criteria) {
+      if (c.targets && !c.targets.includes(this.platform.target)) {
+        this.notes.push(`not judged on ${this.platform.target}: ${c.text}`)
+        continue
+      }
+      const v = c.judge(m)
+      this.check(c.text, v.pass, v.detail)
+    }
   }
 
   /** Opens a fault window (shaded in the chart); returns its start (unix ms). */
@@ -260,19 +306,20 @@ export class DrillRun {
 
   // ------------------------------------------------------------------------------------------ metrics
 
-  metricsPorts(kind: Kind): number[] {
-    return this.platform.replicas(kind).flatMap((r) => (r.metricsPort ? [r.metricsPort] : []))
+  /**
+   * A metric summed over every replica of a kind (or the named ones), read from their /metrics now (native: exact, no
+   * scrape lag). A replica that does not answer throws: its counters are unknown, not 0.
+   */
+  async metric(kind: Kind, name: string, labels: Record<string, string> = {}, only?: string[]): Promise<number> {
+    const per = await this.perReplica(kind, name, labels, only)
+    return Object.values(per).reduce((a, b) => a + b, 0)
   }
 
-  /** A metric summed over every replica of a kind, read from their /metrics now (native: exact, no scrape lag). */
-  async metric(kind: Kind, name: string, labels: Record<string, string> = {}): Promise<number> {
-    const pages = await scrape(this.metricsPorts(kind))
-    return pages.reduce((a, page) => a + sumMetric(page, name, labels), 0)
-  }
-
-  async perReplica(kind: Kind, name: string, labels: Record<string, string> = {}): Promise<Record<string, number>> {
-    const reps = this.platform.replicas(kind)
-    const pages = await scrape(reps.map((r) => r.metricsPort ?? 0))
+  async perReplica(kind: Kind, name: string, labels: Record<string, string> = {}, only?: string[]): Promise<Record<string, number>> {
+    const reps = this.platform.replicas(kind).filter((r) => !only || only.includes(r.name))
+    if (reps.some((r) => !r.metricsPort))
+      throw new Error(`${kind} replicas have no /metrics port on ${this.platform.target}: ${name} unknown`)
+    const pages = await scrape(reps.map((r) => r.metricsPort!))
     return Object.fromEntries(reps.map((r, i) => [r.name, sumMetric(pages[i]!, name, labels)]))
   }
 
@@ -349,6 +396,7 @@ export class DrillRun {
   }
 
   async progress(extra?: () => Promise<string>): Promise<void> {
+    await this.pollAlerts()
     const more = extra ? `  ${await extra()}` : ''
     if (!this.load) {
       this.log(`${this.phaseName.padEnd(9)} +${this.elapsed()}${more}`)
@@ -381,15 +429,17 @@ export class DrillRun {
   }
 
   /** Requests, failures and latency of the requests (all, or one class) that ended inside [from, to] (unix ms). */
-  window(
-    from: number,
-    to: number,
-    slo?: 'redirect' | 'api',
-  ): { requests: number; failed: number; failedShare: number; p99: number; max: number; worstSecondP99: number } {
+  window(from: number, to: number, slo?: 'redirect' | 'api'): Traffic {
+    return this.traffic([[from, to]], slo)
+  }
+
+  /** The same over several spans (unix ms, inclusive). */
+  traffic(spans: [number, number][], slo?: 'redirect' | 'api'): Traffic {
     const r = this.loadResult!
+    const inside = (at: number) => spans.some(([from, to]) => at >= from && at <= to)
     // One sample per request (its duration), so a class's figures, its worst second included, are its own.
-    const samples = r.samples.filter(([at, , c]) => at >= from && at <= to && (!slo || c === slo))
-    const failed = r.failures.filter((f) => f.at >= from && f.at <= to && (!slo || f.slo === slo)).length
+    const samples = r.samples.filter(([at, , c]) => inside(at) && (!slo || c === slo))
+    const failed = r.failures.filter((f) => inside(f.at) && (!slo || f.slo === slo)).length
     const perSecond = new Map<number, number[]>()
     for (const [at, ms] of samples) {
       const second = perSecond.get(Math.floor(at / 1000))
@@ -420,6 +470,46 @@ export class DrillRun {
     return part && existsSync(part.logFile) ? statSync(part.logFile).size : 0
   }
 
+  // ------------------------------------------------------------------------------------------ alerts and SLO
+
+  get alertmanagerUrl(): string {
+    return this.native?.stack.alertmanagerUrl ?? process.env.ALERTMANAGER_URL ?? 'http://127.0.0.1:9093'
+  }
+
+  /** Records the alerts Alertmanager shows now (firing, and inhibited or silenced too), keeping each first startsAt. */
+  async pollAlerts(): Promise<void> {
+    try {
+      for (const a of await alertmanagerAlerts(this.alertmanagerUrl)) {
+        const seen = this.alertsSeen.get(a.alert)
+        if (seen === undefined || a.startsAt < seen) this.alertsSeen.set(a.alert, a.startsAt)
+      }
+      this.alertmanagerError = undefined
+    } catch (err) {
+      this.alertmanagerError = (err as Error).message
+    }
+  }
+
+  /** The SLO figures of the run: the requests outside every fault window (and its settle time), and those inside. */
+  sloMeasure(budget: Budget): SloMeasure {
+    const r = this.loadResult!
+    const spans = this.windows.map((w): [number, number] => [w.from, w.to + budget.settleSec * 1000])
+    const start = r.seconds[0]!.t * 1000
+    const end = Date.now()
+    const outside: [number, number][] = []
+    let at = start
+    for (const [from, to] of spans.sort((a, b) => a[0] - b[0])) {
+      if (from > at) outside.push([at, from - 1])
+      at = Math.max(at, to + 1)
+    }
+    if (at < end) outside.push([at, end])
+    return {
+      budget,
+      latencyFactor: this.latencyFactor,
+      outside: { all: this.traffic(outside), redirect: this.traffic(outside, 'redirect') },
+      inside: { redirect: this.traffic(spans, 'redirect'), api: this.traffic(spans, 'api') },
+    }
+  }
+
   // ------------------------------------------------------------------------------------------ report
 
   async finish(error?: unknown): Promise<Outcome> {
@@ -434,6 +524,11 @@ export class DrillRun {
           .join(' '),
       )
     if (this.checks.length === 0) this.check('the drill judged something', false, 'no criterion was evaluated')
+    await this.pollAlerts()
+    const alertNames = this.drill.alerts.map((a) => a.split(' ')[0]!)
+    const firing = [...this.alertsSeen].filter(([a]) => alertNames.includes(a)).map(([alert, startsAt]) => ({ alert, startsAt }))
+    const timelines = this.windows.map((w) => timeline(w, this.loadResult?.failures ?? [], firing))
+    if (this.alertmanagerError) this.notes.push(`Alertmanager did not answer (${this.alertmanagerError}): time to detect unknown`)
     const passed = this.checks.every((c) => c.pass)
     const report: Report = {
       drill: this.drill.name,
@@ -446,6 +541,9 @@ export class DrillRun {
       passed,
       checks: this.checks,
       windows: this.windows,
+      timeline: timelines,
+      alerts: alertNames,
+      errorBudget: this.loadResult ? errorBudgetSpent(this.loadResult.samples.length, this.loadResult.failures.length) : undefined,
       measured: {
         ...this.measured,
         ...(this.loadResult
@@ -466,6 +564,9 @@ export class DrillRun {
       seconds: this.loadResult?.seconds ?? ([] as Second[]),
     }
     await writeReport(this.dir, report)
+    await publish(this.platform.prometheusUrl, report).catch((err: Error) =>
+      this.log(`could not push the verdict and fault windows to Prometheus: ${err.message}`),
+    )
     this.log(`${passed ? 'PASSED' : 'FAILED'}: report in ${this.dir}/report.md`)
     return { passed, dir: this.dir, report }
   }
@@ -480,6 +581,7 @@ export async function runDrill(drill: Drill, opts: RunOptions): Promise<Outcome>
   try {
     await d.prepare()
     await drill.run(d)
+    if (drill.budget) d.judge(sloCriteria(drill.budget), d.sloMeasure(drill.budget))
   } catch (err) {
     error = err
   }
