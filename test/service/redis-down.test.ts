@@ -67,29 +67,29 @@ void t.test(
       0,
     )
     t.ok(recovered, 'the Redis cache serves hits again within a few seconds')
-    const enqueued0 = await counterValue(metrics.clicksEnqueued)
-    const since = Date.now()
-    const enqueuedAgain = await eventually(
-      async () => {
-        t.equal((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: 'https://after.example/' } })).statusCode, 302)
-        await app.clickBuffer.flush()
-        return (await counterValue(metrics.clicksEnqueued)) > enqueued0
-      },
-      5000,
-      200,
-    )
-    t.ok(enqueuedAgain, `clicks are enqueued again (after ${Date.now() - since} ms)`)
     const connection = new Redis(server.url)
     const queue = new Queue('clicks', { connection, prefix: config.REDIS_PREFIX })
     t.teardown(async () => {
       await queue.close()
       await connection.quit()
     })
-    const jobs = await queue.getJobs(['waiting'])
-    t.ok(
-      jobs.some((j) => (j.data as { clicks: { referrer: string | null }[] }).clicks.some((c) => c.referrer === 'https://after.example/')),
-      'the new click is in the queue',
+    // Asked of the queue itself: the enqueued counter also counts the spool's replay, and a click taken while the
+    // producer connection is still coming back goes to the spool first.
+    const queued = async () =>
+      (await queue.getJobs(['waiting'])).some((j) =>
+        (j.data as { clicks: { referrer: string | null }[] }).clicks.some((c) => c.referrer === 'https://after.example/'),
+      )
+    const since = Date.now()
+    const enqueuedAgain = await eventually(
+      async () => {
+        t.equal((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: 'https://after.example/' } })).statusCode, 302)
+        await app.clickBuffer.flush()
+        return queued()
+      },
+      5000,
+      200,
     )
+    t.ok(enqueuedAgain, `a click taken after the outage is in the queue (after ${Date.now() - since} ms)`)
     t.ok(await eventually(async () => (await dependencyUp('redis')) === 1, 3000), 'dependency_up{redis} is 1 again')
   },
 )
