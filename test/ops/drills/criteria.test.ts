@@ -262,7 +262,7 @@ void t.test('when the alerts drill is judged, then an alert that fired early, la
     spooledInFault: 40,
   }
   const with_ = (alert: string, s: object): AlertsMeasured => ({ ...m, alerts: { ...m.alerts, [alert]: { ...m.alerts[alert]!, ...s } } })
-  canFail(t, alerts, 'RedisDown not in Alertmanager before', m, with_('RedisDown', { before: true }))
+  canFail(t, alerts, 'RedisDown neither pending in Prometheus nor in Alertmanager before', m, with_('RedisDown', { before: true }))
   canFail(t, alerts, 'RedisDown fires in Alertmanager', m, with_('RedisDown', { detectSec: 30 }))
   canFail(t, alerts, 'RedisDown fires in Alertmanager', m, with_('RedisDown', { detectSec: 200 }))
   canFail(t, alerts, 'RedisDown fires in Alertmanager', m, { ...m, alerts: { ...m.alerts, RedisDown: { forSec: 60, before: false } } })
