@@ -56,6 +56,10 @@ export function createClickBuffer(
   let flushing: Promise<void> | null = null
   let lastWarn = 0
   observeGauge(metrics.clickBufferSize, (g) => g.set(buf.length))
+  // Every reason exists from the start, at 0: a drop is rare now that clicks are spooled, and a series that appears
+  // only at the first drop leaves the dashboard's panel and the ClicksDropped alert with no data until then.
+  for (const reason of ['invalid', 'buffer_full', 'spool_full', 'spool_unwritable', 'spool_unreadable'])
+    metrics.clicksDropped.inc({ reason }, 0)
 
   // At most one log line per second while Redis is unavailable; the counters have every click.
   function warn(err: unknown, msg: string, extra: Record<string, unknown> = {}): void {

@@ -34,19 +34,21 @@ for (const name of ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint']
 }
 
 void t.test(
-  'when the cache is on, then most redirects hit it, p95 is lower and Postgres sees far fewer lookups than with it off',
+  'when Postgres is 20 ms away and the cache is on, then most redirects hit it, the median redirect is 3x faster and Postgres sees far fewer lookups than with it off',
   async (t) => {
     t.setTimeout(300_000)
     const r = await caching(o)
     t.comment(
-      `hit ratio ${r.on.hitRatio.toFixed(3)}; p95 ${r.on.run.figures.redirect?.p95} vs ${r.off.run.figures.redirect?.p95} ms; PG lookups/s ${r.on.pgQueriesPerSec.toFixed(1)} vs ${r.off.pgQueriesPerSec.toFixed(1)}`,
+      `hit ratio ${r.on.hitRatio.toFixed(3)}; p50 ${r.on.run.figures.redirect?.p50} vs ${r.off.run.figures.redirect?.p50} ms, p95 ${r.on.run.figures.redirect?.p95} vs ${r.off.run.figures.redirect?.p95} ms; PG lookups/s ${r.on.pgQueriesPerSec.toFixed(1)} vs ${r.off.pgQueriesPerSec.toFixed(1)}`,
     )
     t.equal(r.on.run.figures.errorRate, 0, 'no errors with the cache on')
     t.ok(r.on.hitRatio > 0.75, `hit ratio is high (${r.on.hitRatio.toFixed(3)})`)
     t.equal(r.off.hitRatio, 0, 'with CACHE_ENABLED=false nothing is looked up in the cache')
     t.ok(r.on.pgQueriesPerSec < r.off.pgQueriesPerSec * 0.35, 'Postgres link lookups fall by well over half')
     t.ok(r.off.pgQueriesPerSec > 0.8 * r.off.run.figures.rps, 'with the cache off, each redirect costs a Postgres lookup')
-    t.ok(r.on.run.figures.redirect!.p95 < r.off.run.figures.redirect!.p95, 'redirect p95 is lower with the cache on')
+    // The median, not p95: at the short form's hit ratio (~86%) the p95 of the cache-on run is itself a miss.
+    const [on50, off50] = [r.on.run.figures.redirect!.p50, r.off.run.figures.redirect!.p50]
+    t.ok(on50 * 3 < off50, `median redirect ${on50} ms with the cache on, ${off50} ms with it off: at least 3x apart`)
     t.notOk(
       stack.replicas('api').some((p) => p.env?.CACHE_ENABLED),
       'the replicas are back to the cache on',

@@ -13,6 +13,7 @@ import { queryRange, queryVector, waitForScrape } from '../../ops/lib/stack/prom
 import { allExpressions, metricNames, recordedNames } from '../../ops/lib/promql.ts'
 import { runK6 } from '../../ops/lib/k6.ts'
 import { QUEUES } from '../../common/queues.ts'
+import { BROWSER_USER_AGENT } from '../../loadtests/lib/browser.ts'
 
 // Counters that only an injected worker crash produces within a test's time: the worker-ledger drill
 // (test/system/drills.test.ts) proves them against the same Prometheus.
@@ -27,6 +28,7 @@ async function call(method: string, path: string, opts: { body?: unknown; token?
     method,
     redirect: 'manual',
     headers: {
+      'user-agent': BROWSER_USER_AGENT,
       ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
     },
@@ -37,7 +39,7 @@ async function call(method: string, path: string, opts: { body?: unknown; token?
   return { status: res.status, json: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {} }
 }
 
-async function toxiproxy(proxy: 'postgres' | 'redis', enabled: boolean) {
+async function toxiproxy(proxy: 'postgres' | 'redis' | 'redis-cache', enabled: boolean) {
   const res = await fetch(`${stack.toxiproxyUrl}/proxies/${proxy}`, { method: 'POST', body: JSON.stringify({ enabled }) })
   if (!res.ok) throw new Error(`toxiproxy ${proxy} enabled=${enabled}: ${res.status}`)
 }
@@ -108,14 +110,16 @@ async function driveTraffic(t: Test) {
   await sleep(3000)
 
   // Redis unreachable for a few seconds: cache errors (codes not in any replica's L1, so lookups reach Redis),
-  // fail-open redirects, dropped clicks, client reconnects.
+  // fail-open redirects, spooled clicks, client reconnects. Both Redis servers: the queues' and the cache's.
   await toxiproxy('redis', false)
+  await toxiproxy('redis-cache', false)
   for (let i = 0; i < 3; i++) {
     await Promise.all(Array.from({ length: 20 }, (_, j) => call('GET', `/redis-down-${i}-${j}`)))
     await Promise.all(links.slice(2).map((l) => call('GET', `/${l.code}`)))
     await sleep(1000)
   }
   await toxiproxy('redis', true)
+  await toxiproxy('redis-cache', true)
   await sleep(3000)
   // k6, remote-written into Prometheus, for the k6 dashboard.
   const k6 = await runK6({
