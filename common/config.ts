@@ -115,6 +115,7 @@ export const ApiEnv = Type.Object({
     description: 'event-loop utilisation (0..1) above which requests are shed; 0 disables',
   }),
   REQUEST_TIMEOUT_MS: Int(10000, 0),
+  LOG_SLOW_REQUEST_MS: Int(1000, 0, 'a request taking at least this long (ms) is logged even when it is not sampled; 0 logs every request'),
 })
 
 export const WorkerEnv = Type.Object({

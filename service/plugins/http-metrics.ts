@@ -3,18 +3,11 @@ import fp from 'fastify-plugin'
 import { trace } from '@opentelemetry/api'
 import { metrics } from '../../common/metrics.ts'
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    startedAt: bigint
-  }
-}
-
 export default fp(
   async (app) => {
-    app.decorateRequest('startedAt', 0n)
-    // Callback-style hooks: on every request an async hook would allocate a promise for nothing.
-    app.addHook('onRequest', (req, _reply, done) => {
-      req.startedAt = process.hrtime.bigint()
+    // Callback-style hooks: on every request an async hook would allocate a promise for nothing. The start time is
+    // request-log's (req.startedAt).
+    app.addHook('onRequest', (_req, _reply, done) => {
       metrics.httpInFlight.inc()
       done()
     })
@@ -27,11 +20,8 @@ export default fp(
       const ctx = span?.spanContext()
       if (ctx && ctx.traceFlags & 1) metrics.httpDuration.observe({ labels, value: seconds, exemplarLabels: { trace_id: ctx.traceId } })
       else metrics.httpDuration.observe({ labels, value: seconds })
-      if (reply.statusCode >= 500)
-        req.log.warn({ http: { response: { status_code: reply.statusCode } }, route, duration_s: seconds }, 'request answered 5xx')
-      else req.log.debug({ route, status: reply.statusCode, duration_s: seconds }, 'request completed')
       done()
     })
   },
-  { name: 'http-metrics' },
+  { name: 'http-metrics', dependencies: ['request-log'] },
 )

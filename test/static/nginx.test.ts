@@ -161,6 +161,29 @@ void t.test('when one replica is down, then requests still succeed and X-Upstrea
   t.equal(entry['http.request.method'], 'POST')
   t.match(entry['nginx.upstream.addr'], `127.0.0.1:${live.port}`)
   t.match(entry['nginx.upstream.response_time_s'], /\d/)
+  t.equal(entry['trace.id'], '', 'no traceparent, no trace id')
+})
+
+void t.test('when a request carries a traceparent, then its access log line carries the trace id and request id', async (t) => {
+  const live = await upstream(200)
+  t.teardown(live.close)
+  const ngx = await runNginx(t, [server(live.port)])
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const res = await fetch(`${ngx.url}/abc123`, { redirect: 'manual', headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
+  t.equal(res.status, 200)
+  t.equal(live.hits[0]?.headers.traceparent, `00-${traceId}-00f067aa0ba902b7-01`, 'the traceparent reaches the replica')
+  const malformed = await fetch(`${ngx.url}/abc123`, { headers: { traceparent: 'not-a-traceparent' } })
+  t.equal(malformed.status, 200)
+  await sleep(100)
+  const entries = ngx
+    .log()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, string>)
+  t.equal(entries.length, 2, `one access line per request: ${ngx.log()}`)
+  t.equal(entries[0]!['trace.id'], traceId, 'the trace id parsed from the traceparent')
+  t.equal(entries[0]!['http.request.id'], res.headers.get('x-request-id'), "nginx's request id, which the app logs too")
+  t.equal(entries[1]!['trace.id'], '', 'a malformed traceparent gives no trace id')
 })
 
 void t.test('when every replica answers 502, then a GET is retried but a POST that reached a replica is not', async (t) => {
