@@ -6,14 +6,13 @@
 // the cache off, kill a replica mid-run, scale replicas and workers); they need `npm run stack -- up` first.
 // The functions are exported for the test suite (test/system/load.test.ts).
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
-import { Queue } from 'bullmq'
 import pg from 'pg'
-import { QUEUES } from '../common/queues.ts'
-import { DRAIN_WORKER_ENV, timeDrain } from './lib/backlog.ts'
+import { clicksQueue, DRAIN_WORKER_ENV, timeDrain } from './lib/backlog.ts'
 import { lineChart, type Row } from './lib/charts.ts'
+import { cpuBusy, cpuTicks } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
 import { maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
@@ -28,19 +27,10 @@ const stdout: Say = (l) => process.stdout.write(`${l}\n`)
 
 // ------------------------------------------------------------------ helpers
 
-/** CPU time of the whole box between two readings of /proc/stat, as a share of all cores (0..1). */
-function cpuTicks(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
-  const idle = f[3]! + f[4]!
-  const total = f.reduce((a, b) => a + b, 0)
-  return { busy: total - idle, total }
-}
-
 async function withCpu<T>(fn: () => Promise<T>): Promise<T & { cpuBusy: number }> {
   const a = cpuTicks()
   const r = await fn()
-  const b = cpuTicks()
-  return { ...r, cpuBusy: (b.busy - a.busy) / Math.max(1, b.total - a.total) }
+  return { ...r, cpuBusy: cpuBusy(a, cpuTicks()) }
 }
 
 async function counters(stack: Stack, query: string, by: string): Promise<Map<string, number>> {
@@ -221,11 +211,6 @@ export interface ScalingResult {
   drains: DrainResult[]
 }
 
-function clicksQueue(stack: Stack): Queue {
-  const url = new URL(stack.redisUrl)
-  return new Queue(QUEUES.clicks, { connection: { host: url.hostname, port: Number(url.port) }, prefix: stack.redisPrefix })
-}
-
 async function storedClicks(stack: Stack, linkIds: string[]): Promise<number> {
   const client = new pg.Client({ connectionString: stack.databaseUrl })
   await client.connect()
@@ -246,7 +231,7 @@ export async function drain(o: RunOptions, workers: number, jobs: number): Promi
   const say = o.say ?? stdout
   const { links } = await makeData(o.stack.baseUrl, 20)
   const linkIds = links.map((l) => l.id)
-  const queue = clicksQueue(o.stack)
+  const queue = clicksQueue(o.stack.redisUrl, o.stack.redisPrefix)
   try {
     const scaleWorkers = async (n: number) => {
       if (n > 0) say(`==> click jobs waiting; starting ${n} worker(s) on the paused queue`)

@@ -12,6 +12,7 @@ import { delimiter, dirname, join, resolve } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../common/migrate.ts'
 import { startPostgres, startRedis } from './lib/localdb.ts'
+import { alive } from './lib/stack/procs.ts'
 import { addTally, emptyTally, runTap as tapRun, tallyLine, tallyOk } from './lib/tap.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -48,13 +49,7 @@ const TEMPLATE = `opsdrill_tpl_${RUN}`
 
 function runAlive(name: string): boolean {
   const pid = Number(/_r(\d+)(?:_|$)/.exec(name)?.[1])
-  if (!pid || pid === process.pid) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
+  return pid !== process.pid && alive(pid)
 }
 
 async function dropDatabases(adminUrl: string, which: (name: string) => boolean): Promise<void> {

@@ -2,8 +2,21 @@
 // the drills (worker-sigterm, scale-out).
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Queue } from 'bullmq'
-import { defaultJobOptions, type ClickJob } from '../../common/queues.ts'
+import { Queue } from 'bullmq'
+import { defaultJobOptions, QUEUES, type ClickJob } from '../../common/queues.ts'
+
+/** The clicks queue of a stack, straight on its queue Redis; the caller closes it. */
+export function clicksQueue(redisUrl: string, prefix: string): Queue<ClickJob> {
+  const u = new URL(redisUrl)
+  // Connection options, not a client: BullMQ closes the connections it made itself on close().
+  const connection = {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    maxRetriesPerRequest: null,
+  }
+  return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
+}
 
 /** Queues n single-click jobs over the given links, 1,000 per round trip; the click id is the job id. */
 export async function enqueueClicks(queue: Queue, linkIds: string[], n: number): Promise<void> {

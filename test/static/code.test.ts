@@ -48,6 +48,19 @@ void t.test('when the tests are searched, then none is focused with .only', asyn
   t.equal(r.out, '', 'focused tests found')
 })
 
+void t.test('when the operator code is searched, then each shared helper is defined in one place', async (t) => {
+  const helpers: [string, string, string][] = [
+    ['pid-alive check', String.raw`process\.kill\([^,]+, 0\)`, 'ops/lib/stack/procs.ts'],
+    ['CPU-tick reader', String.raw`readFileSync\('/proc/stat'`, 'ops/lib/cpu.ts'],
+    ['clicks queue', String.raw`new Queue(<[^>]*>)?\(QUEUES\.clicks`, 'ops/lib/backlog.ts'],
+    ['recovery POST', String.raw`drill/recovered`, 'ops/lib/drills/fault.ts'],
+  ]
+  for (const [name, re, home] of helpers) {
+    const r = run('git', ['grep', '--untracked', '-lE', re, '--', 'ops', 'common', 'test/ops'])
+    t.same(r.out.split('\n').filter(Boolean), [home], `${name}: one definition, in ${home}; import it elsewhere`)
+  }
+})
+
 function pathExists(p: string): boolean {
   return spawnSync('test', ['-e', resolve(ROOT, p)]).status === 0
 }

@@ -3,10 +3,8 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Queue } from 'bullmq'
 import pg from 'pg'
-import { QUEUES, type ClickJob } from '../../../common/queues.ts'
-import { drained, enqueueClicks } from '../backlog.ts'
+import { clicksQueue, drained, enqueueClicks } from '../backlog.ts'
 import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from './client.ts'
 import { quantile } from '../k6.ts'
 import { Load, type LoadResult, type Second } from './load.ts'
@@ -15,6 +13,7 @@ import { alertmanagerAlerts } from './alertmanager.ts'
 import { publish } from './annotations.ts'
 import { errorBudgetSpent, sloCriteria, timeline, type Budget, type Criterion, type SloMeasure, type Traffic } from './criteria.ts'
 import { writeReport, type Check, type Report, type Window } from './report.ts'
+import { alive } from '../stack/procs.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
 
@@ -199,7 +198,7 @@ export class DrillRun {
     await this.platform.toxiproxy.reset()
     const native = this.native
     if (native) {
-      const down = native.stack.processes().filter((p) => (p.kind === 'postgres' || p.kind === 'redis') && !processAlive(p.pid))
+      const down = native.stack.processes().filter((p) => (p.kind === 'postgres' || p.kind === 'redis') && !alive(p.pid))
       if (down.length) await native.stack.up()
     }
     await this.platform.scale(this.drill.shape)
@@ -241,23 +240,9 @@ export class DrillRun {
     }
   }
 
-  /** The clicks queue of the stack (direct Redis); the caller closes it. */
-  clicksQueue(): Queue<ClickJob> {
-    const { url, prefix } = this.redis
-    const u = new URL(url)
-    // Connection options, not a client: BullMQ closes the connections it made itself on close().
-    const connection = {
-      host: u.hostname,
-      port: Number(u.port || 6379),
-      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-      maxRetriesPerRequest: null,
-    }
-    return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
-  }
-
   /** Adds n single-click jobs (jobId = clickId) for the links: the API now sends batch jobs, and the worker takes both shapes. */
   async enqueueClicks(links: Link[], n: number): Promise<number> {
-    const q = this.clicksQueue()
+    const q = clicksQueue(this.redis.url, this.redis.prefix)
     try {
       await enqueueClicks(
         q,
@@ -271,7 +256,7 @@ export class DrillRun {
   }
 
   async queueCounts(): Promise<Record<string, number>> {
-    const q = this.clicksQueue()
+    const q = clicksQueue(this.redis.url, this.redis.prefix)
     try {
       return await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')
     } finally {
@@ -281,7 +266,7 @@ export class DrillRun {
 
   /** Waits until the clicks queue has nothing waiting, active or delayed; returns seconds taken. */
   async drained(timeoutSec: number): Promise<number | undefined> {
-    const q = this.clicksQueue()
+    const q = clicksQueue(this.redis.url, this.redis.prefix)
     try {
       return await drained(q, timeoutSec)
     } finally {
@@ -595,15 +580,6 @@ export async function runDrill(drill: Drill, opts: RunOptions): Promise<Outcome>
     d.notes.push(`could not restore the stack after the drill: ${(err as Error).message}`)
   }
   return d.finish(error)
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 function merge(a: LoadResult, b: LoadResult): LoadResult {

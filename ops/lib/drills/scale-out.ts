@@ -1,6 +1,6 @@
 // scale-out: throughput with 1 -> 2 API replicas under a saturating ramp, and backlog drain with 1 -> 2 workers.
-import { readFileSync } from 'node:fs'
-import { DRAIN_WORKER_ENV, timeDrain } from '../backlog.ts'
+import { clicksQueue, DRAIN_WORKER_ENV, timeDrain } from '../backlog.ts'
+import { cpuBusy, cpuTicks } from '../cpu.ts'
 import type { Criterion } from './criteria.ts'
 import { timing as t } from './fault.ts'
 import { defineDrill, round } from './runner.ts'
@@ -61,9 +61,9 @@ export const scaleOut = defineDrill<Measured>({
       await d.startLoad({ mode: 'saturate', vus: 32, apiShare: 0, duration: `${hold}s` })
       // CPU over the measured part of the run only (after the ramp, before the end).
       await d.watch(3)
-      const cpu0 = cpuTimes()
+      const cpu0 = cpuTicks()
       await d.watch(hold - 3)
-      const busy = cpuBusy(cpu0, cpuTimes())
+      const busy = cpuBusy(cpu0, cpuTicks())
       await d.watch(2)
       await d.stopLoad()
       d.faultEnd()
@@ -76,7 +76,7 @@ export const scaleOut = defineDrill<Measured>({
     const jobs = d.short ? 10_000 : 40_000
     const linkIds = (await d.makeLinks(20)).map((l) => l.id)
     const drain = async (workers: number) => {
-      const q = d.clicksQueue()
+      const q = clicksQueue(d.redis.url, d.redis.prefix)
       try {
         const scaleWorkers = async (n: number) => {
           if (n > 0) d.phase(`worker=${n}`)
@@ -117,16 +117,4 @@ export function boxCannotShowFactor(report: {
   const busy1 = Math.min(...one)
   if (one.length === 0 || !(busy1 >= SATURATED_BUSY)) return undefined
   return `the box is ${(busy1 * 100).toFixed(0)}% busy with one API replica (>= ${SATURATED_BUSY * 100}%), so a second has no CPU to add: ${failed[0]!.detail}`
-}
-
-/** Busy and total jiffies of all CPUs (/proc/stat). */
-function cpuTimes(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
-  const idle = (f[3] ?? 0) + (f[4] ?? 0)
-  const total = f.reduce((a, b) => a + b, 0)
-  return { busy: total - idle, total }
-}
-
-function cpuBusy(a: { busy: number; total: number }, b: { busy: number; total: number }): number {
-  return (b.busy - a.busy) / Math.max(1, b.total - a.total)
 }

@@ -1,6 +1,7 @@
 // worker-ledger: a Jepsen-style click ledger. Clicks flow while a worker is SIGKILLed and restarted again and again;
 // every acknowledged click must be stored exactly once, and at least one kill must land on a job in flight.
 import { setTimeout as sleep } from 'node:timers/promises'
+import { clicksQueue } from '../backlog.ts'
 import type { Criterion } from './criteria.ts'
 import { exitWithin, timing as t } from './fault.ts'
 import { defineDrill } from './runner.ts'
@@ -121,7 +122,7 @@ export const workerLedger = defineDrill<Measured>({
       evidence.stalled += await d.metric('worker', 'opsdrill_jobs_stalled_total', { queue: 'clicks' })
       evidence.duplicates += await d.metric('worker', 'opsdrill_clicks_duplicate_total')
     }
-    const clicksQueue = d.clicksQueue()
+    const queue = clicksQueue(d.redis.url, d.redis.prefix)
     d.faultStart(`SIGKILL worker-1 every ${killEveryMs / 1000} s`)
     let next = Date.now() + killEveryMs / 2
     try {
@@ -133,7 +134,7 @@ export const workerLedger = defineDrill<Measured>({
           const until = Date.now() + 1000
           let active = false
           while (Date.now() < until) {
-            active = (await clicksQueue.getActiveCount()) > 0
+            active = (await queue.getActiveCount()) > 0
             if (active) break
             await sleep(5)
           }
@@ -149,7 +150,7 @@ export const workerLedger = defineDrill<Measured>({
         await sleep(100)
       }
     } finally {
-      await clicksQueue.close()
+      await queue.close()
     }
     await d.stopLoad(true)
     d.faultEnd()
