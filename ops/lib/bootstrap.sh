@@ -106,11 +106,16 @@ ensure_docker() {
       say "starting dockerd (systemctl start docker)"
       systemctl start docker
     else
-      # No init system to own it: dockerd runs detached in its own session, so it outlives this script.
+      # No init system to own it: dockerd runs detached in its own session, so it outlives this script, and with
+      # every inherited descriptor but 0-2 closed, so it cannot keep a lock its caller held (`flock FILE ops/test`
+      # would otherwise stay locked for as long as dockerd runs).
       local log="$OPSDRILL_CACHE/dockerd.log"
       mkdir -p "$OPSDRILL_CACHE"
       say "starting dockerd in the background (no systemd; log: $log)"
-      setsid dockerd >>"$log" 2>&1 < /dev/null &
+      (
+        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+        exec setsid dockerd >>"$log" 2>&1 < /dev/null
+      ) &
     fi
     local i
     for i in $(seq 60); do docker_up && break; sleep 0.5; done
