@@ -56,10 +56,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-go_tool() { # go_tool BINARY MODULE@VERSION [DIR (default: the cache's bin/, on PATH)]
-  local bin="$1" mod="$2" dir="${3:-$OPSDRILL_CACHE/bin}"
-  local stamp="$dir/.$bin.version"
-  if [ -x "$dir/$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then return; fi
+go_tool() { # go_tool BINARY MODULE@VERSION [DIR (default: the cache's bin/, on PATH)]; GO_LDFLAGS: extra -ldflags
+  local bin="$1" mod="$2" dir="${3:-$OPSDRILL_CACHE/bin}" ldflags="${GO_LDFLAGS:-}"
+  local stamp="$dir/.$bin.version" want="$mod${GO_LDFLAGS:+ $GO_LDFLAGS}"
+  if [ -x "$dir/$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
   command -v go >/dev/null || apt_install golang-go
   say "building $bin from $mod (go build; cached in $dir)"
   mkdir -p "$dir"
@@ -68,9 +68,9 @@ go_tool() { # go_tool BINARY MODULE@VERSION [DIR (default: the cache's bin/, on 
   local tmp; tmp=$(mktemp -d)
   (cd "$tmp" && export GOPROXY="${GOPROXY_OPSDRILL:-https://proxy.golang.org}" GOFLAGS=-mod=mod &&
     go mod init opsdrill-tool >/dev/null 2>&1 && go get "$mod" &&
-    go build -trimpath -o "$dir/$bin" "${mod%@*}") || die "could not build $bin from $mod with go (see go's output above)"
+    go build -trimpath -ldflags="$ldflags" -o "$dir/$bin" "${mod%@*}") || die "could not build $bin from $mod with go (see go's output above)"
   rm -rf "$tmp"
-  echo "$mod" > "$stamp"
+  echo "$want" > "$stamp"
 }
 
 ensure_hadolint() {
@@ -122,12 +122,19 @@ ensure_docker() {
     docker_up || { say "dockerd did not answer within 30 s: see ${log:-journalctl -u docker}"; return 1; }
   fi
   # buildx too: without it Compose falls back to the classic builder, which has no build secrets and no RUN --mount.
-  docker compose version >/dev/null 2>&1 || cli_plugin compose "$COMPOSE_MODULE"
-  docker buildx version >/dev/null 2>&1 || cli_plugin buildx "$BUILDX_MODULE"
+  # Each reports its release (set at link time, as their release builds do): Compose refuses a buildx whose version
+  # it cannot read as >= 0.17.
+  docker compose version >/dev/null 2>&1 || cli_plugin compose "$COMPOSE_MODULE" github.com/docker/compose/v5/internal.Version
+  buildx_ok || cli_plugin buildx "$BUILDX_MODULE" github.com/docker/buildx/version.Version
 }
 
-cli_plugin() { # cli_plugin NAME MODULE@VERSION: a Docker CLI plugin built from the Go module proxy
-  go_tool "docker-$1" "$2"
+buildx_ok() { # a buildx plugin Compose accepts: 0.17 or later
+  local v; v=$(docker buildx version 2>/dev/null | awk '{ sub(/^v/, "", $2); print $2 }')
+  [ -n "$v" ] && [ "$(printf '0.17.0\n%s\n' "$v" | sort -V | head -1)" = 0.17.0 ]
+}
+
+cli_plugin() { # cli_plugin NAME MODULE@VERSION VERSION_VARIABLE: a Docker CLI plugin built from the Go module proxy
+  GO_LDFLAGS="-X $3=${2##*@}" go_tool "docker-$1" "$2"
   mkdir -p "$HOME/.docker/cli-plugins"
   ln -sfn "$OPSDRILL_CACHE/bin/docker-$1" "$HOME/.docker/cli-plugins/docker-$1"
   say "docker $1: built from $2, linked into $HOME/.docker/cli-plugins"
@@ -166,9 +173,11 @@ ensure_docker_stack() {
   ensure_docker || exit 1
 }
 
-# `bash ops/lib/bootstrap.sh go_tool BIN MODULE@VERSION [DIR]` builds one Go binary into the cache, for
-# `npm run stack -- images` (ops/lib/images.ts), which puts Go-built binaries into its images.
-if [ "${BASH_SOURCE[0]}" = "$0" ] && [ "${1:-}" = go_tool ]; then "$@"; exit; fi
+# Run as a script, one step alone: `bash ops/lib/bootstrap.sh go_tool BIN MODULE@VERSION [DIR]` builds one Go
+# binary into the cache (ops/lib/images.ts puts them into images); `bash ops/lib/bootstrap.sh ensure_docker`.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-}" in go_tool | ensure_docker) "$@"; exit ;; esac
+fi
 
 case "${OPSDRILL_NEED:-core}" in
   core) ensure_core ;;
