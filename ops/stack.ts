@@ -55,7 +55,13 @@ function images(args: string[]): void {
     only: args.filter((a) => a !== '--rebuild'),
     log,
     report: (r) =>
-      say(r.outcome === 'built' ? `${r.tag} built in ${r.seconds.toFixed(1)} s` : `${r.tag} present, reused (--rebuild builds it again)`),
+      say(
+        r.outcome === 'built'
+          ? `${r.tag} built in ${r.seconds.toFixed(1)} s`
+          : r.outcome === 'failed'
+            ? `${r.tag} FAILED after ${r.seconds.toFixed(1)} s: ${r.error}`
+            : `${r.tag} present, reused (--rebuild builds it again)`,
+      ),
   })
   const built = results.filter((r) => r.outcome === 'built').length
   say(`${built} built, ${results.length - built} reused, ${((performance.now() - t0) / 1000).toFixed(1)} s in all`)

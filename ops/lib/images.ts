@@ -94,8 +94,9 @@ export const NOT_BUILT: Record<string, string> = {
 
 export interface BuildResult {
   tag: string
-  outcome: 'built' | 'present'
+  outcome: 'built' | 'present' | 'failed'
   seconds: number
+  error?: string
 }
 
 function run(argv: string[], opts: { log?: string; input?: Buffer | string; cwd?: string } = {}): void {
@@ -162,15 +163,24 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
   const unknown = (opts.only ?? []).filter((n) => !IMAGES.some((i) => i.name === n))
   if (unknown.length > 0) throw new ImagesError(`no image named ${unknown.join(', ')}: choose from ${IMAGES.map((i) => i.name).join(', ')}`)
   const results: BuildResult[] = []
+  // One failed image does not stop the others: the run reports each, then fails naming what did not build.
   const timed = (tag: string, fn: () => void): void => {
     const t0 = performance.now()
     const present = !opts.rebuild && imageExists(tag)
-    if (!present) fn()
-    const r: BuildResult = { tag, outcome: present ? 'present' : 'built', seconds: (performance.now() - t0) / 1000 }
+    let error: string | undefined
+    try {
+      if (!present) fn()
+    } catch (err) {
+      if (!(err instanceof ImagesError)) throw err
+      error = err.message
+    }
+    const outcome = error ? 'failed' : present ? 'present' : 'built'
+    const r: BuildResult = { tag, outcome, seconds: (performance.now() - t0) / 1000, error }
     results.push(r)
     opts.report(r)
   }
   timed(BASE, () => buildBase(opts.log))
+  if (!imageExists(BASE)) throw new ImagesError(`the base image ${BASE} did not build: see ${opts.log}`)
   for (const spec of IMAGES.filter((i) => !opts.only?.length || opts.only.includes(i.name))) {
     timed(tagOf(spec), () => {
       const dir = context(spec, opts.log)
@@ -181,5 +191,7 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
       }
     })
   }
+  const failed = results.filter((r) => r.outcome === 'failed')
+  if (failed.length > 0) throw new ImagesError(`${failed.map((r) => r.tag).join(', ')} did not build: see ${opts.log}`)
   return results
 }
