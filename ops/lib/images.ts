@@ -23,6 +23,8 @@ interface GoBinary {
   bin: string
   module: string
   dir: 'bin' | 'images'
+  /** -X flags that set the release the binary reports, as its own release build does. */
+  ldflags?: string
 }
 
 export interface ImageSpec {
@@ -48,7 +50,14 @@ export const IMAGES: ImageSpec[] = [
     name: 'prometheus',
     version: '3.4.2',
     services: ['prometheus'],
-    go: [{ bin: 'prometheus', module: 'github.com/prometheus/prometheus/cmd/prometheus@v0.304.2', dir: 'images' }],
+    go: [
+      {
+        bin: 'prometheus',
+        module: 'github.com/prometheus/prometheus/cmd/prometheus@v0.304.2',
+        dir: 'images',
+        ldflags: '-X github.com/prometheus/common/version.Version=3.4.2',
+      },
+    ],
   },
   { name: 'alertmanager', version: '0.25', services: ['alertmanager'] },
   { name: 'postgres-exporter', version: '0.11', services: ['postgres-exporter'] },
@@ -68,7 +77,14 @@ export const IMAGES: ImageSpec[] = [
     // Jaeger v2.12.0 is tagged v1.75.0 in its Go module (the v2 binary lives in the v1 module's cmd/jaeger).
     version: '2.12.0',
     services: ['jaeger'],
-    go: [{ bin: 'jaeger', module: 'github.com/jaegertracing/jaeger/cmd/jaeger@v1.75.0', dir: 'images' }],
+    go: [
+      {
+        bin: 'jaeger',
+        module: 'github.com/jaegertracing/jaeger/cmd/jaeger@v1.75.0',
+        dir: 'images',
+        ldflags: '-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v2.12.0',
+      },
+    ],
   },
   {
     name: 'node',
@@ -99,11 +115,12 @@ export interface BuildResult {
   error?: string
 }
 
-function run(argv: string[], opts: { log?: string; input?: Buffer | string; cwd?: string } = {}): void {
+function run(argv: string[], opts: { log?: string; input?: Buffer | string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): void {
   const fd = opts.log ? openSync(opts.log, 'a') : 'ignore'
   try {
     const res = spawnSync(argv[0]!, argv.slice(1), {
       cwd: opts.cwd ?? ROOT,
+      env: opts.env ?? process.env,
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', fd, fd],
       input: opts.input,
       maxBuffer: 1 << 30,
@@ -142,7 +159,10 @@ function context(spec: ImageSpec, log: string): string {
   const dir = mkdtempSync(join(tmpdir(), `opsdrill-image-${spec.name}-`))
   cpSync(resolve(ROOT, 'compose/images', spec.name), dir, { recursive: true })
   for (const g of spec.go ?? []) {
-    run(['bash', resolve(ROOT, 'ops/lib/bootstrap.sh'), 'go_tool', g.bin, g.module, join(CACHE, g.dir)], { log })
+    run(['bash', resolve(ROOT, 'ops/lib/bootstrap.sh'), 'go_tool', g.bin, g.module, join(CACHE, g.dir)], {
+      log,
+      env: { ...process.env, GO_LDFLAGS: g.ldflags ?? '' },
+    })
     cpSync(join(CACHE, g.dir, g.bin), join(dir, g.bin))
   }
   for (const p of spec.npm ?? []) {
