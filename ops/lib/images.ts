@@ -4,13 +4,14 @@
 // interface compose relies on in the official image it stands in for, under the project's own name
 // (opsdrill/<name>:<version>); compose/local-images.yml points compose at them. See compose/README.md.
 import { spawnSync } from 'node:child_process'
-import { closeSync, cpSync, mkdtempSync, openSync, rmSync } from 'node:fs'
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const CACHE = process.env.OPSDRILL_CACHE ?? join(process.env.HOME ?? '/root', '.cache/opsdrill')
-const BASE = 'opsdrill/debian:bookworm'
+const BASES = { bookworm: 'opsdrill/debian:bookworm', sid: 'opsdrill/debian:sid' } as const
+type Suite = keyof typeof BASES
 const NODE_VERSION = '24.21.0'
 const NPM_VERSION = '11.21.3'
 
@@ -34,6 +35,8 @@ export interface ImageSpec {
   /** The compose services it stands in for. */
   services: string[]
   go?: GoBinary[]
+  /** The Debian suite of its base: bookworm unless a package it needs is too old there. */
+  suite?: Suite
   /** npm packages packed into the context, as <file>.tgz. */
   npm?: { file: string; spec: string }[]
 }
@@ -45,7 +48,8 @@ export class ImagesError extends Error {}
 export const IMAGES: ImageSpec[] = [
   { name: 'postgres', version: '15', services: ['postgres'] },
   { name: 'redis', version: '7.0', services: ['redis'] },
-  { name: 'nginx', version: '1.28', services: ['nginx'] },
+  // nginx >= 1.27.3 (compose's `server ... resolve`) is only in unstable; compose pins 1.28, unstable has 1.30.
+  { name: 'nginx', version: '1.30', services: ['nginx'], suite: 'sid' },
   {
     name: 'prometheus',
     version: '3.4.2',
@@ -97,6 +101,19 @@ export const IMAGES: ImageSpec[] = [
   },
 ]
 
+/**
+ * The CA bundle compose/local-images.yml hands the app build as the secret `ca`, copied into the project: buildx bake
+ * (which Compose builds with) reads no file outside the project without an `--allow=fs.read` a compose user cannot
+ * pass. Empty where the machine has no bundle, so the build uses Node's own CA list.
+ */
+export const CA_SECRET = resolve(ROOT, '.run/ca-certificates.crt')
+const SYSTEM_CA = '/etc/ssl/certs/ca-certificates.crt'
+
+function writeCaSecret(): void {
+  mkdirSync(dirname(CA_SECRET), { recursive: true })
+  writeFileSync(CA_SECRET, existsSync(SYSTEM_CA) ? readFileSync(SYSTEM_CA) : '')
+}
+
 export const tagOf = (spec: Pick<ImageSpec, 'name' | 'version'>): string => `opsdrill/${spec.name}:${spec.version}`
 
 /** Services of docker-compose.yml no image here stands in for, with why. */
@@ -141,14 +158,14 @@ function engineAnswers(): boolean {
   return spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0
 }
 
-/** debootstrap a minimal bookworm and import it: no registry is needed for the base of every other image. */
-function buildBase(log: string): void {
+/** debootstrap a minimal Debian and import it: no registry is needed for the base of every other image. */
+function buildBase(suite: Suite, log: string): void {
   const dir = mkdtempSync(join(tmpdir(), 'opsdrill-rootfs-'))
   try {
-    run(['debootstrap', '--variant=minbase', 'bookworm', dir, 'http://deb.debian.org/debian'], { log })
+    run(['debootstrap', '--variant=minbase', suite, dir, 'http://deb.debian.org/debian'], { log })
     const tar = spawnSync('tar', ['-C', dir, '-c', '.'], { maxBuffer: 1 << 30 })
-    if (tar.status !== 0) throw new ImagesError(`tar of the bookworm root filesystem failed: ${tar.stderr.toString()}`)
-    run(['docker', 'import', '--change', 'CMD ["bash"]', '-', BASE], { log, input: tar.stdout })
+    if (tar.status !== 0) throw new ImagesError(`tar of the ${suite} root filesystem failed: ${tar.stderr.toString()}`)
+    run(['docker', 'import', '--change', 'CMD ["bash"]', '-', BASES[suite]], { log, input: tar.stdout })
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -182,6 +199,7 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
     throw new ImagesError('no Docker engine answers: run `ops/stack images` (installs and starts one on Debian as root), or start yours')
   const unknown = (opts.only ?? []).filter((n) => !IMAGES.some((i) => i.name === n))
   if (unknown.length > 0) throw new ImagesError(`no image named ${unknown.join(', ')}: choose from ${IMAGES.map((i) => i.name).join(', ')}`)
+  writeCaSecret()
   const results: BuildResult[] = []
   // One failed image does not stop the others: the run reports each, then fails naming what did not build.
   const timed = (tag: string, fn: () => void): void => {
@@ -199,13 +217,19 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
     results.push(r)
     opts.report(r)
   }
-  timed(BASE, () => buildBase(opts.log))
-  if (!imageExists(BASE)) throw new ImagesError(`the base image ${BASE} did not build: see ${opts.log}`)
-  for (const spec of IMAGES.filter((i) => !opts.only?.length || opts.only.includes(i.name))) {
+  const wanted = IMAGES.filter((i) => !opts.only?.length || opts.only.includes(i.name))
+  for (const suite of new Set<Suite>(['bookworm', ...wanted.map((i) => i.suite ?? 'bookworm')])) {
+    timed(BASES[suite], () => buildBase(suite, opts.log))
+    if (!imageExists(BASES[suite])) throw new ImagesError(`the base image ${BASES[suite]} did not build: see ${opts.log}`)
+  }
+  for (const spec of wanted) {
     timed(tagOf(spec), () => {
       const dir = context(spec, opts.log)
+      const base = BASES[spec.suite ?? 'bookworm']
       try {
-        run(['docker', 'build', '--build-arg', `BASE=${BASE}`, '-t', tagOf(spec), dir], { log: opts.log })
+        run(['docker', 'build', '--build-arg', `BASE=${base}`, '--build-arg', `VERSION=${spec.version}`, '-t', tagOf(spec), dir], {
+          log: opts.log,
+        })
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }

@@ -4,7 +4,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parse } from 'yaml'
-import { IMAGES, NOT_BUILT, tagOf } from '../../ops/lib/images.ts'
+import { CA_SECRET, IMAGES, NOT_BUILT, tagOf } from '../../ops/lib/images.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 interface Service {
@@ -49,5 +49,5 @@ void t.test('when the app image is built here, then it is FROM the local Node ba
   t.ok(compose.services[name] && 'build' in compose.services[name], `docker-compose.yml: ${name} is the service that builds`)
   t.equal(svc.build?.args?.NODE_IMAGE, tagOf(IMAGES.find((i) => i.name === 'node')!))
   t.same(svc.build?.secrets, ['ca'])
-  t.equal(local.secrets?.ca?.file, '/etc/ssl/certs/ca-certificates.crt')
+  t.equal(resolve(ROOT, local.secrets?.ca?.file ?? ''), CA_SECRET, 'the ca secret is the copy `stack images` writes')
 })
