@@ -3,7 +3,7 @@
 # container listens on every interface (protected mode off), since the network is the container's.
 set -eu
 if [ "${1#-}" != "$1" ]; then set -- redis-server "$@"; fi
-if [ "$1" = redis-server ]; then
+if [ "$1" = redis-server ] && [ "${2:-}" != --version ] && [ "${2:-}" != -v ]; then
   shift
   set -- redis-server --bind '* -::*' --protected-mode no "$@"
   if [ "$(id -u)" = 0 ]; then
