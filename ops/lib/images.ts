@@ -202,9 +202,9 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
   writeCaSecret()
   const results: BuildResult[] = []
   // One failed image does not stop the others: the run reports each, then fails naming what did not build.
-  const timed = (tag: string, fn: () => void): void => {
+  const timed = (tag: string, fn: () => void, rebuild = opts.rebuild): void => {
     const t0 = performance.now()
-    const present = !opts.rebuild && imageExists(tag)
+    const present = !rebuild && imageExists(tag)
     let error: string | undefined
     try {
       if (!present) fn()
@@ -219,7 +219,8 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
   }
   const wanted = IMAGES.filter((i) => !opts.only?.length || opts.only.includes(i.name))
   for (const suite of new Set<Suite>(['bookworm', ...wanted.map((i) => i.suite ?? 'bookworm')])) {
-    timed(BASES[suite], () => buildBase(suite, opts.log))
+    // `--rebuild nginx` rebuilds nginx, not its base; a bare --rebuild rebuilds everything.
+    timed(BASES[suite], () => buildBase(suite, opts.log), opts.rebuild && !opts.only?.length)
     if (!imageExists(BASES[suite])) throw new ImagesError(`the base image ${BASES[suite]} did not build: see ${opts.log}`)
   }
   for (const spec of wanted) {
