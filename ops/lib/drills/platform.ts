@@ -366,13 +366,24 @@ export class ComposePlatform implements Platform {
     docker([...args, ...kinds])
   }
 
+  /**
+   * Up again: an app replica once its own /healthz answers (at once, not at the engine's next healthcheck interval,
+   * which would slow every restart by up to 5 s), a store once the engine reports it healthy.
+   */
   private async healthy(name: string, timeoutSec = 60): Promise<void> {
     const until = Date.now() + timeoutSec * 1000
     for (;;) {
       const c = this.container(name)
-      if (c.running && (c.health === undefined || c.health === 'healthy')) return
+      const probe = c.env.HEALTHCHECK_PORT ?? c.env.METRICS_PORT
+      if (c.running && probe) {
+        const ok = await fetch(`http://${c.ip}:${probe}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
+          (r) => r.ok,
+          () => false,
+        )
+        if (ok) return
+      } else if (c.running && (c.health === undefined || c.health === 'healthy')) return
       if (Date.now() > until) throw new Error(`${c.name} is not healthy ${timeoutSec} s after its start (${c.health ?? 'not running'})`)
-      await sleep(250)
+      await sleep(200)
     }
   }
 }
