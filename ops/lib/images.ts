@@ -47,7 +47,7 @@ export class ImagesError extends Error {}
 // unstable's nginx source); Debian-packaged ones carry bookworm's version, named in the tag.
 export const IMAGES: ImageSpec[] = [
   { name: 'postgres', version: '15', services: ['postgres'] },
-  { name: 'redis', version: '7.0', services: ['redis'] },
+  { name: 'redis', version: '7.0', services: ['redis', 'redis-cache'] },
   // nginx >= 1.27.3 (compose's `server ... resolve`) is only in unstable; compose pins 1.28, unstable has 1.30.
   { name: 'nginx', version: '1.30', services: ['nginx'], suite: 'sid' },
   {

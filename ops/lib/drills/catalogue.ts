@@ -134,20 +134,18 @@ const apiSigkill: Drill = {
       late.length === 0,
       `${r.failures.length} failures, ${late.length} outside [kill, kill + 10 s]`,
     )
-    // Rejoined: its own request counter grows while nginx balances (native: read from its /metrics).
-    if (d.native) {
-      await d.startLoad({ rate: Math.min(50, d.timing.rate) })
-      const before = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
-      await d.watch(3)
-      const after = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
-      await d.stopLoad()
-      d.measured.rejoinedRequests = after - before
-      d.check(
-        'the replica rejoins and takes traffic',
-        after - before > 0,
-        `${victim} served ${after - before} requests in 3 s after its restart`,
-      )
-    }
+    // Rejoined: its own request counter grows while nginx balances (read from its /metrics).
+    await d.startLoad({ rate: Math.min(50, d.timing.rate) })
+    const before = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
+    await d.watch(3)
+    const after = (await d.perReplica('api', 'opsdrill_http_request_duration_seconds_count'))[victim] ?? 0
+    await d.stopLoad()
+    d.measured.rejoinedRequests = after - before
+    d.check(
+      'the replica rejoins and takes traffic',
+      after - before > 0,
+      `${victim} served ${after - before} requests in 3 s after its restart`,
+    )
   },
 }
 

@@ -65,13 +65,13 @@ export function sumMetric(text: string, name: string, labels: Record<string, str
   return sum
 }
 
-/** The /metrics pages of the given ports (a replica that does not answer counts as empty: it is down). */
-export async function scrape(ports: number[]): Promise<string[]> {
+/** The /metrics pages at the given host:port addresses (a replica that does not answer counts as empty: it is down). */
+export async function scrape(addrs: string[]): Promise<string[]> {
   return Promise.all(
-    ports.map(async (p) => {
+    addrs.map(async (a) => {
       try {
         // OpenMetrics, as Prometheus asks for it: counters carry their _total suffix only in that format.
-        const res = await fetch(`http://127.0.0.1:${p}/metrics`, {
+        const res = await fetch(`http://${a}/metrics`, {
           headers: { accept: 'application/openmetrics-text; version=1.0.0' },
           signal: AbortSignal.timeout(3000),
         })
@@ -83,9 +83,9 @@ export async function scrape(ports: number[]): Promise<string[]> {
   )
 }
 
-export async function readyz(port: number): Promise<number> {
+export async function readyz(addr: string): Promise<number> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(3000) })
+    const res = await fetch(`http://${addr}/readyz`, { signal: AbortSignal.timeout(3000) })
     await res.arrayBuffer()
     return res.status
   } catch {

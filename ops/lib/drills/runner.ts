@@ -10,7 +10,7 @@ import { drained, enqueueClicks } from '../backlog.ts'
 import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from './client.ts'
 import { quantile } from '../k6.ts'
 import { Load, type LoadResult, type Second } from './load.ts'
-import { NativePlatform, type Kind, type Platform } from './platform.ts'
+import { NativePlatform, apiAddr, metricsAddr, type Kind, type Platform } from './platform.ts'
 import { writeReport, type Check, type Report, type Window } from './report.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
@@ -166,14 +166,14 @@ export class DrillRun {
   }
 
   get databaseUrl(): string {
-    const url = this.native?.stack.databaseUrl ?? process.env.DATABASE_URL
+    const url = this.native?.stack.databaseUrl ?? this.platform.databaseUrl ?? process.env.DATABASE_URL
     if (!url) throw new Error('set DATABASE_URL (a direct Postgres URL) to run this drill on this target')
     return url
   }
 
   /** The queue Redis (REDIS_URL). */
   get redis(): { url: string; prefix: string } {
-    const url = this.native?.stack.redisUrl ?? process.env.REDIS_URL
+    const url = this.native?.stack.redisUrl ?? this.platform.redisUrl ?? process.env.REDIS_URL
     if (!url) throw new Error('set REDIS_URL (a direct Redis URL) to run this drill on this target')
     return { url, prefix: this.native?.stack.redisPrefix ?? process.env.REDIS_PREFIX ?? 'opsdrill' }
   }
@@ -260,25 +260,25 @@ export class DrillRun {
 
   // ------------------------------------------------------------------------------------------ metrics
 
-  metricsPorts(kind: Kind): number[] {
-    return this.platform.replicas(kind).flatMap((r) => (r.metricsPort ? [r.metricsPort] : []))
+  metricsAddrs(kind: Kind): string[] {
+    return this.platform.replicas(kind).flatMap((r) => (r.metricsPort ? [metricsAddr(r)] : []))
   }
 
   /** A metric summed over every replica of a kind, read from their /metrics now (native: exact, no scrape lag). */
   async metric(kind: Kind, name: string, labels: Record<string, string> = {}): Promise<number> {
-    const pages = await scrape(this.metricsPorts(kind))
+    const pages = await scrape(this.metricsAddrs(kind))
     return pages.reduce((a, page) => a + sumMetric(page, name, labels), 0)
   }
 
   async perReplica(kind: Kind, name: string, labels: Record<string, string> = {}): Promise<Record<string, number>> {
     const reps = this.platform.replicas(kind)
-    const pages = await scrape(reps.map((r) => r.metricsPort ?? 0))
+    const pages = await scrape(reps.map(metricsAddr))
     return Object.fromEntries(reps.map((r, i) => [r.name, sumMetric(pages[i]!, name, labels)]))
   }
 
   async readiness(): Promise<Record<string, number>> {
     const reps = this.platform.replicas('api')
-    const codes = await Promise.all(reps.map((r) => readyz(r.port ?? 0)))
+    const codes = await Promise.all(reps.map((r) => readyz(apiAddr(r))))
     return Object.fromEntries(reps.map((r, i) => [r.name, codes[i]!]))
   }
 
