@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parse } from 'yaml'
 import { freePort } from '../../ops/lib/net.ts'
 import { ComposePlatform } from '../../ops/lib/drills/platform.ts'
+import { BROWSER } from '../helpers/app.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const PROJECT = `opsdrill-test-${randomBytes(3).toString('hex')}`
@@ -162,7 +163,8 @@ void t.test('when a user registers, creates a link and follows it through nginx,
   const base = url('NGINX')
   const body = JSON.stringify({ email: `compose-${Date.now()}@example.com`, password: 'correct-horse-battery-staple' })
   const headers = { 'content-type': 'application/json' }
-  await json(await fetch(`${base}/api/v1/auth/register`, { method: 'POST', body, headers }), 201)
+  // 202 for a new and a taken email alike (no account enumeration).
+  await json(await fetch(`${base}/api/v1/auth/register`, { method: 'POST', body, headers }), 202)
   token = (await json<{ accessToken: string }>(await fetch(`${base}/api/v1/auth/login`, { method: 'POST', body, headers }), 200))
     .accessToken
   const auth = { ...headers, authorization: `Bearer ${token}` }
@@ -170,7 +172,8 @@ void t.test('when a user registers, creates a link and follows it through nginx,
     await fetch(`${base}/api/v1/links`, { method: 'POST', body: JSON.stringify({ url: 'https://example.com/compose' }), headers: auth }),
     201,
   )
-  const hop = await fetch(`${base}/${link.code}`, { redirect: 'manual' })
+  // A click counts only for a browser's user agent (fetch's own is a bot's).
+  const hop = await fetch(`${base}/${link.code}`, { redirect: 'manual', headers: BROWSER })
   t.equal(hop.status, 302)
   t.equal(hop.headers.get('location'), 'https://example.com/compose')
   const total = await until(

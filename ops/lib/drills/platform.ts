@@ -56,6 +56,7 @@ export interface Platform {
   /** Direct URLs of the stores (not through toxiproxy) where the platform knows them, for the drills' own checks. */
   readonly databaseUrl?: string
   readonly redisUrl?: string
+  readonly cacheRedisUrl?: string
   /** Why no drill can run on this target now (no engine, no cluster, no stack up), or undefined when one can. */
   unavailable?(): string | undefined
 }
@@ -280,6 +281,9 @@ export class ComposePlatform implements Platform {
   }
   get redisUrl(): string {
     return `redis://${this.container('redis').ip}:6379`
+  }
+  get cacheRedisUrl(): string {
+    return `redis://${this.container('redis-cache').ip}:6379`
   }
 
   replicas(kind: Kind): Replica[] {

@@ -180,7 +180,7 @@ export class DrillRun {
 
   /** The cache Redis (the API's CACHE_REDIS_URL, which defaults to REDIS_URL), where redirect entries live. */
   get cacheRedis(): { url: string; prefix: string } {
-    const url = this.native?.stack.cacheRedisUrl ?? process.env.CACHE_REDIS_URL ?? process.env.REDIS_URL
+    const url = this.native?.stack.cacheRedisUrl ?? this.platform.cacheRedisUrl ?? process.env.CACHE_REDIS_URL ?? process.env.REDIS_URL
     if (!url) throw new Error('set CACHE_REDIS_URL (a direct URL of the cache Redis) to run this drill on this target')
     return { url, prefix: this.native?.stack.redisPrefix ?? process.env.REDIS_PREFIX ?? 'opsdrill' }
   }
