@@ -336,6 +336,28 @@ export class ComposePlatform implements Platform {
     }
     docker(['restart', this.container(replica).name])
     await this.healthy(replica)
+    if (kind === 'api') await this.untilNginxRoutesTo(replica)
+  }
+
+  /**
+   * Returns once nginx sends the restarted replica a request again. nginx took it out for fail_timeout (5 s) after
+   * its refused connections and learns its address again only at its next DNS lookup (valid=5s): a rolling restart
+   * that stopped the next replica before then left nginx with no live upstream (the rolling-restart drill's 502s).
+   */
+  private async untilNginxRoutesTo(replica: string, timeoutSec = 15): Promise<void> {
+    const c = this.container(replica)
+    const want = `${c.ip}:${c.env.PORT ?? 3000}`
+    const until = Date.now() + timeoutSec * 1000
+    while (Date.now() < until) {
+      const res = await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+      await res?.arrayBuffer()
+      // One address per upstream tried ("a, b" after a retry): the last one answered.
+      if (res?.headers.get('x-upstream')?.split(', ').at(-1) === want) return
+      await sleep(100)
+    }
+    throw new Error(
+      `${c.name} is healthy, but nginx sent it no request within ${timeoutSec} s: docker logs ${this.container('nginx').name}`,
+    )
   }
 
   async stopStore(store: Store): Promise<void> {
