@@ -1,6 +1,7 @@
 // npm run drill -- <name> [--short] [--target native|compose|k8s] | --list | all [--short]
 // A chaos or scaling drill against a running stack (npm run stack -- up): steady k6 load, a fault, recovery, a
-// report in .run/drills/<name>-<time>/ (report.md, report.json, chart.svg). Exit 0 only when the drill passed.
+// report in .run/drills/<name>-<time>/ (report.md, report.json, chart.svg). Exit 0 only when the drill passed, 1 when
+// it failed, 3 when it could not run on the target (no engine, no cluster, no stack up).
 // Game-day scripts for each drill: docs/drills.md. OPSDRILL_SHORT=1 in the environment is --short
 // (test/system/walkthrough.test.ts runs the README's commands as written).
 import { DRILLS, drillNamed } from './lib/drills/catalogue.ts'
@@ -26,6 +27,12 @@ async function main(argv: string[]): Promise<number> {
   const drills = names[0] === 'all' ? DRILLS : [drillNamed(names[0]!)]
   if (!drills[0]) throw new Error(`no drill named ${names[0]}: see npm run drill -- --list`)
   const platform = platformFor(target)
+  // A drill that cannot start is reported as not run (exit 3), never as passed or as a failure of the system.
+  const why = platform.unavailable?.()
+  if (why) {
+    process.stdout.write(`NOT RUN on ${target}: ${drills.map((d) => d!.name).join(', ')}: ${why}\n`)
+    return 3
+  }
   let failed = 0
   for (const drill of drills) {
     const outcome = await runDrill(drill!, { short, platform })

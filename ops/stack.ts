@@ -1,13 +1,17 @@
 // npm run stack -- up [api=N] [worker=M] | down | status | scale api=N worker=M | restart <name> | logs <name> [lines]
-//                  | deploy <git-ref> [--repo <path>] | deploy --rollback
+//                  | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]
 // The native stack (no Docker): see ops/README.md for the parts and their ports. ops/stack installs what is missing
-// first, then runs this.
+// first, then runs this. `images` builds the images docker compose runs on a machine without a registry
+// (ops/lib/images.ts).
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { buildImages, NOT_BUILT } from './lib/images.ts'
 import { deploy, DeployUsageError, describe } from './lib/stack/deploy.ts'
 import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
 
 const USAGE =
   'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]\n' +
-  '                        | deploy <git-ref> [--repo <path>] | deploy --rollback'
+  '                        | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]'
 
 function counts(args: string[]): { api?: number; worker?: number } {
   const out: { api?: number; worker?: number } = {}
@@ -38,6 +42,31 @@ function table(rows: PartStatus[]): string {
         .trimEnd(),
     )
     .join('\n')
+}
+
+function images(args: string[]): void {
+  const log = resolve(import.meta.dirname, '../.run/images.log')
+  mkdirSync(resolve(log, '..'), { recursive: true })
+  const say = (line: string) => process.stdout.write(`images: ${line}\n`)
+  say(`building what is missing, one at a time (build output: ${log})`)
+  const t0 = performance.now()
+  const results = buildImages({
+    rebuild: args.includes('--rebuild'),
+    only: args.filter((a) => a !== '--rebuild'),
+    log,
+    report: (r) =>
+      say(
+        r.outcome === 'built'
+          ? `${r.tag} built in ${r.seconds.toFixed(1)} s`
+          : r.outcome === 'failed'
+            ? `${r.tag} FAILED after ${r.seconds.toFixed(1)} s: ${r.error}`
+            : `${r.tag} present, reused (--rebuild builds it again)`,
+      ),
+  })
+  const built = results.filter((r) => r.outcome === 'built').length
+  say(`${built} built, ${results.length - built} reused, ${((performance.now() - t0) / 1000).toFixed(1)} s in all`)
+  for (const [service, why] of Object.entries(NOT_BUILT)) say(`${service}: not built here: ${why}`)
+  say(`run compose on them: docker compose -f docker-compose.yml -f compose/local-images.yml up -d --wait`)
 }
 
 async function main(): Promise<number> {
@@ -85,6 +114,9 @@ async function main(): Promise<number> {
     case 'logs':
       if (!rest[0]) throw new StackError('logs needs a part name, e.g. `logs api-1` (names: npm run stack -- status)')
       process.stdout.write(stack.logTail(rest[0], Number(rest[1] ?? 100)))
+      return 0
+    case 'images':
+      images(rest)
       return 0
     default:
       process.stderr.write(`${USAGE}\n`)

@@ -1,6 +1,7 @@
 // The whole test suite: `npm test` (or ops/test, which installs what is missing first).
-// 1. Real Postgres and Redis: DATABASE_URL/REDIS_URL when set; else testcontainers when a Docker engine answers;
-//    else project-owned local servers (Debian packages) under .run/test.
+// 1. Real Postgres and Redis: DATABASE_URL/REDIS_URL when set; else testcontainers when a Docker engine answers
+//    (the local opsdrill/postgres and opsdrill/redis images when built, else the official ones); else, or when
+//    the containers cannot start (no registry to pull from), project-owned local servers under .run/test.
 // 2. A migrated template database that each test file clones (test/helpers/env.ts).
 // 3. tap runs the fast suites in parallel, then the system suites (stack, load, drills) one at a time; tap's own
 //    parser counts what they report (ops/lib/tap.ts).
@@ -11,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { delimiter, dirname, join, resolve } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../common/migrate.ts'
+import { IMAGES, imageExists, tagOf } from './lib/images.ts'
 import { startPostgres, startRedis } from './lib/localdb.ts'
 import { alive } from './lib/stack/procs.ts'
 import { addTally, emptyTally, runTap as tapRun, tallyLine, tallyOk } from './lib/tap.ts'
@@ -20,25 +22,50 @@ const ROOT = resolve(import.meta.dirname, '..')
 // found in the cache rather than on PATH (ops/lib/node).
 process.env.PATH = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`
 const args = process.argv.slice(2)
+const image = (name: string) => IMAGES.find((i) => i.name === name)!
 
 async function services(): Promise<{ pgAdmin: string; redis: string; stop: () => Promise<void> }> {
   if (process.env.DATABASE_URL && process.env.REDIS_URL) {
     return { pgAdmin: process.env.DATABASE_URL, redis: process.env.REDIS_URL, stop: async () => undefined }
   }
   if (spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0) {
-    const { PostgreSqlContainer } = await import('@testcontainers/postgresql')
-    const { RedisContainer } = await import('@testcontainers/redis')
-    log('starting Postgres 15 and Redis 7 with testcontainers')
-    const [p, r] = await Promise.all([
-      new PostgreSqlContainer('postgres:15-alpine').withCommand(['postgres', '-c', 'max_connections=300']).start(),
-      new RedisContainer('redis:7-alpine').start(),
-    ])
-    return { pgAdmin: p.getConnectionUri(), redis: r.getConnectionUrl(), stop: async () => void (await Promise.all([p.stop(), r.stop()])) }
-  }
-  log('no Docker engine: starting local Postgres and Redis under .run/test')
+    // Without a registry nothing can be pulled: the images `npm run stack -- images` builds are used when present
+    // (and Ryuk, the reaper testcontainers would pull, is off: stop() removes the two containers); otherwise the
+    // official ones, and local servers when those cannot be had.
+    const local = [tagOf(image('postgres')), tagOf(image('redis'))]
+    const useLocal = local.every(imageExists)
+    if (useLocal) process.env.TESTCONTAINERS_RYUK_DISABLED = 'true'
+    const [pgImage, redisImage] = useLocal ? local : ['postgres:15-alpine', 'redis:7-alpine']
+    try {
+      const started = await containers(pgImage!, redisImage!)
+      log(`Postgres and Redis in containers (testcontainers) from ${pgImage} and ${redisImage}`)
+      return started
+    } catch (err) {
+      log(`testcontainers could not start ${pgImage} and ${redisImage} (${(err as Error).message.split('\n')[0]}): local servers instead`)
+    }
+  } else log('no Docker engine: local Postgres and Redis')
   const p = await startPostgres(resolve(ROOT, '.run/test/postgres'), 15432)
   const r = await startRedis(resolve(ROOT, '.run/test/redis'), 16379)
+  log(`local Postgres and Redis under .run/test (ports 15432, 16379)`)
   return { pgAdmin: p.url, redis: r.url, stop: async () => undefined }
+}
+
+async function containers(pgImage: string, redisImage: string): Promise<{ pgAdmin: string; redis: string; stop: () => Promise<void> }> {
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql')
+  const { RedisContainer } = await import('@testcontainers/redis')
+  const [p, r] = await Promise.allSettled([
+    new PostgreSqlContainer(pgImage).withCommand(['postgres', '-c', 'max_connections=300']).start(),
+    new RedisContainer(redisImage).start(),
+  ])
+  if (p.status === 'rejected' || r.status === 'rejected') {
+    await Promise.all([p, r].map(async (c) => c.status === 'fulfilled' && (await c.value.stop())))
+    throw p.status === 'rejected' ? p.reason : (r as PromiseRejectedResult).reason
+  }
+  return {
+    pgAdmin: p.value.getConnectionUri(),
+    redis: r.value.getConnectionUrl(),
+    stop: async () => void (await Promise.all([p.value.stop(), r.value.stop()])),
+  }
 }
 
 // Each run owns a template and a database-name prefix keyed by its pid, so runs on one server (two developers, or a

@@ -3,7 +3,8 @@
 # Go-built tools on PATH. Sourced by ops/stack, ops/test and .ci/run. Elsewhere it says in one line what to install.
 #   OPSDRILL_NEED="core"      Node 24, npm packages, Postgres, Redis (the default)
 #   OPSDRILL_NEED="full"      plus Prometheus, Alertmanager, exporters, nginx, stress-ng, k6, toxiproxy, linters
-#   OPSDRILL_NEED="test"      plus Chromium (the screenshot suite)
+#   OPSDRILL_NEED="test"      plus Chromium (the screenshot suite) and a Docker engine with Compose when one can be had
+#   OPSDRILL_NEED="docker"    Node 24, npm packages, k6, toxiproxy and a Docker engine with Compose (`ops/stack images`)
 set -euo pipefail
 
 OPSDRILL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -15,6 +16,8 @@ ACTIONLINT_VERSION="v1.7.12"
 KUBECONFORM_VERSION="v0.8.0"
 KUSTOMIZE_VERSION="v5.7.1"
 HADOLINT_VERSION="2.15.1"
+COMPOSE_MODULE="github.com/docker/compose/v5/cmd@v5.6.0"
+BUILDX_MODULE="github.com/docker/buildx/cmd/buildx@v0.38.2"
 export K6_NO_USAGE_REPORT=true
 export PATH="$OPSDRILL_CACHE/node/bin:$OPSDRILL_CACHE/bin:$PATH"
 
@@ -53,20 +56,21 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-go_tool() { # go_tool BINARY MODULE@VERSION
-  local bin="$1" mod="$2" stamp="$OPSDRILL_CACHE/bin/.$1.version"
-  if [ -x "$OPSDRILL_CACHE/bin/$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then return; fi
+go_tool() { # go_tool BINARY MODULE@VERSION [DIR (default: the cache's bin/, on PATH)]; GO_LDFLAGS: extra -ldflags
+  local bin="$1" mod="$2" dir="${3:-$OPSDRILL_CACHE/bin}" ldflags="${GO_LDFLAGS:-}"
+  local stamp="$dir/.$bin.version" want="$mod${GO_LDFLAGS:+ $GO_LDFLAGS}"
+  if [ -x "$dir/$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
   command -v go >/dev/null || apt_install golang-go
-  say "building $bin from $mod (go install; cached in $OPSDRILL_CACHE/bin)"
-  mkdir -p "$OPSDRILL_CACHE/bin"
+  say "building $bin from $mod (go build; cached in $dir)"
+  mkdir -p "$dir"
   # Built in a throwaway module (go get + go build) rather than `go install mod@v`: the proxy has no version list
   # for some vanity paths (go.k6.io/k6/v2), which `go install` needs for its deprecation check.
   local tmp; tmp=$(mktemp -d)
   (cd "$tmp" && export GOPROXY="${GOPROXY_OPSDRILL:-https://proxy.golang.org}" GOFLAGS=-mod=mod &&
     go mod init opsdrill-tool >/dev/null 2>&1 && go get "$mod" &&
-    go build -trimpath -o "$OPSDRILL_CACHE/bin/$bin" "${mod%@*}") || die "could not build $bin from $mod with go (see go's output above)"
+    go build -trimpath -ldflags="$ldflags" -o "$dir/$bin" "${mod%@*}") || die "could not build $bin from $mod with go (see go's output above)"
   rm -rf "$tmp"
-  echo "$mod" > "$stamp"
+  echo "$want" > "$stamp"
 }
 
 ensure_hadolint() {
@@ -84,6 +88,56 @@ ensure_hadolint() {
   chmod +x "$OPSDRILL_CACHE/bin/hadolint"
   echo "$HADOLINT_VERSION" > "$stamp"
   rm -rf "$tmp"
+}
+
+docker_up() { docker info >/dev/null 2>&1; }
+
+# A Docker engine and `docker compose`. An engine that already answers is used as it is; otherwise, on a Debian-like
+# machine as root, Debian's docker.io is installed and dockerd started. Returns 1 (after one line saying what to do)
+# where it cannot help: the test suite then runs without an engine, `OPSDRILL_NEED=docker` stops.
+ensure_docker() {
+  if ! docker_up; then
+    if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+      say "no Docker engine answers: install Docker Engine and Compose (https://docs.docker.com/engine/install/) and start it, then re-run"
+      return 1
+    fi
+    command -v dockerd >/dev/null || apt_install docker.io
+    if [ -d /run/systemd/system ]; then
+      say "starting dockerd (systemctl start docker)"
+      systemctl start docker
+    else
+      # No init system to own it: dockerd runs detached in its own session, so it outlives this script, and with
+      # every inherited descriptor but 0-2 closed, so it cannot keep a lock its caller held (`flock FILE ops/test`
+      # would otherwise stay locked for as long as dockerd runs).
+      local log="$OPSDRILL_CACHE/dockerd.log"
+      mkdir -p "$OPSDRILL_CACHE"
+      say "starting dockerd in the background (no systemd; log: $log)"
+      (
+        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+        exec setsid dockerd >>"$log" 2>&1 < /dev/null
+      ) &
+    fi
+    local i
+    for i in $(seq 60); do docker_up && break; sleep 0.5; done
+    docker_up || { say "dockerd did not answer within 30 s: see ${log:-journalctl -u docker}"; return 1; }
+  fi
+  # buildx too: without it Compose falls back to the classic builder, which has no build secrets and no RUN --mount.
+  # Each reports its release (set at link time, as their release builds do): Compose refuses a buildx whose version
+  # it cannot read as >= 0.17.
+  docker compose version >/dev/null 2>&1 || cli_plugin compose "$COMPOSE_MODULE" github.com/docker/compose/v5/internal.Version
+  buildx_ok || cli_plugin buildx "$BUILDX_MODULE" github.com/docker/buildx/version.Version
+}
+
+buildx_ok() { # a buildx plugin Compose accepts: 0.17 or later
+  local v; v=$(docker buildx version 2>/dev/null | awk '{ sub(/^v/, "", $2); print $2 }')
+  [ -n "$v" ] && [ "$(printf '0.17.0\n%s\n' "$v" | sort -V | head -1)" = 0.17.0 ]
+}
+
+cli_plugin() { # cli_plugin NAME MODULE@VERSION VERSION_VARIABLE: a Docker CLI plugin built from the Go module proxy
+  GO_LDFLAGS="-X $3=${2##*@}" go_tool "docker-$1" "$2"
+  mkdir -p "$HOME/.docker/cli-plugins"
+  ln -sfn "$OPSDRILL_CACHE/bin/docker-$1" "$HOME/.docker/cli-plugins/docker-$1"
+  say "docker $1: built from $2, linked into $HOME/.docker/cli-plugins"
 }
 
 ensure_core() {
@@ -107,11 +161,28 @@ ensure_full() {
 ensure_test() {
   ensure_full
   apt_install chromium
+  ensure_docker || true
 }
+
+ensure_docker_stack() {
+  ensure_node
+  ensure_npm_packages
+  go_tool k6 "$K6_MODULE"
+  go_tool toxiproxy-server "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  go_tool toxiproxy-cli "github.com/Shopify/toxiproxy/v2/cmd/cli@$TOXIPROXY_VERSION"
+  ensure_docker || exit 1
+}
+
+# Run as a script, one step alone: `bash ops/lib/bootstrap.sh go_tool BIN MODULE@VERSION [DIR]` builds one Go
+# binary into the cache (ops/lib/images.ts puts them into images); `bash ops/lib/bootstrap.sh ensure_docker`.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-}" in go_tool | ensure_docker) "$@"; exit ;; esac
+fi
 
 case "${OPSDRILL_NEED:-core}" in
   core) ensure_core ;;
   full) ensure_full ;;
   test) ensure_test ;;
-  *) die "OPSDRILL_NEED must be core, full or test (got ${OPSDRILL_NEED})" ;;
+  docker) ensure_docker_stack ;;
+  *) die "OPSDRILL_NEED must be core, full, test or docker (got ${OPSDRILL_NEED})" ;;
 esac

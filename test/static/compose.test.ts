@@ -17,6 +17,11 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
 interface Service {
   image?: string
   build?: unknown
+  pull_policy?: string
+  env_file?: unknown
+  network_mode?: string
+  entrypoint?: string[]
+  labels?: Record<string, string>
   profiles?: string[]
   environment?: Record<string, string>
   volumes?: (string | { type: string; source: string })[]
@@ -88,11 +93,13 @@ void t.test('when a secret is missing from .env, then compose refuses to start a
   }
 })
 
-void t.test('when .env.example is read, then it documents every app key, OTEL variable and compose variable', async (t) => {
-  const example = read('.env.example')
-  const documented = new Set([...example.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!))
+const documentedIn = (file: string) => new Set([...read(file).matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!))
+
+void t.test('when app.env.example is read, then it documents every app key and OTEL variable, all commented out', async (t) => {
+  const example = read('app.env.example')
+  const documented = documentedIn('app.env.example')
   const appKeys = new Set([...Object.keys(ApiEnv.properties), ...Object.keys(WorkerEnv.properties)])
-  for (const key of appKeys) t.ok(documented.has(key), `.env.example: ApiEnv/WorkerEnv key ${key} is not documented`)
+  for (const key of appKeys) t.ok(documented.has(key), `app.env.example: ApiEnv/WorkerEnv key ${key} is not documented`)
   for (const key of [
     'OTEL_SERVICE_NAME',
     'OTEL_EXPORTER_OTLP_ENDPOINT',
@@ -100,15 +107,179 @@ void t.test('when .env.example is read, then it documents every app key, OTEL va
     'OTEL_TRACES_SAMPLER_ARG',
     'OTEL_SDK_DISABLED',
   ]) {
-    t.ok(documented.has(key), `.env.example: ${key} is not documented`)
+    t.ok(documented.has(key), `app.env.example: ${key} is not documented`)
   }
-  t.match(example, /^# OTEL_TRACES_SAMPLER=parentbased_traceidratio$/m, '.env.example: the sampler is parentbased_traceidratio')
-  for (const [, name] of read('docker-compose.yml').matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) {
-    t.ok(documented.has(name!), `.env.example: docker-compose.yml uses \${${name}} but .env.example does not document it`)
+  t.match(example, /^# OTEL_TRACES_SAMPLER=parentbased_traceidratio$/m, 'app.env.example: the sampler is parentbased_traceidratio')
+  t.same(
+    [...example.matchAll(/^([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]),
+    [],
+    'app.env.example: every key is commented out',
+  )
+})
+
+void t.test('when .env.example is read, then it holds compose variables only, with no value committed', async (t) => {
+  const example = read('.env.example')
+  const documented = documentedIn('.env.example')
+  const used = new Set([...read('docker-compose.yml').matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!))
+  for (const name of used)
+    t.ok(documented.has(name), `.env.example: docker-compose.yml uses \${${name}} but .env.example does not document it`)
+  // Compose's own variables (COMPOSE_*) are read by compose itself, not through ${...}.
+  for (const name of documented) {
+    t.ok(
+      used.has(name) || name.startsWith('COMPOSE_'),
+      `.env.example: ${name} is not a variable docker-compose.yml reads (app keys: app.env.example)`,
+    )
   }
   for (const [, name, value] of example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)) {
     t.equal(value, '', `.env.example: ${name} must be left empty (no secret or value committed)`)
   }
+})
+
+void t.test(
+  'when compose hands out environment, then no service gets a whole env file and each secret goes where it is used',
+  async (t) => {
+    for (const [name, s] of services) t.notOk(s.env_file, `docker-compose.yml: ${name} has an env_file (it hands over every key in it)`)
+    // Which services name a secret, read from the raw file (interpolation hides where a value came from).
+    const rawServices = (raw as { services: Record<string, Json> }).services
+    const users = (secret: string) =>
+      Object.entries(rawServices)
+        .filter(([, svc]) => JSON.stringify(svc).includes(`\${${secret}`))
+        .map(([n]) => n)
+        .sort()
+    t.same(users('JWT_SECRET'), ['api'], 'JWT_SECRET: the api alone signs and checks tokens')
+    t.same(users('GRAFANA_ADMIN_PASSWORD'), ['grafana'], 'GRAFANA_ADMIN_PASSWORD: Grafana alone')
+    t.same(
+      users('POSTGRES_PASSWORD'),
+      ['api', 'migrate', 'postgres', 'postgres-exporter', 'worker'],
+      'POSTGRES_PASSWORD: Postgres and the services that log in to it',
+    )
+  },
+)
+
+void t.test('when compose builds the app image, then one service builds it and the others never pull it', async (t) => {
+  const builders = services.filter(([, s]) => s.build)
+  t.same(
+    builders.map(([n]) => n),
+    ['api'],
+    'one service builds the image (three parallel builds of one tag fail with "image already exists")',
+  )
+  const image = builders[0]?.[1].image
+  t.equal(builders[0]?.[1].pull_policy, 'build', 'the builder rebuilds on every up, so a pulled or older image is never run stale')
+  const runners = services.filter(([, s]) => !s.build && s.image === image).map(([n, s]) => [n, s.pull_policy])
+  t.same(
+    runners,
+    [
+      ['migrate', 'never'],
+      ['worker', 'never'],
+      ['alert-recorder', 'never'],
+    ],
+    'migrate, worker and alert-recorder run the built image and never pull it from a registry',
+  )
+})
+
+void t.test('when a service publishes a port, then only nginx is on every interface, and every host port is set in .env', async (t) => {
+  let published = 0
+  for (const [name, s] of services) {
+    for (const p of s.ports ?? []) {
+      published++
+      if (name === 'nginx') continue
+      t.match(p, /^127\.0\.0\.1:\d+:\d+$/, `docker-compose.yml: ${name} publishes ${p} beyond 127.0.0.1`)
+    }
+  }
+  t.ok(published >= 8, `${published} published ports checked`)
+  const rawServices = (raw as { services: Record<string, { ports?: string[] }> }).services
+  for (const [name, s] of Object.entries(rawServices)) {
+    for (const p of s.ports ?? []) {
+      t.match(
+        p,
+        /^(127\.0\.0\.1:)?\$\{[A-Z_]+_PORT:-\d+\}:\d+$/,
+        `docker-compose.yml: ${name} host port of ${p} comes from .env with a default`,
+      )
+    }
+  }
+})
+
+void t.test('when Prometheus runs under compose, then it gets the config and rules, not the native stack targets', async (t) => {
+  const mounts = (compose.services.prometheus!.volumes ?? []).map((v) => (typeof v === 'string' ? v.split(':')[0]! : v.source))
+  t.ok(mounts.includes('./prometheus/prometheus.yml'), 'prometheus.yml is mounted')
+  t.ok(mounts.includes('./prometheus/rules'), 'the rules are mounted')
+  for (const m of mounts) {
+    t.notOk(
+      m === './prometheus' || m === './prometheus/' || m.startsWith('./prometheus/targets'),
+      `docker-compose.yml: prometheus mounts ${m}, which holds the native stack's file_sd targets`,
+    )
+  }
+})
+
+void t.test('when the default profile runs, then the app exports traces only where a collector is started', async (t) => {
+  for (const [name, env] of [
+    ['default', {}],
+    ['tracing', { OTEL_SDK_DISABLED: 'false' }],
+  ] as const) {
+    const c = interpolate(raw, { ...SECRETS, ...env }) as unknown as typeof compose
+    for (const svc of ['api', 'worker']) {
+      const e = envOf(c.services[svc]!)
+      if (e.OTEL_SDK_DISABLED === 'true') continue
+      t.equal(name, 'tracing', `docker-compose.yml: ${svc} exports traces by default, but the default profile starts no collector`)
+      const host = new URL(e.OTEL_EXPORTER_OTLP_ENDPOINT!).hostname
+      t.ok(c.services[host]?.profiles?.includes('tracing'), `${svc} exports to ${host}, which the tracing profile starts`)
+    }
+  }
+  t.equal(envOf(compose.services.api!).OTEL_SDK_DISABLED, 'true', 'tracing is off without the tracing profile')
+})
+
+void t.test('when Jaeger runs, then it is v2 with its config file: OTLP receivers, memory storage, query on 16686', async (t) => {
+  const j = compose.services.jaeger!
+  t.match(j.image ?? '', /^jaegertracing\/jaeger:2\.\d+\.\d+$/, 'Jaeger v2 (v1 all-in-one is past its end of life)')
+  t.same(j.command, ['--config=/etc/jaeger/config.yml'])
+  t.ok((j.volumes ?? []).includes('./compose/jaeger.yml:/etc/jaeger/config.yml:ro'), 'compose/jaeger.yml is its config')
+  const cfg = parse(read('compose/jaeger.yml')) as {
+    service: { extensions: string[]; pipelines: { traces: { receivers: string[]; exporters: string[] } } }
+    extensions: {
+      healthcheckv2: { http: { endpoint: string } }
+      jaeger_query: { storage: { traces: string }; http: { endpoint: string } }
+      jaeger_storage: { backends: Record<string, { memory?: { max_traces: number } }> }
+    }
+    receivers: { otlp: { protocols: { grpc: { endpoint: string }; http: { endpoint: string } } } }
+    exporters: { jaeger_storage_exporter: { trace_storage: string } }
+  }
+  t.same(cfg.service.pipelines.traces.receivers, ['otlp'])
+  t.same(cfg.service.pipelines.traces.exporters, ['jaeger_storage_exporter'])
+  const store = cfg.exporters.jaeger_storage_exporter.trace_storage
+  t.ok(cfg.extensions.jaeger_storage.backends[store]?.memory?.max_traces, `the exporter writes to ${store}, a memory store`)
+  t.equal(cfg.extensions.jaeger_query.storage.traces, store, 'the query reads the store the exporter writes')
+  const port = (endpoint: string) => endpoint.split(':').at(-1)!
+  for (const [what, endpoint] of [
+    ['OTLP/gRPC', cfg.receivers.otlp.protocols.grpc.endpoint],
+    ['OTLP/HTTP', cfg.receivers.otlp.protocols.http.endpoint],
+    ['query', cfg.extensions.jaeger_query.http.endpoint],
+    ['health', cfg.extensions.healthcheckv2.http.endpoint],
+  ] as const) {
+    t.match(endpoint, /^0\.0\.0\.0:\d+$/, `${what} listens on every interface of the container`)
+    t.ok(exposes(j, port(endpoint)), `${what} port ${port(endpoint)} is exposed`)
+  }
+  t.equal(port(cfg.extensions.jaeger_query.http.endpoint), '16686')
+  t.ok(
+    j.healthcheck?.test?.some((a) => a.includes(`:${port(cfg.extensions.healthcheckv2.http.endpoint)}/status`)),
+    'the healthcheck probes healthcheckv2',
+  )
+})
+
+void t.test("when Alertmanager notifies its webhook, then a recorder listens at that address in Alertmanager's network", async (t) => {
+  const am = parse(read('alertmanager/alertmanager.yml')) as { receivers: { name: string; webhook_configs?: { url: string }[] }[] }
+  const urls = am.receivers.flatMap((r) => (r.webhook_configs ?? []).map((w) => new URL(w.url)))
+  t.ok(urls.length >= 2, 'the page and ticket receivers post to webhooks')
+  const recorder = services.find(([, s]) => s.network_mode === 'service:alertmanager')
+  t.ok(recorder, 'a service shares the network namespace of alertmanager')
+  for (const u of urls) {
+    t.equal(u.hostname, '127.0.0.1', `${u}: Alertmanager's own loopback, which the recorder shares`)
+    t.equal(envOf(recorder![1]).PORT, u.port, `${u}: the recorder listens on that port`)
+  }
+  t.same(recorder![1].entrypoint, ['node', 'ops/alert-recorder.ts'])
+  t.ok(
+    (compose.services.alertmanager!.ports ?? []).some((p) => p.endsWith(`:${urls[0]!.port}`)),
+    'the recorder port is published (on alertmanager, the owner of the namespace), so the suite can read it',
+  )
 })
 
 void t.test('when a service bind-mounts a repository path, then that path exists', async (t) => {
@@ -216,7 +387,7 @@ void t.test('when a config file names a compose host and port, then that service
 
 void t.test('when an image is named, then it is pinned to an exact version', async (t) => {
   for (const [name, s] of services) {
-    if (s.build) {
+    if (s.build || s.pull_policy === 'never') {
       t.match(s.image ?? '', /^opsdrill:/, `docker-compose.yml: ${name} runs the image built from the Dockerfile`)
       continue
     }

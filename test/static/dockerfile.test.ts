@@ -119,3 +119,17 @@ void t.test('when the HEALTHCHECK command runs, then it exits 0 on a 200 /health
   await new Promise<void>((r) => srv.close(() => r()))
   t.equal(await check(), 1, 'unhealthy when nothing listens')
 })
+
+void t.test(
+  'when the image is built behind a TLS-inspecting proxy, then the CA bundle is a build secret and no frontend is pulled',
+  async (t) => {
+    t.notMatch(dockerfile, /^#\s*syntax=/m, 'Dockerfile: no `# syntax=` line (BuildKit would pull that frontend from a registry)')
+    const npmCi = of('RUN').find((r) => /npm ci\b/.test(r)) ?? ''
+    t.match(npmCi, /^RUN --mount=type=secret,id=ca,required=false /, 'Dockerfile: npm ci mounts the optional `ca` secret')
+    t.match(npmCi, /NODE_EXTRA_CA_CERTS=\/run\/secrets\/ca/, 'Dockerfile: npm trusts the mounted bundle')
+    t.notOk(
+      instructions.some((l) => /^(COPY|ADD|ARG|ENV)\b.*(\.crt|\.pem|NODE_EXTRA_CA_CERTS|ca-certificates)/i.test(l)),
+      'Dockerfile: no certificate reaches a layer through COPY, ADD, ARG or ENV',
+    )
+  },
+)

@@ -1,29 +1,12 @@
-// The compose and k8s platforms of the drills are command builders (this machine has no Docker engine and no
-// cluster): these tests pin the commands an operator's machine would run for each fault.
+// The k8s platform of the drills is a command builder (this machine has no cluster): these tests pin the commands an
+// operator's machine would run for each fault. The compose platform runs against the engine in compose.test.ts.
 import t from 'tap'
-import { ComposePlatform, K8sPlatform, composeCommands, k8sCommands } from '../../ops/lib/drills/platform.ts'
+import { spawnSync } from 'node:child_process'
+import { resolve } from 'node:path'
+import { K8sPlatform, k8sCommands } from '../../ops/lib/drills/platform.ts'
 import { alertRules, forSeconds } from '../../ops/lib/drills/alerts.ts'
 import { DRILLS } from '../../ops/lib/drills/catalogue.ts'
 import { sumMetric } from '../../ops/lib/drills/client.ts'
-
-void t.test('when a compose drill signals one replica, then only that container gets the signal', async (t) => {
-  const c = composeCommands()
-  t.same(c.kill('api-2', 'SIGTERM'), ['docker', 'kill', '--signal', 'SIGTERM', 'opsdrill-api-2'])
-  t.same(c.kill('worker-1', 'SIGKILL'), ['docker', 'kill', '--signal', 'SIGKILL', 'opsdrill-worker-1'])
-  t.same(c.pause('api-1'), ['docker', 'pause', 'opsdrill-api-1'])
-  t.same(c.resume('api-1'), ['docker', 'unpause', 'opsdrill-api-1'])
-  t.same(c.restart('api-1'), ['docker', 'restart', '--time', '15', 'opsdrill-api-1'])
-  t.throws(() => c.kill('nginx', 'SIGTERM'), /not a replica name/)
-})
-
-void t.test('when a compose drill scales or stops a store, then it runs docker compose on the project', async (t) => {
-  const c = composeCommands('opsdrill')
-  t.same(c.scale({ api: 3, worker: 2 }), [
-    ['docker', 'compose', '-p', 'opsdrill', 'up', '-d', '--no-recreate', '--scale', 'api=3', '--scale', 'worker=2', 'api', 'worker'],
-  ])
-  t.same(c.stopStore('redis'), ['docker', 'compose', '-p', 'opsdrill', 'stop', 'redis'])
-  t.same(c.startStore('postgres'), ['docker', 'compose', '-p', 'opsdrill', 'start', 'postgres'])
-})
 
 void t.test('when a k8s drill kills a replica, then SIGTERM is a pod delete and SIGKILL a forced one', async (t) => {
   const k = k8sCommands('opsdrill')
@@ -44,16 +27,6 @@ void t.test('when a k8s drill kills a replica, then SIGTERM is a pod delete and 
 void t.test('when a command platform runs a fault, then it hands the built commands to its runner in order', async (t) => {
   const ran: string[][] = []
   const run = async (argv: string[]) => void ran.push(argv)
-  const compose = new ComposePlatform({ run })
-  await compose.kill('api-1', 'SIGKILL')
-  await compose.scale({ worker: 2 })
-  await compose.stopStore('redis')
-  t.same(ran, [
-    ['docker', 'kill', '--signal', 'SIGKILL', 'opsdrill-api-1'],
-    ['docker', 'compose', '-p', 'opsdrill', 'up', '-d', '--no-recreate', '--scale', 'worker=2', 'worker'],
-    ['docker', 'compose', '-p', 'opsdrill', 'stop', 'redis'],
-  ])
-  ran.length = 0
   const k8s = new K8sPlatform({ run, namespace: 'staging' })
   await k8s.scale({ api: 1, worker: 1 })
   t.same(ran, [
@@ -61,7 +34,7 @@ void t.test('when a command platform runs a fault, then it hands the built comma
     ['kubectl', '-n', 'staging', 'scale', 'deployment/opsdrill-worker', '--replicas=1'],
   ])
   t.equal(k8s.target, 'k8s')
-  t.equal(compose.toxiproxy.url, 'http://127.0.0.1:8474')
+  t.equal(k8s.toxiproxy.url, 'http://127.0.0.1:8474')
 })
 
 void t.test('when the alerts drill reads the rules, then every alert it expects exists with a readable for', async (t) => {
@@ -97,4 +70,16 @@ void t.test('when a /metrics page is summed, then labels filter and other names 
   t.equal(sumMetric(page, 'opsdrill_clicks_dropped_total'), 9)
   t.equal(sumMetric(page, 'opsdrill_clicks_dropped_total', { reason: 'buffer_full' }), 2)
   t.equal(sumMetric(page, 'opsdrill_pg_pool_connections', { state: 'total' }), 4)
+})
+
+void t.test('when no cluster answers, then a k8s drill is reported as not run (exit 3), never as passed', async (t) => {
+  const res = spawnSync(process.execPath, ['ops/drill.ts', 'api-sigkill', '--short', '--target', 'k8s'], {
+    cwd: resolve(import.meta.dirname, '../..'),
+    // A kubeconfig that names no cluster: the check must not depend on what the machine has configured.
+    env: { ...process.env, KUBECONFIG: '/nonexistent/kubeconfig' },
+    encoding: 'utf8',
+  })
+  t.equal(res.status, 3, res.stderr)
+  t.match(res.stdout, /^NOT RUN on k8s: api-sigkill: no Kubernetes cluster answers \(kubectl cluster-info: .+\)$/m)
+  t.notMatch(res.stdout, /PASS/)
 })

@@ -67,28 +67,28 @@ export function sumMetric(text: string, name: string, labels: Record<string, str
 }
 
 /**
- * The /metrics pages of the given ports. A page that cannot be read throws: read as empty it would sum to 0, which
- * looks healthy ("no stalled jobs" while stress-ng starved the worker of CPU).
+ * The /metrics pages at the given host:port addresses. A page that cannot be read throws: read as empty it would sum
+ * to 0, which looks healthy ("no stalled jobs" while stress-ng starved the worker of CPU).
  */
-export async function scrape(ports: number[]): Promise<string[]> {
+export async function scrape(addrs: string[]): Promise<string[]> {
   return Promise.all(
-    ports.map(async (p) => {
+    addrs.map(async (a) => {
       // OpenMetrics, as Prometheus asks for it: counters carry their _total suffix only in that format.
-      const res = await fetch(`http://127.0.0.1:${p}/metrics`, {
+      const res = await fetch(`http://${a}/metrics`, {
         headers: { accept: 'application/openmetrics-text; version=1.0.0' },
         signal: AbortSignal.timeout(3000),
       }).catch((err: Error) => {
-        throw new Error(`scrape of 127.0.0.1:${p}/metrics failed: ${err.message}`)
+        throw new Error(`scrape of ${a}/metrics failed: ${err.message}`)
       })
-      if (!res.ok) throw new Error(`scrape of 127.0.0.1:${p}/metrics answered ${res.status}`)
+      if (!res.ok) throw new Error(`scrape of ${a}/metrics answered ${res.status}`)
       return res.text()
     }),
   )
 }
 
-export async function readyz(port: number): Promise<number> {
+export async function readyz(addr: string): Promise<number> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(3000) })
+    const res = await fetch(`http://${addr}/readyz`, { signal: AbortSignal.timeout(3000) })
     await res.arrayBuffer()
     return res.status
   } catch {

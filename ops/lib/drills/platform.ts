@@ -1,9 +1,14 @@
 // One small interface between the drills and where the stack runs. `native` drives the local stack
-// (ops/lib/stack) and process signals; `compose` and `k8s` are the commands an operator's machine would run
-// (docker compose, kubectl), built here and unit-tested by the commands they produce: this machine has no Docker
-// engine and no cluster. Faults on the data path go through toxiproxy's HTTP API, the same on every target.
+// (ops/lib/stack) and process signals; `compose` drives a running compose project through the Docker engine
+// (containers are replicas, reached on their network addresses); `k8s` is the commands an operator's machine would
+// run (kubectl), built here and unit-tested by the commands they produce: this machine has no cluster. Faults on the
+// data path go through toxiproxy's HTTP API, the same on every target.
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { stringify } from 'yaml'
 import { stackAt, type Part, type Stack } from '../stack/index.ts'
 import { alive } from '../stack/procs.ts'
 import { Toxiproxy } from './toxiproxy.ts'
@@ -16,13 +21,19 @@ export type Signal = 'SIGTERM' | 'SIGKILL'
 
 export interface Replica {
   name: string
-  /** The process id where the platform knows it (native). */
+  /** The process id where the platform knows it (native; compose: the container's main process, as the host sees it). */
   pid?: number
-  /** API: HTTP port; native only. */
+  /** Address of the replica's listeners: 127.0.0.1 when absent (native); the container's address (compose). */
+  host?: string
+  /** API: HTTP port. */
   port?: number
-  /** /metrics port; native only. */
+  /** /metrics port. */
   metricsPort?: number
 }
+
+/** host:port of a replica's /metrics listener, and of its API listener. */
+export const metricsAddr = (r: Replica): string => `${r.host ?? '127.0.0.1'}:${r.metricsPort ?? 0}`
+export const apiAddr = (r: Replica): string => `${r.host ?? '127.0.0.1'}:${r.port ?? 0}`
 
 export interface Platform {
   readonly target: Target
@@ -42,6 +53,19 @@ export interface Platform {
   startStore(store: Store): Promise<void>
   /** True once the replica's process is gone (after a kill). */
   gone(replica: string): boolean
+  /** Direct URLs of the stores (not through toxiproxy) where the platform knows them, for the drills' own checks. */
+  readonly databaseUrl?: string
+  readonly redisUrl?: string
+  readonly cacheRedisUrl?: string
+  /** Why no drill can run on this target now (no engine, no cluster, no stack up), or undefined when one can. */
+  unavailable?(): string | undefined
+}
+
+/** The first line of a failed command's error, for a one-line "why". */
+function firstLine(err: unknown): string {
+  const e = err as Error & { stderr?: string | Buffer; code?: string }
+  if (e.code === 'ENOENT') return 'the command is not installed'
+  return (String(e.stderr ?? '').trim() || e.message).split('\n')[0]!
 }
 
 // ---------------------------------------------------------------------------------------------- native
@@ -131,7 +155,266 @@ export class NativePlatform implements Platform {
   }
 }
 
-// ---------------------------------------------------------------------------------------------- compose, k8s
+// ---------------------------------------------------------------------------------------------- compose
+
+interface Inspected {
+  Id: string
+  Name: string
+  State: { Running: boolean; Pid: number; Health?: { Status: string } }
+  Config: { Env: string[]; Labels: Record<string, string> }
+  NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null>; Networks: Record<string, { IPAddress: string }> }
+}
+
+interface Container {
+  name: string
+  service: string
+  number: number
+  running: boolean
+  pid: number
+  /** healthy, unhealthy, starting; undefined without a healthcheck. */
+  health?: string
+  ip: string
+  env: Record<string, string>
+  ports: Inspected['NetworkSettings']['Ports']
+}
+
+function docker(args: string[]): string {
+  try {
+    return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
+  } catch (err) {
+    const e = err as Error & { stderr?: string }
+    throw new Error(`docker ${args.join(' ')}: ${(e.stderr ?? e.message).trim().split('\n').slice(-3).join(' | ')}`, { cause: err })
+  }
+}
+
+export interface ComposeOptions {
+  /** Compose project; default COMPOSE_PROJECT_NAME, else opsdrill (the name in docker-compose.yml). */
+  project?: string
+  /** Compose files, as `up` was given them; default COMPOSE_FILE (colon-separated), else docker-compose.yml. */
+  files?: string[]
+}
+
+/**
+ * A running compose project, through the Docker engine. Replica api-2 is the api container numbered 2, reached on its
+ * address in the project network (the host routes to it; the api and worker publish no port). Faults go to one
+ * container (docker kill, restart, stop); scaling and env overrides go through `docker compose up`, so nginx and
+ * Prometheus find the replicas by service name as they do for users. An env override recreates the service's
+ * containers with one more compose file holding it.
+ */
+export class ComposePlatform implements Platform {
+  readonly target = 'compose'
+  readonly project: string
+  readonly files: string[]
+  private readonly killedPids = new Map<string, number>()
+  private readonly overrides = new Map<Kind, Record<string, string>>()
+  private toxi?: Toxiproxy
+
+  constructor(opts: ComposeOptions = {}) {
+    this.project = opts.project ?? process.env.COMPOSE_PROJECT_NAME ?? 'opsdrill'
+    this.files = opts.files ?? (process.env.COMPOSE_FILE ?? 'docker-compose.yml').split(':').filter(Boolean)
+  }
+
+  /** Every container of the project's services (one-off `run` containers excluded), or of one service. */
+  containers(service?: string): Container[] {
+    const filters = ['project=' + this.project, 'oneoff=False', ...(service ? ['service=' + service] : [])]
+    const ids = docker(['ps', '-aq', ...filters.flatMap((f) => ['--filter', `label=com.docker.compose.${f}`])])
+      .split('\n')
+      .filter(Boolean)
+    if (ids.length === 0) return []
+    return (JSON.parse(docker(['inspect', ...ids])) as Inspected[])
+      .map((c) => ({
+        name: c.Name.replace(/^\//, ''),
+        service: c.Config.Labels['com.docker.compose.service']!,
+        number: Number(c.Config.Labels['com.docker.compose.container-number']),
+        running: c.State.Running,
+        pid: c.State.Pid,
+        ...(c.State.Health ? { health: c.State.Health.Status } : {}),
+        ip: Object.values(c.NetworkSettings.Networks)[0]?.IPAddress ?? '',
+        env: Object.fromEntries(c.Config.Env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+        ports: c.NetworkSettings.Ports,
+      }))
+      .sort((a, b) => a.number - b.number)
+  }
+
+  unavailable(): string | undefined {
+    try {
+      docker(['version', '--format', '{{.Server.Version}}'])
+    } catch (err) {
+      return `no Docker engine answers (${firstLine((err as Error).cause ?? err)})`
+    }
+    if (!this.containers('nginx').some((c) => c.running)) {
+      return `compose project ${this.project} is not up (no running nginx): docker compose -p ${this.project} up -d --wait`
+    }
+    return undefined
+  }
+
+  /** A replica (api-2) or a single-container service (redis). */
+  private container(name: string): Container {
+    const m = name.match(/^(.+)-(\d+)$/)
+    const [service, number] = m ? [m[1]!, Number(m[2])] : [name, 1]
+    const c = this.containers(service).find((x) => x.number === number)
+    if (!c) throw new Error(`no ${name} in compose project ${this.project} (is it up? docker compose -p ${this.project} ps)`)
+    return c
+  }
+
+  private hostUrl(service: string, port: number): string {
+    const binding = this.container(service).ports[`${port}/tcp`]?.[0]
+    if (!binding) throw new Error(`${service} publishes no host port for ${port} in compose project ${this.project}`)
+    return `http://${binding.HostIp === '0.0.0.0' || binding.HostIp === '' ? '127.0.0.1' : binding.HostIp}:${binding.HostPort}`
+  }
+
+  get baseUrl(): string {
+    return this.hostUrl('nginx', 8080)
+  }
+  get prometheusUrl(): string {
+    return this.hostUrl('prometheus', 9090)
+  }
+  get toxiproxy(): Toxiproxy {
+    const url = this.hostUrl('toxiproxy', 8474)
+    if (this.toxi?.url !== url) this.toxi = new Toxiproxy(url)
+    return this.toxi
+  }
+  get databaseUrl(): string {
+    const c = this.container('postgres')
+    const { POSTGRES_USER: user = 'postgres', POSTGRES_PASSWORD: pw = '', POSTGRES_DB: db = user } = c.env
+    return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(pw)}@${c.ip}:5432/${db}`
+  }
+  get redisUrl(): string {
+    return `redis://${this.container('redis').ip}:6379`
+  }
+  get cacheRedisUrl(): string {
+    return `redis://${this.container('redis-cache').ip}:6379`
+  }
+
+  replicas(kind: Kind): Replica[] {
+    return this.containers(kind).map((c) => ({
+      name: `${kind}-${c.number}`,
+      pid: c.pid,
+      host: c.ip,
+      ...(c.env.PORT && kind === 'api' ? { port: Number(c.env.PORT) } : {}),
+      ...(c.env.METRICS_PORT ? { metricsPort: Number(c.env.METRICS_PORT) } : {}),
+    }))
+  }
+
+  async kill(replica: string, signal: Signal): Promise<void> {
+    this.killedPids.set(replica, this.container(replica).pid)
+    docker(['kill', '--signal', signal, this.container(replica).name])
+  }
+
+  /** The container last killed under this name has stopped, or runs another process (the engine restarted it). */
+  gone(replica: string): boolean {
+    const c = this.container(replica)
+    return !c.running || c.pid !== (this.killedPids.get(replica) ?? c.pid)
+  }
+
+  async pause(replica: string): Promise<void> {
+    docker(['pause', this.container(replica).name])
+  }
+
+  async resume(replica: string): Promise<void> {
+    docker(['unpause', this.container(replica).name])
+  }
+
+  async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
+    const kinds = (['api', 'worker'] as const).filter((k) => want[k] !== undefined)
+    const removed = kinds.some((k) => this.containers(k).length > want[k]!)
+    if (env) for (const k of kinds) this.setOverride(k, env)
+    this.killedPids.clear()
+    this.up(kinds, want, env !== undefined)
+    // nginx re-resolves `api` every 5 s (nginx/upstreams.compose): until then it may still pick a removed replica.
+    if (removed && kinds.includes('api')) await sleep(6000)
+  }
+
+  /** Restarts one replica with its grace period, or, when env changes its overrides, recreates its service's containers. */
+  async restart(replica: string, env?: Record<string, string>): Promise<void> {
+    const kind = replica.replace(/-\d+$/, '') as Kind
+    this.killedPids.delete(replica)
+    if (env !== undefined && this.setOverride(kind, env)) {
+      this.killedPids.clear()
+      this.up([kind], { [kind]: this.containers(kind).length }, true)
+      return
+    }
+    docker(['restart', this.container(replica).name])
+    await this.healthy(replica)
+    if (kind === 'api') await this.untilNginxRoutesTo(replica)
+  }
+
+  /**
+   * Returns once nginx sends the restarted replica a request again. nginx took it out for fail_timeout (5 s) after
+   * its refused connections and learns its address again only at its next DNS lookup (valid=5s): a rolling restart
+   * that stopped the next replica before then left nginx with no live upstream (the rolling-restart drill's 502s).
+   */
+  private async untilNginxRoutesTo(replica: string, timeoutSec = 15): Promise<void> {
+    const c = this.container(replica)
+    const want = `${c.ip}:${c.env.PORT ?? 3000}`
+    const until = Date.now() + timeoutSec * 1000
+    while (Date.now() < until) {
+      const res = await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+      await res?.arrayBuffer()
+      // One address per upstream tried ("a, b" after a retry): the last one answered.
+      if (res?.headers.get('x-upstream')?.split(', ').at(-1) === want) return
+      await sleep(100)
+    }
+    throw new Error(
+      `${c.name} is healthy, but nginx sent it no request within ${timeoutSec} s: docker logs ${this.container('nginx').name}`,
+    )
+  }
+
+  async stopStore(store: Store): Promise<void> {
+    docker(['stop', this.container(store).name])
+  }
+
+  async startStore(store: Store): Promise<void> {
+    docker(['start', this.container(store).name])
+    await this.healthy(store)
+  }
+
+  /** Records the env override of a service; true when it changed. */
+  private setOverride(kind: Kind, env: Record<string, string>): boolean {
+    const before = JSON.stringify(this.overrides.get(kind) ?? {})
+    if (Object.keys(env).length > 0) this.overrides.set(kind, env)
+    else this.overrides.delete(kind)
+    return JSON.stringify(this.overrides.get(kind) ?? {}) !== before
+  }
+
+  /** `docker compose up` for some services at a scale, with the env overrides as one more compose file. */
+  private up(kinds: readonly Kind[], scale: { api?: number; worker?: number }, recreate: boolean): void {
+    const files = [...this.files]
+    if (this.overrides.size > 0) {
+      const file = join(mkdtempSync(join(tmpdir(), 'opsdrill-compose-')), 'env-overrides.yml')
+      const services = Object.fromEntries([...this.overrides].map(([k, env]) => [k, { environment: env }]))
+      writeFileSync(file, stringify({ services }))
+      files.push(file)
+    }
+    const args = ['compose', '-p', this.project, ...files.flatMap((f) => ['-f', f]), 'up', '-d', '--wait', '--no-deps', '--no-build']
+    args.push(recreate ? '--force-recreate' : '--no-recreate')
+    for (const k of kinds) args.push('--scale', `${k}=${scale[k]}`)
+    docker([...args, ...kinds])
+  }
+
+  /**
+   * Up again: an app replica once its own /healthz answers (at once, not at the engine's next healthcheck interval,
+   * which would slow every restart by up to 5 s), a store once the engine reports it healthy.
+   */
+  private async healthy(name: string, timeoutSec = 60): Promise<void> {
+    const until = Date.now() + timeoutSec * 1000
+    for (;;) {
+      const c = this.container(name)
+      const probe = c.env.HEALTHCHECK_PORT ?? c.env.METRICS_PORT
+      if (c.running && probe) {
+        const ok = await fetch(`http://${c.ip}:${probe}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
+          (r) => r.ok,
+          () => false,
+        )
+        if (ok) return
+      } else if (c.running && (c.health === undefined || c.health === 'healthy')) return
+      if (Date.now() > until) throw new Error(`${c.name} is not healthy ${timeoutSec} s after its start (${c.health ?? 'not running'})`)
+      await sleep(200)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- k8s
 
 /** Runs one command line; the default executes it, tests pass a recorder. */
 export type Runner = (argv: string[]) => Promise<void>
@@ -211,38 +494,6 @@ function splitReplica(replica: string): { kind: Kind; index: number } {
 }
 
 /**
- * docker compose (project `opsdrill`, docker-compose.yml): replica api-2 is container opsdrill-api-2, so one replica
- * gets the signal, not the whole service. Scaling keeps the others running (--no-recreate).
- */
-export function composeCommands(project = 'opsdrill'): CommandSet {
-  const container = (replica: string) => {
-    const { kind, index } = splitReplica(replica)
-    return `${project}-${SERVICE[kind]}-${index}`
-  }
-  const compose = ['docker', 'compose', '-p', project]
-  return {
-    kill: (r, sig) => ['docker', 'kill', '--signal', sig, container(r)],
-    pause: (r) => ['docker', 'pause', container(r)],
-    resume: (r) => ['docker', 'unpause', container(r)],
-    scale: (want) => [
-      [
-        ...compose,
-        'up',
-        '-d',
-        '--no-recreate',
-        ...(want.api !== undefined ? ['--scale', `api=${want.api}`] : []),
-        ...(want.worker !== undefined ? ['--scale', `worker=${want.worker}`] : []),
-        ...(want.api !== undefined ? ['api'] : []),
-        ...(want.worker !== undefined ? ['worker'] : []),
-      ],
-    ],
-    restart: (r) => ['docker', 'restart', '--time', '15', container(r)],
-    stopStore: (s) => [...compose, 'stop', s],
-    startStore: (s) => [...compose, 'start', s],
-  }
-}
-
-/**
  * Kubernetes (namespace `opsdrill`, k8s/base): a replica is a pod, named here by its ordinal among the
  * deployment's pods (api-1 = the first pod of opsdrill-api by name), resolved when the command runs.
  * A SIGTERM is a pod delete (the kubelet sends SIGTERM, then SIGKILL after terminationGracePeriodSeconds);
@@ -271,16 +522,6 @@ export function k8sCommands(namespace = 'opsdrill'): CommandSet {
   }
 }
 
-export class ComposePlatform extends CommandPlatform {
-  readonly target = 'compose'
-  commands: CommandSet
-
-  constructor(opts: CommandOptions & { project?: string } = {}) {
-    super(opts)
-    this.commands = composeCommands(opts.project)
-  }
-}
-
 export class K8sPlatform extends CommandPlatform {
   readonly target = 'k8s'
   commands: CommandSet
@@ -288,6 +529,15 @@ export class K8sPlatform extends CommandPlatform {
   constructor(opts: CommandOptions & { namespace?: string } = {}) {
     super(opts)
     this.commands = k8sCommands(opts.namespace)
+  }
+
+  unavailable(): string | undefined {
+    try {
+      execFileSync('kubectl', ['cluster-info', '--request-timeout=5s'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      return undefined
+    } catch (err) {
+      return `no Kubernetes cluster answers (kubectl cluster-info: ${firstLine(err)})`
+    }
   }
 }
 

@@ -8,7 +8,7 @@ import { clicksQueue, drained, enqueueClicks } from '../backlog.ts'
 import { makeData, readyz, scrape, sumMetric, type DrillData, type Link } from './client.ts'
 import { quantile } from '../k6.ts'
 import { Load, type LoadResult, type Second } from './load.ts'
-import { NativePlatform, type Kind, type Platform } from './platform.ts'
+import { NativePlatform, apiAddr, metricsAddr, type Kind, type Platform } from './platform.ts'
 import { alertmanagerAlerts } from './alertmanager.ts'
 import { publish } from './annotations.ts'
 import { errorBudgetSpent, sloCriteria, timeline, type Budget, type Criterion, type SloMeasure, type Traffic } from './criteria.ts'
@@ -211,21 +211,21 @@ export class DrillRun {
   }
 
   get databaseUrl(): string {
-    const url = this.native?.stack.databaseUrl ?? process.env.DATABASE_URL
+    const url = this.native?.stack.databaseUrl ?? this.platform.databaseUrl ?? process.env.DATABASE_URL
     if (!url) throw new Error('set DATABASE_URL (a direct Postgres URL) to run this drill on this target')
     return url
   }
 
   /** The queue Redis (REDIS_URL). */
   get redis(): { url: string; prefix: string } {
-    const url = this.native?.stack.redisUrl ?? process.env.REDIS_URL
+    const url = this.native?.stack.redisUrl ?? this.platform.redisUrl ?? process.env.REDIS_URL
     if (!url) throw new Error('set REDIS_URL (a direct Redis URL) to run this drill on this target')
     return { url, prefix: this.native?.stack.redisPrefix ?? process.env.REDIS_PREFIX ?? 'opsdrill' }
   }
 
   /** The cache Redis (the API's CACHE_REDIS_URL, which defaults to REDIS_URL), where redirect entries live. */
   get cacheRedis(): { url: string; prefix: string } {
-    const url = this.native?.stack.cacheRedisUrl ?? process.env.CACHE_REDIS_URL ?? process.env.REDIS_URL
+    const url = this.native?.stack.cacheRedisUrl ?? this.platform.cacheRedisUrl ?? process.env.CACHE_REDIS_URL ?? process.env.REDIS_URL
     if (!url) throw new Error('set CACHE_REDIS_URL (a direct URL of the cache Redis) to run this drill on this target')
     return { url, prefix: this.native?.stack.redisPrefix ?? process.env.REDIS_PREFIX ?? 'opsdrill' }
   }
@@ -304,13 +304,13 @@ export class DrillRun {
     const reps = this.platform.replicas(kind).filter((r) => !only || only.includes(r.name))
     if (reps.some((r) => !r.metricsPort))
       throw new Error(`${kind} replicas have no /metrics port on ${this.platform.target}: ${name} unknown`)
-    const pages = await scrape(reps.map((r) => r.metricsPort!))
+    const pages = await scrape(reps.map(metricsAddr))
     return Object.fromEntries(reps.map((r, i) => [r.name, sumMetric(pages[i]!, name, labels)]))
   }
 
   async readiness(): Promise<Record<string, number>> {
     const reps = this.platform.replicas('api')
-    const codes = await Promise.all(reps.map((r) => readyz(r.port ?? 0)))
+    const codes = await Promise.all(reps.map((r) => readyz(apiAddr(r))))
     return Object.fromEntries(reps.map((r, i) => [r.name, codes[i]!]))
   }
 
