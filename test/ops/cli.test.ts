@@ -1,21 +1,9 @@
 // ops/cli.ts user promote|demote: the only way to grant admin, run against a real Postgres.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { resolve } from 'node:path'
+import { cli } from '../helpers/cli.ts'
 import { testDatabase } from '../helpers/env.ts'
 import { sql } from '../helpers/service.ts'
 import { createUser } from '../helpers/factories.ts'
-
-const ROOT = resolve(import.meta.dirname, '../..')
-
-function cli(args: string[], env: Record<string, string>) {
-  const res = spawnSync(process.execPath, [resolve(ROOT, 'ops/cli.ts'), ...args], {
-    env: { PATH: process.env.PATH, ...env },
-    encoding: 'utf8',
-    timeout: 20_000,
-  })
-  return { code: res.status, stdout: res.stdout, stderr: res.stderr }
-}
 
 void t.test('when an operator promotes and demotes a user, then its role changes, and the CLI says so in one line', async (t) => {
   const url = await testDatabase(t)

@@ -1,18 +1,8 @@
 // ops/cli.ts, the operator's dead-letter tool (tested here with the worker that records the dead letters).
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { resolve } from 'node:path'
+import { cli } from '../helpers/cli.ts'
 import { redisPrefix, redisUrl, testDatabase } from '../helpers/env.ts'
-import { ROOT, producer, startTestWorker, waitFor } from '../helpers/worker.ts'
-
-function cli(args: string[], env: Record<string, string>) {
-  const res = spawnSync(process.execPath, [resolve(ROOT, 'ops/cli.ts'), ...args], {
-    env: { PATH: process.env.PATH, ...env },
-    encoding: 'utf8',
-    timeout: 20_000,
-  })
-  return { code: res.status, stdout: res.stdout, stderr: res.stderr }
-}
+import { producer, startTestWorker, waitFor } from '../helpers/worker.ts'
 
 void t.test('when the command or the environment is wrong, then the CLI prints one line and exits 2', async (t) => {
   const env = { REDIS_URL: redisUrl(), REDIS_PREFIX: redisPrefix() }
