@@ -2,18 +2,10 @@
 // no span): a fast successful request writes no line, while a 5xx and a slow request still get one each. The SDK
 // starts before the app loads, as `node --import` does.
 import t from 'tap'
-import { register } from 'node:module'
-import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
-import { createSdk } from '../../common/telemetry/sdk.ts'
+import { startTracing } from '../helpers/tracing.ts'
 import { fastifyTracing } from '../../common/telemetry/sampling.ts'
 
-register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
-process.env.OTEL_TRACES_SAMPLER = 'always_off'
-process.env.OTEL_TRACES_EXPORTER = 'none'
-const exporter = new InMemorySpanExporter()
-const sdk = createSdk({ spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-sdk.start()
-t.teardown(() => sdk.shutdown())
+const exporter = startTracing(t, { OTEL_TRACES_SAMPLER: 'always_off' })
 
 const { testApp, login, createLinkVia, BROWSER } = await import('../helpers/app.ts')
 const { unreadyApp, sleep } = await import('../helpers/service.ts')

@@ -2,18 +2,10 @@
 // request has exactly one log line, carrying its server span's trace.id and span.id, nginx's request id, method,
 // route, path, status and duration. The SDK starts before the app loads, as `node --import` does.
 import t from 'tap'
-import { register } from 'node:module'
 import { SpanKind } from '@opentelemetry/api'
-import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
-import { createSdk } from '../../common/telemetry/sdk.ts'
+import { startTracing } from '../helpers/tracing.ts'
 
-register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
-process.env.OTEL_TRACES_SAMPLER = 'always_on'
-process.env.OTEL_TRACES_EXPORTER = 'none'
-const exporter = new InMemorySpanExporter()
-const sdk = createSdk({ spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-sdk.start()
-t.teardown(() => sdk.shutdown())
+const exporter = startTracing(t, { OTEL_TRACES_SAMPLER: 'always_on' })
 
 const { testApp, login, createLinkVia, BROWSER } = await import('../helpers/app.ts')
 

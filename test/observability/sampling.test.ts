@@ -2,20 +2,11 @@
 // 0.5, so both outcomes are frequent): it keeps its share of new requests, follows a caller's traceparent either way,
 // and a request it drops gets no span at all. The SDK starts before the app loads, as `node --import` does.
 import t from 'tap'
-import { register } from 'node:module'
 import { SpanKind, trace } from '@opentelemetry/api'
-import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
-import { createSdk } from '../../common/telemetry/sdk.ts'
+import { startTracing } from '../helpers/tracing.ts'
 import { RequestGate, fastifyTracing, samplingRuleFromEnv } from '../../common/telemetry/sampling.ts'
 
-register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
-process.env.OTEL_TRACES_SAMPLER = 'parentbased_traceidratio'
-process.env.OTEL_TRACES_SAMPLER_ARG = '0.5'
-process.env.OTEL_TRACES_EXPORTER = 'none'
-const exporter = new InMemorySpanExporter()
-const sdk = createSdk({ spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-sdk.start()
-t.teardown(() => sdk.shutdown())
+const exporter = startTracing(t, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.5' })
 
 const { testApp, login, createLinkVia } = await import('../helpers/app.ts')
 

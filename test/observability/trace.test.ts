@@ -2,19 +2,12 @@
 // worker's processing and its SQL — captured with an in-memory exporter. The SDK starts before the app's modules
 // load, as `node --import` does in production, so the app and worker are imported dynamically below.
 import t from 'tap'
-import { register } from 'node:module'
 import { connect, type AddressInfo } from 'node:net'
 import { SpanKind } from '@opentelemetry/api'
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace'
-import { createSdk } from '../../common/telemetry/sdk.ts'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace'
+import { startTracing } from '../helpers/tracing.ts'
 
-register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
-process.env.OTEL_TRACES_SAMPLER = 'always_on'
-process.env.OTEL_TRACES_EXPORTER = 'none'
-const exporter = new InMemorySpanExporter()
-const sdk = createSdk({ spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-sdk.start()
-t.teardown(() => sdk.shutdown())
+const exporter = startTracing(t, { OTEL_TRACES_SAMPLER: 'always_on' })
 
 const { testApp, login, createLinkVia } = await import('../helpers/app.ts')
 const { workerConfig } = await import('../helpers/env.ts')
