@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { ApiEnv } from '../../common/config.ts'
 import { freePort } from '../../ops/lib/net.ts'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -201,3 +202,26 @@ void t.test('when every replica answers 502, then a GET is retried but a POST th
   t.equal(post.status, 502)
   t.equal(a.hits.length + b.hits.length - before, 1, 'the POST went to exactly one replica (no duplicate link)')
 })
+
+void t.test(
+  'when an API replica starts draining, then nginx has closed its idle keep-alive connections before the listener closes',
+  async (t) => {
+    // The replica closes only idle connections when its listener closes (service/server.ts); nginx must have closed
+    // them first, or a POST it sends on one at that moment gets a 502 it may not retry.
+    const srv = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), 50))
+    })
+    srv.keepAliveTimeout = 72_000 // Fastify's default: the replica never closes an idle connection on its own
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+    t.teardown(() => new Promise<void>((r) => srv.close(() => r())))
+    srv.on('connection', (s) => t.teardown(() => s.destroy()))
+    const ngx = await runNginx(t, [server((srv.address() as AddressInfo).port)])
+    const open = () => new Promise<number>((r, j) => srv.getConnections((err, n) => (err ? j(err) : r(n))))
+    await Promise.all(Array.from({ length: 16 }, () => fetch(`${ngx.url}/abc123`).then((res) => res.arrayBuffer())))
+    t.ok((await open()) > 1, 'the burst opened several upstream connections')
+    const drainMs = (ApiEnv.properties.SHUTDOWN_READINESS_DELAY_MS as unknown as { default: number }).default
+    await sleep(drainMs)
+    t.equal(await open(), 0, `idle upstream connections still open ${drainMs} ms (SHUTDOWN_READINESS_DELAY_MS) after the last request`)
+  },
+)

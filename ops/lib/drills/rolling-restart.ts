@@ -5,7 +5,7 @@ import { steadyFault, timing as t } from './fault.ts'
 import { defineDrill } from './runner.ts'
 
 export interface Measured {
-  failures: { status: number }[]
+  failures: { status: number; slo: string }[]
 }
 
 export const criteria: Criterion<Measured>[] = [
@@ -13,9 +13,12 @@ export const criteria: Criterion<Measured>[] = [
     text: 'no HTTP error answered (every failure, if any, is a connection reset)',
     judge: (m) => {
       const answered = m.failures.filter((f) => f.status !== 0)
+      const counts = new Map<string, number>()
+      for (const f of answered) counts.set(`${f.status} on ${f.slo}`, (counts.get(`${f.status} on ${f.slo}`) ?? 0) + 1)
+      const which = [...counts].map(([k, n]) => `${k} x${n}`).join(', ')
       return {
         pass: answered.length === 0,
-        detail: `${answered.length} failures with an HTTP status; ${m.failures.length - answered.length} connection resets (no response)`,
+        detail: `${answered.length} failures with an HTTP status${which ? ` (${which})` : ''}; ${m.failures.length - answered.length} connection resets (no response)`,
       }
     },
   },

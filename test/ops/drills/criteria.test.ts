@@ -107,7 +107,12 @@ void t.test('when api-sigterm, api-sigkill and rolling-restart are judged, then 
   const sk = { killedAt: 10_000, failures: [{ at: 11_000 }], rejoinedRequests: 40 }
   canFail(t, sigkill, 'every failure within 10 s', sk, { ...sk, failures: [{ at: 25_000 }] })
   canFail(t, sigkill, 'the replica rejoins', sk, { ...sk, rejoinedRequests: 0 })
-  canFail(t, rolling, 'no HTTP error answered', { failures: [{ status: 0 }] }, { failures: [{ status: 502 }] })
+  canFail(t, rolling, 'no HTTP error answered', { failures: [{ status: 0, slo: 'api' }] }, { failures: [{ status: 502, slo: 'api' }] })
+  t.match(
+    rolling[0]!.judge({ failures: [{ status: 502, slo: 'api' }] }).detail,
+    /502 on api x1/,
+    'the detail names the status and the request class',
+  )
 })
 
 void t.test('when the worker drills are judged, then each criterion fails on a broken run', async (t) => {
