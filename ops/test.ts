@@ -126,14 +126,18 @@ function ensureTapBuilt(): void {
   writeFileSync(stamp, want)
 }
 
-/** `npm run stack -- images` at nice 19, its output in .run/images-build.log; resolves (never rejects) once it ends. */
+/**
+ * The Docker CLI plugins where missing, then `npm run stack -- images`, at nice 19, the output in .run/images-build.log;
+ * resolves (never rejects) once it ends.
+ */
 function buildImagesBeside(): Promise<void> {
   const file = resolve(ROOT, '.run/images-build.log')
   mkdirSync(dirname(file), { recursive: true })
   const out = openSync(file, 'w')
   const t0 = performance.now()
-  log(`local images for the compose suites (npm run stack -- images), at nice 19 beside the suites: ${file}`)
-  const child = spawn('nice', ['-n', '19', process.execPath, 'ops/stack.ts', 'images'], { cwd: ROOT, stdio: ['ignore', out, out] })
+  log(`the Compose and buildx plugins and the local images for the compose suites, at nice 19 beside the suites: ${file}`)
+  const steps = `bash ops/lib/bootstrap.sh ensure_docker && "${process.execPath}" ops/stack.ts images`
+  const child = spawn('nice', ['-n', '19', 'bash', '-c', steps], { cwd: ROOT, stdio: ['ignore', out, out] })
   closeSync(out)
   return new Promise((done) => {
     child.on('error', (err) => {
@@ -179,8 +183,8 @@ if (args.length > 0) {
   if (system.length > 0) await runTap(system, 1, 1200)
 } else {
   const systemFiles = testFiles(['test/system'])
-  // The compose and images suites need the local images; the other system suites do not. Where some are missing
-  // (about 10 minutes of Go builds and apt on a machine with none: Jaeger is most of it), they are built at nice 19
+  // The compose and images suites need the local images and the Compose plugin; the other system suites do not. Where
+  // some are missing (Go builds and apt, minutes on a machine with none: Jaeger is most of it), they are built at nice 19
   // beside the fast suites and the other system suites, which leave CPU idle while they wait on alerts and load
   // phases, and those two suites run last. Built outside tap, so no per-file timeout applies. A failed build is left
   // for those suites to report; present, the check takes about a second.

@@ -92,10 +92,10 @@ ensure_hadolint() {
 
 docker_up() { docker info >/dev/null 2>&1; }
 
-# A Docker engine and `docker compose`. An engine that already answers is used as it is; otherwise, on a Debian-like
-# machine as root, Debian's docker.io is installed and dockerd started. Returns 1 (after one line saying what to do)
-# where it cannot help: the test suite then runs without an engine, `OPSDRILL_NEED=docker` stops.
-ensure_docker() {
+# A Docker engine. One that already answers is used as it is; otherwise, on a Debian-like machine as root, Debian's
+# docker.io is installed and dockerd started. Returns 1 (after one line saying what to do) where it cannot help: the
+# test suite then runs without an engine, `OPSDRILL_NEED=docker` stops.
+ensure_engine() {
   if ! docker_up; then
     if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
       say "no Docker engine answers: install Docker Engine and Compose (https://docs.docker.com/engine/install/) and start it, then re-run"
@@ -121,6 +121,11 @@ ensure_docker() {
     for i in $(seq 60); do docker_up && break; sleep 0.5; done
     docker_up || { say "dockerd did not answer within 30 s: see ${log:-journalctl -u docker}"; return 1; }
   fi
+}
+
+# The engine and `docker compose`.
+ensure_docker() {
+  ensure_engine || return 1
   # buildx too: without it Compose falls back to the classic builder, which has no build secrets and no RUN --mount.
   # Each reports its release (set at link time, as their release builds do): Compose refuses a buildx whose version
   # it cannot read as >= 0.17.
@@ -161,7 +166,9 @@ ensure_full() {
 ensure_test() {
   ensure_full
   apt_install chromium
-  ensure_docker || true
+  # The Compose and buildx plugins (Go builds, minutes where missing) only the compose suites use: ops/test.ts builds
+  # them with the local images, beside the other suites.
+  ensure_engine || true
 }
 
 ensure_docker_stack() {
