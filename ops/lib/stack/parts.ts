@@ -14,17 +14,17 @@ import type { ConfigPaths, PrometheusJob } from './targets.ts'
 
 export const ROOT = join(import.meta.dirname, '../../..')
 /** The telemetry bootstrap (OpenTelemetry SDK) the app processes preload with --import, as `npm run start:api` does. */
-export const INSTRUMENTATION = 'common/telemetry/instrumentation.ts'
+const INSTRUMENTATION = 'common/telemetry/instrumentation.ts'
 export const DB_NAME = 'opsdrill'
 /** The cache Redis's memory cap: a full cache evicts (allkeys-lru); about 50,000 hot links fit. */
-export const REDIS_CACHE_MAXMEMORY = '64mb'
+const REDIS_CACHE_MAXMEMORY = '64mb'
 
 /**
  * App settings for a stack that is load-tested from this machine: every k6 request comes from 127.0.0.1, so the
  * per-IP rate limits (60k/min global, 20/min on auth) would turn a load test into a 429 test. They are raised far
  * above anything one box can send; the limits themselves are covered by the API's own tests.
  */
-export const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
+const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
   RATE_LIMIT_GLOBAL_MAX: '100000000',
   RATE_LIMIT_REDIRECT_MAX: '100000000',
   RATE_LIMIT_AUTH_MAX: '1000000',
