@@ -63,7 +63,7 @@ export const apiSigkill = defineDrill<Measured>({
     const victim = 'api-1'
     const supervised = d.platform.target === 'native'
     let killedAt = 0
-    let rejoined: Promise<number> | undefined
+    let rejoined: Promise<number | undefined> | undefined
     await steadyFault(
       d,
       `SIGKILL ${victim}`,
@@ -71,13 +71,19 @@ export const apiSigkill = defineDrill<Measured>({
         killedAt = Date.now()
         await d.platform.kill(victim, 'SIGKILL')
         // Waited for from the kill on, so the time is the supervisor's, not the fault window's.
-        if (supervised) rejoined = d.platform.rejoin(victim).then(() => Date.now() - killedAt)
+        if (supervised)
+          rejoined = d.platform.rejoin(victim).then(
+            () => Date.now() - killedAt,
+            (err: Error) => (d.log(`supervisor: ${err.message}`), undefined),
+          )
       },
+      // The fault is mitigated once the replica is back: by the supervisor (native), by the drill elsewhere.
       async () => {
-        if (!supervised) await d.platform.rejoin(victim)
+        if (supervised) await rejoined
+        else await d.platform.rejoin(victim)
       },
     )
-    const supervisorRejoinMs = await rejoined?.catch((err: Error) => (d.log(`supervisor: ${err.message}`), undefined))
+    const supervisorRejoinMs = await rejoined
     if (supervisorRejoinMs !== undefined) d.measured.supervisorRejoinMs = supervisorRejoinMs
     const failures = d.loadResult!.failures
     // k8s: the replicas' /metrics are not reachable from here.
