@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { portOpen } from '../localdb.ts'
+import { createConnection } from 'node:net'
 
 export interface StartSpec {
   name: string
@@ -126,6 +126,14 @@ export async function httpStatus(url: string, timeoutMs = 1000): Promise<number 
   } catch {
     return undefined
   }
+}
+
+export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ port, host })
+    s.once('connect', () => (s.destroy(), resolve(true)))
+    s.once('error', () => resolve(false))
+  })
 }
 
 export type Probe = { http: string } | { port: number }
