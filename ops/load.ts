@@ -181,7 +181,8 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
       afterSec: o.short ? 3 : 20,
       action: async () => {
         ;(o.say ?? stdout)(`==> SIGKILL ${victim.name} (pid ${victim.pid})`)
-        o.stack.kill(victim.name, 'SIGKILL')
+        // Held down: the supervisor would otherwise bring it back mid-scenario and blur what the failover shows.
+        await o.stack.kill(victim.name, 'SIGKILL', { stayDown: true })
         killedAt = Date.now() / 1000
       },
     },

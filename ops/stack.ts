@@ -24,12 +24,13 @@ function counts(args: string[]): { api?: number; worker?: number } {
 }
 
 function table(rows: PartStatus[]): string {
-  const head = ['PART', 'PID', 'PORT', 'STATE', 'VERSION', 'LOG']
+  const head = ['PART', 'PID', 'PORT', 'STATE', 'RESTARTS', 'VERSION', 'LOG']
   const body = rows.map((r) => [
     r.name,
     String(r.pid ?? '-'),
-    String(r.port),
-    !r.running ? 'stopped' : r.healthy ? 'healthy' : 'unhealthy',
+    String(r.port || '-'),
+    r.crashLoop ? 'crash-loop' : !r.running ? 'stopped' : r.healthy ? 'healthy' : 'unhealthy',
+    r.kind === 'api' || r.kind === 'worker' ? String(r.restarts) : '-',
     r.release ? describe(r.release) : r.kind === 'api' || r.kind === 'worker' ? 'checkout' : '-',
     r.logFile,
   ])
@@ -86,6 +87,8 @@ async function main(): Promise<number> {
         return 1
       }
       process.stdout.write(table(rows) + '\n')
+      for (const r of rows.filter((x) => x.crashLoop))
+        process.stdout.write(`${r.name}: ${r.crashLoop}; \`npm run stack -- restart ${r.name}\` tries again\n`)
       return rows.every((r) => r.healthy) ? 0 : 1
     }
     case 'scale': {

@@ -3,8 +3,8 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, chownSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createConnection } from 'node:net'
 import { logTail } from './logs.ts'
+import { identify, portOpen, signal } from './stack/procs.ts'
 
 const PG_BIN = '/usr/lib/postgresql/15/bin'
 
@@ -16,14 +16,6 @@ function asPostgresUser(cmd: string, args: string[]): string[] {
 function run(argv: string[], what: string): void {
   const res = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' })
   if (res.status !== 0) throw new Error(`${what} failed: ${(res.stderr || res.stdout || '').trim().split('\n').slice(-3).join(' | ')}`)
-}
-
-export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host })
-    s.once('connect', () => (s.destroy(), resolve(true)))
-    s.once('error', () => resolve(false))
-  })
 }
 
 /** Waits for a listener on port; the error quotes the last lines of logFile, where a server says why it did not start. */
@@ -132,12 +124,9 @@ export async function startRedis(dir: string, port: number, as: RedisServerKind 
 export function stopRedis(dir: string): void {
   const pidFile = join(dir, 'redis.pid')
   if (!existsSync(pidFile)) return
-  const pid = Number(readFileSync(pidFile, 'utf8').trim())
-  try {
-    process.kill(pid, 'SIGTERM')
-  } catch {
-    /* already gone */
-  }
+  // Read from its pid file now, so only that process (if it still runs) is signalled.
+  const id = identify(Number(readFileSync(pidFile, 'utf8').trim()))
+  if (id) signal(id, 'SIGTERM')
 }
 
 function uid(user: string): number {

@@ -50,7 +50,7 @@ void t.test('when the tests are searched, then none is focused with .only', asyn
 
 void t.test('when the operator code is searched, then each shared helper is defined in one place', async (t) => {
   const helpers: [string, string, string][] = [
-    ['pid-alive check', String.raw`process\.kill\([^,]+, 0\)`, 'ops/lib/stack/procs.ts'],
+    ['pid-alive check', String.raw`process\.kill\([^,]+, 0\)|/proc/\$\{[^}]+\}/stat`, 'ops/lib/stack/procs.ts'],
     ['CPU-tick reader', String.raw`readFileSync\('/proc/stat'`, 'ops/lib/cpu.ts'],
     ['clicks queue', String.raw`new Queue(<[^>]*>)?\(QUEUES\.clicks`, 'ops/lib/backlog.ts'],
     ['recovery POST', String.raw`drill/recovered`, 'ops/lib/drills/fault.ts'],

@@ -79,6 +79,7 @@ void t.test(
       'redis-cache',
       'redis-cache-exporter',
       'redis-exporter',
+      'supervisor',
       'toxiproxy',
       'worker-1',
     ])
@@ -158,7 +159,14 @@ void t.test(
     t.setTimeout(180_000)
     const traffic = trickle()
     await sleep(1000)
-    await stack.scale({ api: 3 })
+    // Two commands at once, as from two shells: the state's lock makes the second wait and then find api-3 running,
+    // instead of starting it a second time (its port in use) or dropping the first one's record.
+    const other = stackAt({ offset: 1000, log: (line) => t.comment(`(second) ${line}`) })
+    await Promise.all([stack.scale({ api: 3 }), other.scale({ api: 3 })])
+    t.same(
+      stack.replicas('api').map((r) => r.name),
+      ['api-1', 'api-2', 'api-3'],
+    )
     t.equal(JSON.parse(readFileSync(targetsFile('opsdrill-api'), 'utf8')).length, 3, 'Prometheus targets list 3 API replicas')
     traffic.reset()
     await sleep(3000)
@@ -169,7 +177,7 @@ void t.test(
     traffic.reset()
     await sleep(2000)
     await traffic.stop()
-    t.notOk(alive(api3.pid), 'api-3 was stopped')
+    t.notOk(alive(api3), 'api-3 was stopped')
     t.notOk(traffic.seen.has('127.0.0.1:4003'), 'nginx no longer sends to api-3')
     t.equal(readFileSync(upstreamFile, 'utf8').match(/^server /gm)?.length, 2, 'the upstream list is back to 2')
     t.equal(JSON.parse(readFileSync(targetsFile('opsdrill-api'), 'utf8')).length, 2)
@@ -178,14 +186,66 @@ void t.test(
   },
 )
 
+void t.test(
+  'when an API replica is SIGKILLed under a trickle, then the supervisor restarts it and nginx sends it requests again, with no call from the test',
+  async (t) => {
+    t.setTimeout(120_000)
+    const before = stack.replicas('api').find((r) => r.name === 'api-1')!
+    const traffic = trickle()
+    await sleep(500)
+    const t0 = Date.now()
+    t.ok(await stack.kill('api-1', 'SIGKILL'))
+    const after = await stack.revived(before, 30_000)
+    const ms = Date.now() - t0
+    t.comment(`MEASURED supervisor: api-1 back in nginx's rotation ${ms} ms after its SIGKILL`)
+    t.not(after.pid, before.pid, 'a new process')
+    t.equal(after.restarts, 1, 'one restart recorded')
+    traffic.reset()
+    await sleep(2000)
+    await traffic.stop()
+    t.ok(traffic.seen.get('127.0.0.1:4001'), `api-1 answers through nginx again (${JSON.stringify(Object.fromEntries(traffic.seen))})`)
+    const row = (await stack.status()).find((p) => p.name === 'api-1')!
+    t.same([row.healthy, row.restarts], [true, 1], 'status shows it healthy, with 1 restart')
+    // GETs cut by the kill are resent by nginx on the other replica.
+    t.same(traffic.failures, [], 'no request failed')
+  },
+)
+
+void t.test(
+  'when a replica cannot start, then the supervisor backs off, gives up after 5 tries and status reports a crash loop until a restart',
+  async (t) => {
+    t.setTimeout(180_000)
+    // A bad LOG_LEVEL stops the worker at its config check, every time it starts.
+    await t.rejects(stack.restartReplica('worker-1', { LOG_LEVEL: 'nope' }), /worker-1 exited during start-up/)
+    const t0 = Date.now()
+    let row = (await stack.status()).find((p) => p.name === 'worker-1')
+    while (!row?.crashLoop && Date.now() - t0 < 120_000) {
+      await sleep(500)
+      row = (await stack.status()).find((p) => p.name === 'worker-1')
+    }
+    const ms = Date.now() - t0
+    t.comment(`MEASURED supervisor: crash loop declared ${ms} ms after the failed start`)
+    t.match(row?.crashLoop, /^5 restarts in a row failed, the last: worker-1 exited during start-up/)
+    // Back-off: 1 + 2 + 4 + 8 s between the five tries.
+    t.ok(ms >= 15_000, `the tries were spread by the back-off (${ms} ms)`)
+    t.match(stack.logTail('supervisor', 200), /worker-1: restart 4 failed .*next try in 8000 ms/)
+    const pid = stack.replicas('worker').find((r) => r.name === 'worker-1')!.pid
+    await sleep(3000)
+    t.equal(stack.replicas('worker').find((r) => r.name === 'worker-1')!.pid, pid, 'no more tries once in a crash loop')
+    await stack.restartReplica('worker-1', {})
+    row = (await stack.status()).find((p) => p.name === 'worker-1')
+    t.same([row?.healthy, row?.crashLoop], [true, undefined], 'a restart clears it')
+  },
+)
+
 void t.test('when the stack goes down, then no process it started is left, and a second down is harmless', async (t) => {
   t.setTimeout(120_000)
-  const pids = stack.processes().map((p) => [p.name, p.pid] as const)
-  t.ok(pids.length >= 11)
+  const parts = stack.processes()
+  t.ok(parts.length >= 12)
   const stopped = await stack.down()
-  t.same(stopped.sort(), pids.map(([n]) => n).sort())
+  t.same(stopped.sort(), parts.map((p) => p.name).sort())
   t.same(
-    pids.filter(([, pid]) => alive(pid)).map(([n]) => n),
+    parts.filter((p) => alive(p)).map((p) => p.name),
     [],
     'no pid is left running',
   )

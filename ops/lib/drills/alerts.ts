@@ -136,7 +136,8 @@ export const alertDrill = defineDrill<AlertsMeasured>({
     d.phase('fault')
     const inject = d.faultStart('workers 0, api-2 SIGKILL, Redis and Postgres stopped')
     await d.platform.scale({ worker: 0 })
-    await d.platform.kill('api-2', 'SIGKILL')
+    // Held down: the native stack's supervisor would otherwise restart it before InstanceDown's `for` ran out.
+    await d.platform.kill('api-2', 'SIGKILL', { stayDown: true })
     await d.platform.stopStore('redis')
     await d.platform.stopStore('postgres')
     const waiting = new Set(EXPECTED.map((e) => e.alert))

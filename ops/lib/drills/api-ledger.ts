@@ -148,9 +148,9 @@ export const apiLedger = defineDrill<Measured>({
         const victim = `api-${(kills.length % 2) + 1}`
         kills.push({ replica: victim, at: Date.now() })
         await d.platform.kill(victim, 'SIGKILL')
-        d.log(`kill #${kills.length}: SIGKILL ${victim}, restarting it`)
+        d.log(`kill #${kills.length}: SIGKILL ${victim}, waiting for it to rejoin`)
         await exitWithin(d, victim, 4000)
-        await d.platform.restart(victim)
+        await d.platform.rejoin(victim)
         next = Date.now() + killEveryMs
         await d.progress()
       }

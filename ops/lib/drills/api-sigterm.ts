@@ -58,7 +58,7 @@ export const apiSigterm = defineDrill<Measured>({
         await d.platform.kill(victim, 'SIGTERM')
         exitMs = await exitWithin(d, victim, APP.API_SHUTDOWN_GRACE_MS)
       },
-      () => d.platform.restart(victim),
+      () => d.platform.rejoin(victim),
     )
     const cut = d.loadResult!.failures.filter((f) => f.status === 0 || f.status === 502)
     d.measured.exitMs = exitMs

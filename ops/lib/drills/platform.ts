@@ -41,7 +41,14 @@ export interface Platform {
   readonly prometheusUrl: string
   readonly toxiproxy: Toxiproxy
   replicas(kind: Kind): Replica[]
-  kill(replica: string, signal: Signal): Promise<void>
+  /** stayDown: the replica is to stay down until restart() (an instance-down fault), not be brought back. */
+  kill(replica: string, signal: Signal, opts?: { stayDown?: boolean }): Promise<void>
+  /**
+   * After kill(): returns once the replica runs and serves again. native: the stack's supervisor restarts it and this
+   * only waits, so what a drill measures is the supervisor; compose and k8s: restarted here (`docker kill` is a
+   * manual stop, which `restart: unless-stopped` leaves down).
+   */
+  rejoin(replica: string): Promise<void>
   pause(replica: string): Promise<void>
   resume(replica: string): Promise<void>
   /** env applies to the replicas this call starts (native; compose and k8s take env from their files). */
@@ -74,7 +81,8 @@ export class NativePlatform implements Platform {
   readonly target = 'native'
   readonly stack: Stack
   readonly toxiproxy: Toxiproxy
-  private readonly killedPids = new Map<string, number>()
+  /** The process last killed under each name, by identity (a pid alone may since name another process). */
+  private readonly killed = new Map<string, Part>()
 
   constructor(stack: Stack = stackAt()) {
     this.stack = stack
@@ -100,31 +108,37 @@ export class NativePlatform implements Platform {
     return p
   }
 
-  async kill(replica: string, signal: Signal): Promise<void> {
-    this.killedPids.set(replica, this.part(replica).pid)
-    this.stack.kill(replica, signal)
+  async kill(replica: string, signal: Signal, opts: { stayDown?: boolean } = {}): Promise<void> {
+    this.killed.set(replica, this.part(replica))
+    await this.stack.kill(replica, signal, opts)
+  }
+
+  async rejoin(replica: string): Promise<void> {
+    const before = this.killed.get(replica) ?? this.part(replica)
+    this.killed.delete(replica)
+    await this.stack.revived(before)
   }
 
   /** The process last killed under this name is gone (or, without a kill since its last start, the current one). */
   gone(replica: string): boolean {
-    return !alive(this.killedPids.get(replica) ?? this.part(replica).pid)
+    return !alive(this.killed.get(replica) ?? this.part(replica))
   }
 
   async pause(replica: string): Promise<void> {
-    this.stack.kill(replica, 'SIGSTOP')
+    await this.stack.kill(replica, 'SIGSTOP')
   }
 
   async resume(replica: string): Promise<void> {
-    this.stack.kill(replica, 'SIGCONT')
+    await this.stack.kill(replica, 'SIGCONT')
   }
 
   async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
-    this.killedPids.clear()
+    this.killed.clear()
     await this.stack.scale(want, env)
   }
 
   async restart(replica: string, env?: Record<string, string>): Promise<void> {
-    this.killedPids.delete(replica)
+    this.killed.delete(replica)
     // Right after a SIGKILL the kernel may still hold the dead process's listening port for a moment.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -138,20 +152,20 @@ export class NativePlatform implements Platform {
   }
 
   async stopStore(store: Store): Promise<void> {
-    const pid = this.part(store).pid
+    const part = this.part(store)
     // Postgres: SIGINT is its "fast" shutdown (SIGTERM waits for every client to leave). Redis: SIGTERM saves and exits.
-    this.stack.kill(store, store === 'postgres' ? 'SIGINT' : 'SIGTERM')
+    await this.stack.kill(store, store === 'postgres' ? 'SIGINT' : 'SIGTERM')
     const until = Date.now() + 20_000
-    while (alive(pid) && Date.now() < until) await sleep(50)
-    if (alive(pid)) throw new Error(`${store} (pid ${pid}) did not stop within 20 s`)
+    while (alive(part) && Date.now() < until) await sleep(50)
+    if (alive(part)) throw new Error(`${store} (pid ${part.pid}) did not stop within 20 s`)
   }
 
   /** `up` starts whatever part of the stack is not running, here the stopped store, and keeps the rest. */
   async startStore(store: Store): Promise<void> {
     // up() also restarts any replica that is not running.
-    this.killedPids.clear()
+    this.killed.clear()
     await this.stack.up()
-    if (!alive(this.part(store).pid)) throw new Error(`${store} did not start again`)
+    if (!alive(this.part(store))) throw new Error(`${store} did not start again`)
   }
 }
 
@@ -299,6 +313,10 @@ export class ComposePlatform implements Platform {
   async kill(replica: string, signal: Signal): Promise<void> {
     this.killedPids.set(replica, this.container(replica).pid)
     docker(['kill', '--signal', signal, this.container(replica).name])
+  }
+
+  async rejoin(replica: string): Promise<void> {
+    await this.restart(replica)
   }
 
   /** The container last killed under this name has stopped, or runs another process (the engine restarted it). */
@@ -454,6 +472,9 @@ abstract class CommandPlatform implements Platform {
   }
   async kill(replica: string, signal: Signal): Promise<void> {
     await this.run(this.commands.kill(replica, signal))
+  }
+  async rejoin(replica: string): Promise<void> {
+    await this.restart(replica)
   }
   async pause(replica: string): Promise<void> {
     await this.run(this.commands.pause(replica))

@@ -198,7 +198,7 @@ export class DrillRun {
     await this.platform.toxiproxy.reset()
     const native = this.native
     if (native) {
-      const down = native.stack.processes().filter((p) => (p.kind === 'postgres' || p.kind === 'redis') && !alive(p.pid))
+      const down = native.stack.processes().filter((p) => (p.kind === 'postgres' || p.kind === 'redis') && !alive(p))
       if (down.length) await native.stack.up()
     }
     await this.platform.scale(this.drill.shape)

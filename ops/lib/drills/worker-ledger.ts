@@ -141,10 +141,12 @@ export const workerLedger = defineDrill<Measured>({
           if (active) killsWithJobActive++
           await d.platform.kill('worker-1', 'SIGKILL')
           kills++
-          d.log(`kill #${kills}: SIGKILL worker-1${active ? ' with a click job active' : ' (no click job active)'}, restarting it`)
-          // The port is free only once the process is really gone.
+          d.log(
+            `kill #${kills}: SIGKILL worker-1${active ? ' with a click job active' : ' (no click job active)'}, waiting for it to rejoin`,
+          )
           await exitWithin(d, 'worker-1', 5000)
-          await d.platform.restart('worker-1', workerEnv)
+          // Native: the supervisor restarts it with the env it ran with (workerEnv); compose: restarted here.
+          await d.platform.rejoin('worker-1')
           await d.progress()
         }
         await sleep(100)

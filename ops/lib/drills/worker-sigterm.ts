@@ -71,7 +71,7 @@ export const workerSigterm = defineDrill<Measured>({
     d.faultStart(`SIGTERM ${victim} with ${active} jobs active`)
     await d.platform.kill(victim, 'SIGTERM')
     const exitMs = await exitWithin(d, victim, APP.WORKER_SHUTDOWN_GRACE_MS)
-    await d.platform.restart(victim)
+    await d.platform.rejoin(victim)
     d.faultEnd()
     d.phase('recovery')
     const drainSec = await d.drained(d.short ? 60 : 180)

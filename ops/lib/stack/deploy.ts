@@ -52,7 +52,12 @@ interface HistoryEntry {
   reason?: string
 }
 
+/** One rollout at a time, and no supervisor restart in the middle of one: the whole deploy holds the stack's lock. */
 export async function deploy(stack: Stack, opts: DeployOptions): Promise<DeployResult> {
+  return stack.exclusive('deploy', () => rollout(stack, opts))
+}
+
+async function rollout(stack: Stack, opts: DeployOptions): Promise<DeployResult> {
   const say = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`))
   const t0 = Date.now()
   if (stack.replicas('api').length === 0) {
@@ -232,7 +237,7 @@ async function replaceAll(
   failing?: (name: string) => void,
   first?: string,
 ): Promise<void> {
-  stack.setRelease(release)
+  await stack.setRelease(release)
   const order = (parts: Part[]) => [...parts.filter((p) => p.name === first), ...parts.filter((p) => p.name !== first)]
   for (const kind of ['api', 'worker'] as const) {
     for (const part of order(stack.replicas(kind))) {

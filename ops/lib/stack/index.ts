@@ -1,45 +1,39 @@
 // The native stack: everything docker-compose runs, as local processes from the Debian packages and the Go-built
 // tools, on this machine. The CLI (ops/stack.ts), the test suite and the drills drive it through `stackAt()`.
 //
-// Each process starts detached, logs to <dir>/logs/<name>.log, and is recorded with its pid in <dir>/state.json;
-// `down` stops exactly those pids. The app reaches Postgres and Redis through toxiproxy, so drills can add latency
-// or cut a link without touching the stores.
+// The parts are rows of one table (parts.ts). Each process starts detached, logs to <dir>/logs/<name>.log, and is
+// recorded in <dir>/state.json with its pid and start time; nothing is signalled unless it is still that process.
+// Every command that changes the state holds its lock (lock.ts). A supervisor process (supervisor.ts) restarts a
+// crashed API or worker replica. The app reaches Postgres and Redis through toxiproxy, so drills can add latency or
+// cut a link without touching the stores.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import pg from 'pg'
-import { startPostgres, startRedis, stopPostgres } from '../localdb.ts'
-import { alive, httpStatus, portOwner, probeOk, signal, startDetached, stopPid, waitHealthy, type Probe } from './procs.ts'
-import { envPortOffset, MAX_REPLICAS, stackPorts, type StackPorts } from './ports.ts'
-import { configPaths, removeTargets, requireFile, writeTargets, writeUpstreams, type ConfigPaths, type Target } from './targets.ts'
 import { tool } from '../tools.ts'
+import { LockTimeout, StateLock } from './lock.ts'
+import { DB_NAME, PARTS, ROOT, rowOf, startOrder, type PartContext, type PartKind, type PartSpec } from './parts.ts'
+import { alive, httpStatus, identify, portOwner, probeOk, signal, startDetached, stopPid, waitHealthy, type ProcId } from './procs.ts'
+import { envPortOffset, MAX_REPLICAS, stackPorts, type StackPorts } from './ports.ts'
+import {
+  configPaths,
+  removeTargets,
+  requireFile,
+  writeTargets,
+  writeUpstreams,
+  type ConfigPaths,
+  type PrometheusJob,
+  type Target,
+} from './targets.ts'
 
-export const ROOT = resolve(import.meta.dirname, '../../..')
-/** The telemetry bootstrap (OpenTelemetry SDK) the app processes preload with --import, as `npm run start:api` does. */
-export const INSTRUMENTATION = 'common/telemetry/instrumentation.ts'
-const DB_NAME = 'opsdrill'
-const APP_STOP_GRACE_MS = 15_000
-const TOOL_STOP_GRACE_MS = 5_000
+export { ROOT, type PartKind }
 
-/**
- * App settings for a stack that is load-tested from this machine: every k6 request comes from 127.0.0.1, so the
- * per-IP rate limits (60k/min global, 20/min on auth) would turn a load test into a 429 test. They are raised far
- * above anything one box can send; the limits themselves are covered by the API's own tests.
- */
-/** The cache Redis's memory cap: a full cache evicts (allkeys-lru); about 50,000 hot links fit. */
-export const REDIS_CACHE_MAXMEMORY = '64mb'
-
-export const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
-  RATE_LIMIT_GLOBAL_MAX: '100000000',
-  RATE_LIMIT_REDIRECT_MAX: '100000000',
-  RATE_LIMIT_AUTH_MAX: '1000000',
-  RATE_LIMIT_LINK_CREATE_MAX: '10000000',
-}
-
-export type PartKind =
-  'postgres' | 'redis' | 'toxiproxy' | 'postgres-exporter' | 'redis-exporter' | 'api' | 'worker' | 'nginx' | 'prometheus' | 'alertmanager'
+/** How long a command waits for another to finish with state.json (a supervisor's restart takes up to ~75 s). */
+const LOCK_WAIT_MS = 120_000
+/** Failed restarts of a crashed replica before the supervisor gives up on it (a crash loop), and the first back-off. */
+export const CRASH_LOOP_LIMIT = 5
+export const BACKOFF_MS = 1000
 
 /**
  * A build of the app that replicas run from (`npm run stack -- deploy`, ops/lib/stack/deploy.ts): the commit and the
@@ -50,11 +44,10 @@ export interface Release {
   dir: string
 }
 
-export interface Part {
+export interface Part extends ProcId {
   name: string
   kind: PartKind
-  pid: number
-  /** The port it serves on (for api-i its HTTP port; for worker-i its /metrics port). */
+  /** The port it serves on (for api-i its HTTP port; for worker-i its /metrics port); 0: none (supervisor). */
   port: number
   metricsPort?: number
   logFile: string
@@ -62,6 +55,15 @@ export interface Part {
   env?: Record<string, string>
   /** The release this replica runs (api and worker only); absent: the checkout. */
   release?: Release
+  /** Times the supervisor brought this replica back after a crash. */
+  restarts?: number
+  /** The supervisor's failed restarts in a row, and when it tries again (back-off). */
+  failedStarts?: number
+  nextTryAt?: number
+  /** Why the supervisor gave up on it (crash loop); `restart` or `up` starts it again. */
+  crashLoop?: string
+  /** Stopped on purpose and to stay down (a drill's instance-down): the supervisor leaves it alone. */
+  held?: boolean
 }
 
 interface State {
@@ -80,6 +82,8 @@ export interface StackLocation {
   dir?: string
   /** Progress lines; default stdout. */
   log?: (line: string) => void
+  /** How long to wait for another command holding state.json; default 120 s. */
+  lockWaitMs?: number
 }
 
 export interface UpOptions {
@@ -98,6 +102,8 @@ export interface PartStatus {
   healthy: boolean
   logFile: string
   release?: Release
+  restarts: number
+  crashLoop?: string
 }
 
 export class StackError extends Error {}
@@ -106,17 +112,21 @@ export function stackAt(loc: StackLocation = {}): Stack {
   return new Stack(loc)
 }
 
+type Replicated = 'api' | 'worker'
+
 export class Stack {
   readonly offset: number
   readonly dir: string
   readonly ports: StackPorts
-  private readonly say: (line: string) => void
+  readonly say: (line: string) => void
+  private readonly lock: StateLock
 
   constructor(loc: StackLocation) {
     this.offset = loc.offset ?? envPortOffset()
     this.ports = stackPorts(this.offset)
     this.dir = loc.dir ?? join(ROOT, '.run', this.offset === 0 ? 'stack' : `stack-${this.offset}`)
     this.say = loc.log ?? ((line) => process.stdout.write(`${line}\n`))
+    this.lock = new StateLock(this.stateFile, { waitMs: loc.lockWaitMs ?? LOCK_WAIT_MS, say: this.say })
   }
 
   get baseUrl(): string {
@@ -143,7 +153,7 @@ export class Stack {
     return `redis://127.0.0.1:${this.ports.redisCache}`
   }
   readonly redisPrefix = 'opsdrill'
-  private get logsDir(): string {
+  get logsDir(): string {
     return join(this.dir, 'logs')
   }
   private get stateFile(): string {
@@ -163,9 +173,25 @@ export class Stack {
     return s
   }
 
+  /** Renamed into place, so a reader without the lock (status, the supervisor's poll) never sees half a file. */
   private save(s: State): void {
     mkdirSync(this.dir, { recursive: true })
-    writeFileSync(this.stateFile, JSON.stringify(s, null, 2) + '\n')
+    const tmp = `${this.stateFile}.tmp-${process.pid}`
+    writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n')
+    renameSync(tmp, this.stateFile)
+  }
+
+  /**
+   * Runs fn holding the state's lock (deploy holds it for its whole rollout, so the supervisor cannot restart a replica
+   * under it); a command that waits too long fails with one line.
+   */
+  async exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.lock.run(what, fn)
+    } catch (err) {
+      if (err instanceof LockTimeout) throw new StackError(err.message)
+      throw err
+    }
   }
 
   /** Every recorded process with pid and ports, in start order. */
@@ -173,25 +199,47 @@ export class Stack {
     return Object.values(this.readState()?.parts ?? {})
   }
 
-  replicas(kind: 'api' | 'worker'): Part[] {
-    return this.processes()
-      .filter((p) => p.kind === kind)
-      .sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
+  replicas(kind: Replicated): Part[] {
+    return replicasOf(this.readState(), kind)
   }
 
-  private configs(): ConfigPaths {
+  configs(): ConfigPaths {
     return configPaths(ROOT, this.dir, this.ports, this.offset)
+  }
+
+  /** What the table's rows see of the stack, with the state being changed. */
+  private ctx(s: State): PartContext {
+    return {
+      ports: this.ports,
+      dir: this.dir,
+      offset: this.offset,
+      logsDir: this.logsDir,
+      baseUrl: this.baseUrl,
+      prometheusUrl: this.prometheusUrl,
+      alertmanagerUrl: this.alertmanagerUrl,
+      toxiproxyUrl: this.toxiproxyUrl,
+      databaseUrl: this.databaseUrl,
+      redisPrefix: this.redisPrefix,
+      configs: () => this.configs(),
+      apiEnv: () => s.apiEnv,
+      jwtSecret: () => this.jwtSecret(),
+      say: this.say,
+      assertPortFree: (port, name) => this.assertPortFree(port, name),
+      writeUpstreams: () =>
+        writeUpstreams(
+          this.configs().upstreamFile,
+          replicasOf(s, 'api').map((r) => r.port),
+        ),
+      nginxTest: () => this.nginxTest(),
+      reloadNginx: () => this.reloadNginx(s),
+      writeAllTargets: () => this.writeAllTargets(s),
+    }
   }
 
   // ------------------------------------------------------------------ up
 
+  /** Starts every part that is not running, in dependency order, and waits until each is healthy. */
   async up(opts: UpOptions = {}): Promise<void> {
-    const previous = this.readState()
-    // Without counts, `up` keeps what a previous `up`/`scale` left (2 API replicas and 1 worker the first time).
-    const apiCount = opts.api ?? (this.replicas('api').length || 2)
-    const workerCount = opts.worker ?? (previous ? this.replicas('worker').length : 1)
-    checkCount('api', apiCount, 1)
-    checkCount('worker', workerCount, 0)
     for (const bin of [
       'nginx',
       'prometheus',
@@ -208,191 +256,30 @@ export class Stack {
     requireFile(cfg.nginxConf, 'nginx/nginx.conf')
     requireFile(cfg.prometheusConf, 'prometheus/prometheus.yml')
     requireFile(cfg.alertmanagerConf, 'alertmanager/alertmanager.yml')
-    const s: State = previous ?? { offset: this.offset, ports: this.ports, apiEnv: {}, parts: {} }
-    if (opts.apiEnv) s.apiEnv = opts.apiEnv
-    mkdirSync(this.logsDir, { recursive: true })
-    this.save(s)
-    const p = this.ports
-
-    await this.part(
-      s,
-      'postgres',
-      'postgres',
-      p.postgres,
-      { port: p.postgres },
-      async () => {
-        const dir = join(this.dir, 'postgres')
-        // Enough connections for 20 replicas' pools plus the exporters; statements logged when slow, for the drills.
-        await startPostgres(dir, p.postgres, ['max_connections=400', 'log_min_duration_statement=500'])
-        const url = `postgres://postgres@127.0.0.1:${p.postgres}/postgres`
-        const admin = new pg.Client({ connectionString: url })
-        await admin.connect()
-        const has = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME])
-        if (has.rowCount === 0) await admin.query(`CREATE DATABASE ${DB_NAME}`)
-        await admin.end()
-        return Number(readFileSync(join(dir, 'data/postmaster.pid'), 'utf8').split('\n')[0])
-      },
-      join(this.dir, 'postgres/postgres.log'),
-    )
-
-    await this.part(
-      s,
-      'redis',
-      'redis',
-      p.redis,
-      { port: p.redis },
-      async () => {
-        const dir = join(this.dir, 'redis')
-        await startRedis(dir, p.redis)
-        // redis-server writes its pid file after it starts listening.
-        return Number((await waitForFile(join(dir, 'redis.pid'), 5000)).trim())
-      },
-      join(this.dir, 'redis/redis.log'),
-    )
-    await this.part(
-      s,
-      'redis-cache',
-      'redis',
-      p.redisCache,
-      { port: p.redisCache },
-      async () => {
-        const dir = join(this.dir, 'redis-cache')
-        await startRedis(dir, p.redisCache, { role: 'cache', maxmemory: REDIS_CACHE_MAXMEMORY })
-        return Number((await waitForFile(join(dir, 'redis.pid'), 5000)).trim())
-      },
-      join(this.dir, 'redis-cache/redis.log'),
-    )
-
-    await this.part(s, 'toxiproxy', 'toxiproxy', p.toxiproxy, { http: `${this.toxiproxyUrl}/version` }, async (logFile) => {
-      const pid = startDetached({
-        name: 'toxiproxy',
-        argv: [tool('toxiproxy-server'), '-host', '127.0.0.1', '-port', String(p.toxiproxy)],
-        cwd: ROOT,
-        logFile,
-      })
-      await waitHealthy('toxiproxy', { http: `${this.toxiproxyUrl}/version` }, { pid, timeoutMs: 10_000, logFile })
-      return pid
-    })
-    await this.ensureProxies()
-
-    this.say('==> migrations')
-    const mig = spawnSync(process.execPath, ['ops/migrate.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: this.databaseUrl },
-      encoding: 'utf8',
-    })
-    if (mig.status !== 0) throw new StackError(`migrations failed: ${(mig.stderr || mig.stdout).trim().split('\n').pop()}`)
-    this.say(`    ${mig.stdout.trim()}`)
-
-    await this.part(
-      s,
-      'postgres-exporter',
-      'postgres-exporter',
-      p.postgresExporter,
-      { http: `http://127.0.0.1:${p.postgresExporter}/metrics` },
-      async (logFile) => {
-        const env = { ...process.env, DATA_SOURCE_NAME: `postgresql://postgres@127.0.0.1:${p.postgres}/${DB_NAME}?sslmode=disable` }
-        const pid = startDetached({
-          name: 'postgres-exporter',
-          argv: ['prometheus-postgres-exporter', `--web.listen-address=127.0.0.1:${p.postgresExporter}`],
-          env,
-          cwd: ROOT,
-          logFile,
-        })
-        await waitHealthy(
-          'postgres-exporter',
-          { http: `http://127.0.0.1:${p.postgresExporter}/metrics` },
-          { pid, timeoutMs: 15_000, logFile },
-        )
-        return pid
-      },
-    )
-    await this.part(
-      s,
-      'redis-exporter',
-      'redis-exporter',
-      p.redisExporter,
-      { http: `http://127.0.0.1:${p.redisExporter}/metrics` },
-      async (logFile) => {
-        const argv = [
-          'prometheus-redis-exporter',
-          `-redis.addr=redis://127.0.0.1:${p.redis}`,
-          `-web.listen-address=127.0.0.1:${p.redisExporter}`,
-        ]
-        const pid = startDetached({ name: 'redis-exporter', argv, cwd: ROOT, logFile })
-        await waitHealthy('redis-exporter', { http: `http://127.0.0.1:${p.redisExporter}/metrics` }, { pid, timeoutMs: 15_000, logFile })
-        return pid
-      },
-    )
-    await this.part(
-      s,
-      'redis-cache-exporter',
-      'redis-exporter',
-      p.redisCacheExporter,
-      { http: `http://127.0.0.1:${p.redisCacheExporter}/metrics` },
-      async (logFile) => {
-        const argv = [
-          'prometheus-redis-exporter',
-          `-redis.addr=redis://127.0.0.1:${p.redisCache}`,
-          `-web.listen-address=127.0.0.1:${p.redisCacheExporter}`,
-        ]
-        const pid = startDetached({ name: 'redis-cache-exporter', argv, cwd: ROOT, logFile })
-        const probe = { http: `http://127.0.0.1:${p.redisCacheExporter}/metrics` }
-        await waitHealthy('redis-cache-exporter', probe, { pid, timeoutMs: 15_000, logFile })
-        return pid
-      },
-    )
-
-    await this.startReplicas(s, 'api', range(1, apiCount))
-    await this.startReplicas(s, 'worker', range(1, workerCount))
-    for (const extra of this.replicas('api').filter((r) => replicaIndex(r.name) > apiCount)) await this.stopReplica(s, extra)
-    for (const extra of this.replicas('worker').filter((r) => replicaIndex(r.name) > workerCount)) await this.stopReplica(s, extra)
-    const upstreamsChanged = writeUpstreams(
-      cfg.upstreamFile,
-      this.replicasOf(s, 'api').map((r) => r.port),
-    )
-
-    const nginxPrefix = join(this.dir, 'nginx')
-    const nginxProbe = { http: `http://127.0.0.1:${p.nginxStatus}/nginx_status` }
-    await this.part(s, 'nginx', 'nginx', p.nginx, nginxProbe, async (logFile) => {
-      mkdirSync(nginxPrefix, { recursive: true })
-      this.nginxTest()
-      const argv = ['nginx', '-p', `${nginxPrefix}/`, '-c', cfg.nginxConf, '-e', 'stderr', '-g', 'daemon off;']
-      const pid = startDetached({ name: 'nginx', argv, cwd: ROOT, logFile })
-      await waitHealthy('nginx', nginxProbe, { pid, timeoutMs: 10_000, logFile })
-      return pid
-    })
-    // Only when the replicas changed: a reload under traffic resets client keep-alive requests (see reloadNginx), and
-    // `up` also runs to bring back a stopped store in the drills.
-    if (previous && upstreamsChanged) await this.reloadNginx(s)
-
-    this.writeAllTargets(s, cfg)
-    await this.part(s, 'prometheus', 'prometheus', p.prometheus, { http: `${this.prometheusUrl}/-/ready` }, async (logFile) => {
-      const argv = [
-        'prometheus',
-        `--config.file=${cfg.prometheusConf}`,
-        `--storage.tsdb.path=${join(this.dir, 'prometheus')}`,
-        `--web.listen-address=127.0.0.1:${p.prometheus}`,
-        '--web.enable-remote-write-receiver',
-        '--enable-feature=exemplar-storage',
-        '--web.enable-lifecycle',
-      ]
-      const pid = startDetached({ name: 'prometheus', argv, cwd: ROOT, logFile })
-      await waitHealthy('prometheus', { http: `${this.prometheusUrl}/-/ready` }, { pid, timeoutMs: 30_000, logFile })
-      return pid
-    })
-    await this.part(s, 'alertmanager', 'alertmanager', p.alertmanager, { http: `${this.alertmanagerUrl}/-/ready` }, async (logFile) => {
-      const argv = [
-        'prometheus-alertmanager',
-        `--config.file=${cfg.alertmanagerConf}`,
-        `--storage.path=${join(this.dir, 'alertmanager')}`,
-        `--web.listen-address=127.0.0.1:${p.alertmanager}`,
-        // No gossip port: one instance, and a second stack (tests) must not join the first one's cluster.
-        '--cluster.listen-address=',
-      ]
-      const pid = startDetached({ name: 'alertmanager', argv, cwd: ROOT, logFile })
-      await waitHealthy('alertmanager', { http: `${this.alertmanagerUrl}/-/ready` }, { pid, timeoutMs: 15_000, logFile })
-      return pid
+    await this.exclusive('up', async () => {
+      const previous = this.readState()
+      const counts = { api: opts.api, worker: opts.worker }
+      const s: State = previous ?? { offset: this.offset, ports: this.ports, apiEnv: {}, parts: {} }
+      if (opts.apiEnv) s.apiEnv = opts.apiEnv
+      // Without counts, `up` keeps what a previous `up`/`scale` left (the table's initial counts the first time).
+      const want = (row: PartSpec): number => {
+        const { initial, min } = row.replicas!
+        const existing = replicasOf(s, row.kind as Replicated).length
+        const n = counts[row.kind as Replicated] ?? (previous && existing >= min ? existing : initial)
+        checkCount(row.kind, n, min)
+        return n
+      }
+      for (const row of PARTS) if (row.replicas) want(row)
+      mkdirSync(this.logsDir, { recursive: true })
+      this.save(s)
+      for (const row of startOrder()) {
+        if (row.replicas) {
+          const kind = row.kind as Replicated
+          const n = want(row)
+          await this.startReplicas(s, kind, range(1, n))
+          for (const extra of replicasOf(s, kind).filter((r) => replicaIndex(r.name) > n)) await this.stopReplica(s, extra)
+        } else await this.ensure(s, row)
+      }
     })
     this.say(this.urls())
   }
@@ -412,32 +299,42 @@ export class Stack {
     ].join('\n')
   }
 
-  /** Starts one part unless its recorded pid still runs; refuses a port some other process holds. */
-  private async part(
-    s: State,
-    name: string,
-    kind: PartKind,
-    port: number,
-    probe: Probe,
-    start: (logFile: string) => Promise<number>,
-    logFile = join(this.logsDir, `${name}.log`),
-  ): Promise<void> {
+  /** The generic ensure of one (not replicated) part: started unless its recorded process still runs, then healthy. */
+  private async ensure(s: State, row: PartSpec): Promise<void> {
+    const c = this.ctx(s)
+    const name = row.name
     const known = s.parts[name]
-    if (known && alive(known.pid)) {
-      this.say(`==> ${name}: already running (pid ${known.pid})`)
-      return
+    const port = row.port?.(this.ports, 0) ?? 0
+    const probe = row.probe?.(c, port, port)
+    const started = !(known && alive(known))
+    if (!started) this.say(`==> ${name}: already running (pid ${known.pid})`)
+    else {
+      if (port) await this.assertPortFree(port, name)
+      this.say(`==> ${name}: starting${port ? ` on port ${port}` : ''}`)
+      const t0 = Date.now()
+      await row.prepare?.(c)
+      const logFile = row.logFile?.(c) ?? join(this.logsDir, `${name}.log`)
+      let id: ProcId
+      if (row.start) id = identify(await row.start(c)) ?? { pid: 0 }
+      else {
+        const cmd = row.command!(c, 0)
+        id = startDetached({ name, argv: cmd.argv, ...(cmd.env ? { env: cmd.env } : {}), cwd: ROOT, logFile })
+      }
+      s.parts[name] = { name, kind: row.kind, ...id, port, logFile }
+      this.save(s)
+      if (probe) {
+        if (!(await probeOk(probe))) await waitHealthy(name, probe, { pid: id, timeoutMs: row.timeoutMs, logFile })
+      } else {
+        // No probe (the supervisor): alive after a second, past its imports.
+        await sleep(1000)
+        if (!alive(id)) throw new StackError(`${name} exited during start-up: see ${logFile}`)
+      }
+      this.say(`    ${name}: healthy (pid ${id.pid}, ${Date.now() - t0} ms)`)
     }
-    await this.assertPortFree(port, name)
-    this.say(`==> ${name}: starting on port ${port}`)
-    const t0 = Date.now()
-    const pid = await start(logFile)
-    s.parts[name] = { name, kind, pid, port, logFile }
-    this.save(s)
-    if (!(await probeOk(probe))) await waitHealthy(name, probe, { pid, timeoutMs: 30_000, logFile })
-    this.say(`    ${name}: healthy (pid ${pid}, ${Date.now() - t0} ms)`)
+    await row.ready?.(c, started)
   }
 
-  private async assertPortFree(port: number, name: string): Promise<void> {
+  async assertPortFree(port: number, name: string): Promise<void> {
     if (!(await probeOk({ port }))) return
     const owner = portOwner(port) ?? 'another process'
     throw new StackError(
@@ -445,60 +342,7 @@ export class Stack {
     )
   }
 
-  private async ensureProxies(): Promise<void> {
-    const p = this.ports
-    const proxies = [
-      { name: 'postgres', listen: `127.0.0.1:${p.postgresProxy}`, upstream: `127.0.0.1:${p.postgres}`, enabled: true },
-      { name: 'redis', listen: `127.0.0.1:${p.redisProxy}`, upstream: `127.0.0.1:${p.redis}`, enabled: true },
-      { name: 'redis-cache', listen: `127.0.0.1:${p.redisCacheProxy}`, upstream: `127.0.0.1:${p.redisCache}`, enabled: true },
-    ]
-    const existing = (await (await fetch(`${this.toxiproxyUrl}/proxies`)).json()) as Record<string, unknown>
-    const missing = proxies.filter((x) => !(x.name in existing))
-    if (missing.length === 0) return
-    for (const x of missing) await this.assertPortFree(Number(x.listen.split(':')[1]), `toxiproxy proxy ${x.name}`)
-    const res = await fetch(`${this.toxiproxyUrl}/populate`, {
-      method: 'POST',
-      body: JSON.stringify(missing),
-      headers: { 'content-type': 'application/json' },
-    })
-    if (!res.ok) throw new StackError(`toxiproxy refused the proxies: ${res.status} ${await res.text()}`)
-    this.say(`    toxiproxy: proxies ${missing.map((x) => `${x.name} ${x.listen} -> ${x.upstream}`).join(', ')}`)
-  }
-
   // ------------------------------------------------------------------ app replicas
-
-  private appEnv(s: State, kind: 'api' | 'worker', index: number, overrides: Record<string, string>): NodeJS.ProcessEnv {
-    const p = this.ports
-    const common: Record<string, string> = {
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
-      DATABASE_URL: `postgres://postgres@127.0.0.1:${p.postgresProxy}/${DB_NAME}`,
-      REDIS_URL: `redis://127.0.0.1:${p.redisProxy}`,
-      REDIS_PREFIX: this.redisPrefix,
-      INSTANCE_ID: `${kind}-${index}`,
-      METRICS_HOST: '127.0.0.1',
-      OTEL_SERVICE_NAME: `opsdrill-${kind}`,
-      // The native stack runs no trace backend: spans are made (and sampled) but only exported when the user
-      // points OTEL_EXPORTER_OTLP_ENDPOINT at a collector.
-      OTEL_TRACES_EXPORTER: process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? 'otlp' : 'none',
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('OTEL_')) as [string, string][]),
-    }
-    const own: Record<string, string> =
-      kind === 'api'
-        ? {
-            HOST: '127.0.0.1',
-            PORT: String(p.apiBase + index),
-            METRICS_PORT: String(p.apiMetricsBase + index),
-            JWT_SECRET: this.jwtSecret(),
-            PUBLIC_BASE_URL: this.baseUrl,
-            CACHE_REDIS_URL: `redis://127.0.0.1:${p.redisCacheProxy}`,
-            // Its own spool, kept across restarts: a replica replays what its killed predecessor left.
-            CLICK_SPOOL_DIR: join(this.dir, 'spool', `${kind}-${index}`),
-            ...LOAD_FRIENDLY_API_ENV,
-            ...s.apiEnv,
-          }
-        : { METRICS_PORT: String(p.workerMetricsBase + index) }
-    return { PATH: process.env.PATH, HOME: process.env.HOME, ...common, ...own, ...overrides }
-  }
 
   private jwtSecret(): string {
     const file = join(this.dir, 'secrets/jwt_secret')
@@ -510,16 +354,6 @@ export class Stack {
     return readFileSync(file, 'utf8').trim()
   }
 
-  private replicasOf(s: State, kind: 'api' | 'worker'): Part[] {
-    return Object.values(s.parts)
-      .filter((p) => p.kind === kind)
-      .sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
-  }
-
-  private probeFor(kind: 'api' | 'worker', port: number, metricsPort: number): Probe {
-    return { http: `http://127.0.0.1:${kind === 'api' ? port : metricsPort}/readyz` }
-  }
-
   /**
    * Starts the named replicas that are not running (in parallel) and waits until each one is ready. A replica runs
    * `release` if given, else the release it ran before, else the stack's; from its folder, with OPSDRILL_VERSION set
@@ -527,41 +361,43 @@ export class Stack {
    */
   private async startReplicas(
     s: State,
-    kind: 'api' | 'worker',
+    kind: Replicated,
     indexes: number[],
     overrides?: Record<string, string>,
     release?: Release,
   ): Promise<void> {
+    const row = rowOf(kind)!
+    const c = this.ctx(s)
     const starting: Promise<void>[] = []
     for (const i of indexes) {
       const name = `${kind}-${i}`
       const known = s.parts[name]
-      if (known && alive(known.pid)) {
+      if (known && alive(known)) {
         this.say(`==> ${name}: already running (pid ${known.pid})`)
         continue
       }
       const env = overrides ?? known?.env ?? {}
       const rel = release ?? known?.release ?? s.release
-      const port = kind === 'api' ? this.ports.apiBase + i : this.ports.workerMetricsBase + i
-      const metricsPort = kind === 'api' ? this.ports.apiMetricsBase + i : port
+      const port = row.port!(this.ports, i)
+      const metricsPort = row.metricsPort!(this.ports, i)
       await this.assertPortFree(port, name)
-      if (kind === 'api') await this.assertPortFree(metricsPort, `${name} /metrics`)
+      if (metricsPort !== port) await this.assertPortFree(metricsPort, `${name} /metrics`)
       const logFile = join(this.logsDir, `${name}.log`)
-      const entry = kind === 'api' ? 'service/server.ts' : 'worker/main.ts'
       this.say(
-        `==> ${name}: starting on port ${port}${kind === 'api' ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}${rel ? ` from ${rel.sha.slice(0, 12)}` : ''}`,
+        `==> ${name}: starting on port ${port}${metricsPort !== port ? ` (metrics ${metricsPort})` : ''}${Object.keys(env).length ? ` with ${fmtEnv(env)}` : ''}${rel ? ` from ${rel.sha.slice(0, 12)}` : ''}`,
       )
-      const pid = startDetached({
+      const cmd = row.command!(c, i)
+      const id = startDetached({
         name,
-        argv: [process.execPath, '--import', `./${INSTRUMENTATION}`, entry],
-        env: { ...this.appEnv(s, kind, i, env), ...(rel ? { OPSDRILL_VERSION: rel.sha } : {}) },
+        argv: cmd.argv,
+        env: { ...cmd.env, ...env, ...(rel ? { OPSDRILL_VERSION: rel.sha } : {}) },
         cwd: rel?.dir ?? ROOT,
         logFile,
       })
       s.parts[name] = {
         name,
         kind,
-        pid,
+        ...id,
         port,
         metricsPort,
         logFile,
@@ -571,8 +407,8 @@ export class Stack {
       this.save(s)
       const t0 = Date.now()
       starting.push(
-        waitHealthy(name, this.probeFor(kind, port, metricsPort), { pid, timeoutMs: 60_000, logFile }).then(() =>
-          this.say(`    ${name}: ready (pid ${pid}, ${Date.now() - t0} ms)`),
+        waitHealthy(name, row.probe!(c, port, metricsPort), { pid: id, timeoutMs: row.timeoutMs, logFile }).then(() =>
+          this.say(`    ${name}: ready (pid ${id.pid}, ${Date.now() - t0} ms)`),
         ),
       )
     }
@@ -580,7 +416,7 @@ export class Stack {
   }
 
   private async stopReplica(s: State, part: Part): Promise<void> {
-    const how = await stopPid(part.pid, APP_STOP_GRACE_MS)
+    const how = await stopPid(part, rowOf(part.name)!.graceMs)
     this.say(`==> ${part.name}: stopped (pid ${part.pid}, ${how})`)
     delete s.parts[part.name]
     this.save(s)
@@ -592,32 +428,32 @@ export class Stack {
    * `env` applies to the replicas this call starts (see restartReplica).
    */
   async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
-    const s = this.state()
-    const cfg = this.configs()
-    if (want.api !== undefined) {
-      checkCount('api', want.api, 1)
-      const now = this.replicasOf(s, 'api')
-      await this.startReplicas(s, 'api', range(1, want.api), env)
-      const extra = now.filter((r) => replicaIndex(r.name) > want.api!)
-      await this.setUpstreams(
-        s,
-        cfg,
-        this.replicasOf(s, 'api').filter((r) => !extra.includes(r)),
-      )
-      for (const r of extra) await this.stopReplica(s, r)
-    }
-    if (want.worker !== undefined) {
-      checkCount('worker', want.worker, 0)
-      await this.startReplicas(s, 'worker', range(1, want.worker), env)
-      for (const r of this.replicasOf(s, 'worker').filter((x) => replicaIndex(x.name) > want.worker!)) await this.stopReplica(s, r)
-    }
-    this.writeAllTargets(s, cfg)
+    await this.exclusive('scale', async () => {
+      const s = this.state()
+      if (want.api !== undefined) {
+        checkCount('api', want.api, 1)
+        const now = replicasOf(s, 'api')
+        await this.startReplicas(s, 'api', range(1, want.api), env)
+        const extra = now.filter((r) => replicaIndex(r.name) > want.api!)
+        await this.setUpstreams(
+          s,
+          replicasOf(s, 'api').filter((r) => !extra.includes(r)),
+        )
+        for (const r of extra) await this.stopReplica(s, r)
+      }
+      if (want.worker !== undefined) {
+        checkCount('worker', want.worker, 0)
+        await this.startReplicas(s, 'worker', range(1, want.worker), env)
+        for (const r of replicasOf(s, 'worker').filter((x) => replicaIndex(x.name) > want.worker!)) await this.stopReplica(s, r)
+      }
+      this.writeAllTargets(s)
+    })
   }
 
   /**
    * Restarts one replica, optionally with env overrides that it keeps until the next restart ({} clears them), and
-   * optionally on another release (deploy). Brings back a replica that was killed. Throws when the new process is not
-   * ready within 60 s; an API replica is then taken out of nginx.
+   * optionally on another release (deploy). Brings back a replica that was killed, and one the supervisor gave up on.
+   * Throws when the new process is not ready within 60 s; an API replica is then taken out of nginx.
    *
    * An API replica keeps its port and its place in nginx's upstream list, and nginx is not reloaded: a reload makes
    * the old nginx workers close their client keep-alive connections, and a POST racing that close is lost (k6 status 0,
@@ -627,68 +463,148 @@ export class Stack {
    * restart never stops the next replica while this one is still held out after its refused connections.
    */
   async restartReplica(name: string, env?: Record<string, string>, release?: Release): Promise<Part> {
-    const s = this.state()
-    const part = s.parts[name]
     const m = name.match(/^(api|worker)-(\d+)$/)
     if (!m) throw new StackError(`${name} is not a replica: use api-<n> or worker-<n> (see \`npm run stack -- status\`)`)
-    const kind = m[1] as 'api' | 'worker'
+    const kind = m[1] as Replicated
     const index = Number(m[2])
-    const cfg = this.configs()
-    if (part) await this.stopReplica(s, part)
-    try {
-      await this.startReplicas(s, kind, [index], env ?? part?.env ?? {}, release)
-    } catch (err) {
-      const others = this.replicasOf(s, 'api').filter((r) => r.name !== name)
-      if (kind === 'api' && others.length > 0) await this.setUpstreams(s, cfg, others)
-      throw err
-    }
-    if (kind === 'api') {
-      // Back in the list if a failed start took it out.
-      await this.setUpstreams(s, cfg, this.replicasOf(s, 'api'))
-      await this.untilNginxRoutesTo(s, s.parts[name]!)
-    }
-    this.writeAllTargets(s, cfg)
-    return s.parts[name]!
+    return this.exclusive(`restart ${name}`, async () => {
+      const s = this.state()
+      const part = s.parts[name]
+      if (part) await this.stopReplica(s, part)
+      try {
+        await this.startReplicas(s, kind, [index], env ?? part?.env ?? {}, release)
+      } catch (err) {
+        const others = replicasOf(s, 'api').filter((r) => r.name !== name)
+        if (kind === 'api' && others.length > 0) await this.setUpstreams(s, others)
+        throw err
+      }
+      if (kind === 'api') {
+        // Back in the list if a failed start took it out.
+        await this.setUpstreams(s, replicasOf(s, 'api'))
+        await this.untilNginxRoutesTo(s, s.parts[name]!)
+      }
+      this.writeAllTargets(s)
+      return s.parts[name]!
+    })
   }
 
   /**
    * Restarts every replica of a kind at once with the given env overrides ({} clears them). Faster than one by one,
    * but API replicas are all down for a moment: for use between load runs, not under traffic (restartReplica is).
    */
-  async restartAll(kind: 'api' | 'worker', env: Record<string, string>): Promise<void> {
-    const s = this.state()
-    const parts = this.replicasOf(s, kind)
-    await Promise.all(parts.map((p) => stopPid(p.pid, APP_STOP_GRACE_MS)))
-    for (const p of parts) delete s.parts[p.name]
-    this.save(s)
-    this.say(`==> ${parts.map((p) => p.name).join(', ')}: stopped`)
-    await this.startReplicas(
-      s,
-      kind,
-      parts.map((p) => replicaIndex(p.name)),
-      env,
-    )
-    if (kind === 'api') await this.reloadNginx(s)
-    this.writeAllTargets(s, this.configs())
+  async restartAll(kind: Replicated, env: Record<string, string>): Promise<void> {
+    await this.exclusive(`restart all ${kind}`, async () => {
+      const s = this.state()
+      const parts = replicasOf(s, kind)
+      await Promise.all(parts.map((p) => stopPid(p, rowOf(kind)!.graceMs)))
+      for (const p of parts) delete s.parts[p.name]
+      this.save(s)
+      this.say(`==> ${parts.map((p) => p.name).join(', ')}: stopped`)
+      await this.startReplicas(
+        s,
+        kind,
+        parts.map((p) => replicaIndex(p.name)),
+        env,
+      )
+      if (kind === 'api') await this.reloadNginx(s)
+      this.writeAllTargets(s)
+    })
   }
 
   /** Sets the release that replicas started from now on run (scale, up after a crash); undefined: the checkout. */
-  setRelease(release: Release | undefined): void {
-    const s = this.state()
-    if (release) s.release = release
-    else delete s.release
-    this.save(s)
+  async setRelease(release: Release | undefined): Promise<void> {
+    await this.exclusive('set release', async () => {
+      const s = this.state()
+      if (release) s.release = release
+      else delete s.release
+      this.save(s)
+    })
   }
 
-  /** Sends a signal to a recorded process (drills: SIGKILL a replica mid-run, SIGSTOP to freeze one). */
-  kill(name: string, sig: NodeJS.Signals = 'SIGKILL'): void {
-    const part = this.state().parts[name]
-    if (!part) throw new StackError(`no process named ${name} in this stack (see \`npm run stack -- status\`)`)
-    signal(part.pid, sig)
+  /**
+   * Sends a signal to a recorded process (drills: SIGKILL a replica mid-run, SIGSTOP to freeze one). A replica that
+   * exits is a crash: the supervisor restarts it, unless `stayDown` holds it down until the next restart or up.
+   */
+  async kill(name: string, sig: NodeJS.Signals = 'SIGKILL', opts: { stayDown?: boolean } = {}): Promise<boolean> {
+    const signalIt = async () => {
+      const s = this.state()
+      const part = s.parts[name]
+      if (!part) throw new StackError(`no process named ${name} in this stack (see \`npm run stack -- status\`)`)
+      if (opts.stayDown) {
+        part.held = true
+        this.save(s)
+      }
+      return signal(part, sig)
+    }
+    // A signal alone changes nothing recorded; holding a replica down does.
+    return opts.stayDown ? this.exclusive(`hold ${name}`, signalIt) : signalIt()
   }
+
+  // ------------------------------------------------------------------ supervision
+
+  /**
+   * The supervisor's restart of a crashed replica (supervisor.ts), as `restart: unless-stopped` or a kubelet would:
+   * only if `seen` is still its record and still gone. A failed restart backs off (1, 2, 4, 8 s); after
+   * CRASH_LOOP_LIMIT in a row the replica is left down as a crash loop, which `status` reports.
+   */
+  async revive(seen: Part): Promise<void> {
+    await this.exclusive(`supervisor: restart ${seen.name}`, async () => {
+      const before = this.readState()?.parts[seen.name]
+      if (!before || before.pid !== seen.pid || alive(before) || before.held || before.crashLoop) return
+      this.say(`==> ${seen.name}: pid ${seen.pid} is gone; restarting it (restart ${(before.restarts ?? 0) + 1})`)
+      // Right after a SIGKILL the kernel may still hold the dead process's listening port for a moment.
+      const until = Date.now() + 5000
+      while (Date.now() < until && (await probeOk({ port: before.port }))) await sleep(100)
+      let failure: string | undefined
+      await this.restartReplica(seen.name).catch((err: Error) => (failure = err.message))
+      const s = this.state()
+      // A start that failed before it spawned (a port still held) leaves no record: keep the old one to try again.
+      const now = s.parts[seen.name] ?? (failure === undefined ? undefined : (s.parts[seen.name] = { ...before }))
+      if (!now) return
+      if (failure === undefined) {
+        Object.assign(now, { restarts: (before.restarts ?? 0) + 1 })
+        this.say(`    ${seen.name}: restarted by the supervisor (pid ${now.pid})`)
+      } else {
+        const failed = (before.failedStarts ?? 0) + 1
+        Object.assign(now, { restarts: before.restarts ?? 0, failedStarts: failed })
+        if (failed >= CRASH_LOOP_LIMIT) {
+          now.crashLoop = `${failed} restarts in a row failed, the last: ${failure}`
+          this.say(`    ${seen.name}: crash loop, left down: ${now.crashLoop} (\`npm run stack -- restart ${seen.name}\` tries again)`)
+        } else {
+          now.nextTryAt = Date.now() + BACKOFF_MS * 2 ** (failed - 1)
+          this.say(`    ${seen.name}: restart ${failed} failed (${failure}); next try in ${BACKOFF_MS * 2 ** (failed - 1)} ms`)
+        }
+      }
+      this.save(s)
+    })
+  }
+
+  /**
+   * After a crash of `before` (a drill's kill): returns the replica the supervisor started in its place, once it is
+   * back in service; fails when the supervisor is not running or gave up on it.
+   */
+  async revived(before: Part, timeoutMs = 90_000): Promise<Part> {
+    const until = Date.now() + timeoutMs
+    for (;;) {
+      const parts = this.readState()?.parts ?? {}
+      const now = parts[before.name]
+      if (now && now.pid !== before.pid && (now.restarts ?? 0) > (before.restarts ?? 0) && alive(now)) return now
+      if (now?.crashLoop) throw new StackError(`${before.name} is in a crash loop: ${now.crashLoop}`)
+      if (!alive(parts.supervisor))
+        throw new StackError(`no supervisor runs for the stack in ${this.dir} to restart ${before.name}: run \`npm run stack -- up\``)
+      if (Date.now() > until)
+        throw new StackError(
+          `the supervisor did not bring ${before.name} back within ${timeoutMs / 1000} s: see ${join(this.logsDir, 'supervisor.log')}`,
+        )
+      await sleep(100)
+    }
+  }
+
+  // ------------------------------------------------------------------ nginx and Prometheus
 
   private nginxTest(): void {
     const cfg = this.configs()
+    mkdirSync(join(this.dir, 'nginx'), { recursive: true })
     const res = spawnSync('nginx', ['-t', '-q', '-p', `${join(this.dir, 'nginx')}/`, '-c', cfg.nginxConf, '-e', 'stderr'], {
       encoding: 'utf8',
       // The config logs to /dev/stdout, which cannot be opened on the socket Node gives a child for a pipe.
@@ -698,9 +614,9 @@ export class Stack {
   }
 
   /** Writes nginx's upstream list of API replicas and reloads nginx when the list changed. */
-  private async setUpstreams(s: State, cfg: ConfigPaths, apis: Part[]): Promise<void> {
+  private async setUpstreams(s: State, apis: Part[]): Promise<void> {
     const changed = writeUpstreams(
-      cfg.upstreamFile,
+      this.configs().upstreamFile,
       apis.map((r) => r.port),
     )
     if (changed) await this.reloadNginx(s)
@@ -711,7 +627,7 @@ export class Stack {
    * nginx holds a replica out for fail_timeout (5 s, targets.ts) and then tries it again.
    */
   private async untilNginxRoutesTo(s: State, part: Part): Promise<void> {
-    if (!s.parts.nginx || !alive(s.parts.nginx.pid)) return
+    if (!alive(s.parts.nginx)) return
     const want = `127.0.0.1:${part.port}`
     const t0 = Date.now()
     while (Date.now() - t0 < 15_000) {
@@ -730,9 +646,9 @@ export class Stack {
   /** Graceful reload: new workers take new connections, old ones finish what they serve, then exit. */
   private async reloadNginx(s: State): Promise<void> {
     const nginx = s.parts.nginx
-    if (!nginx || !alive(nginx.pid)) return
+    if (!nginx || !alive(nginx)) return
     this.nginxTest()
-    signal(nginx.pid, 'SIGHUP')
+    signal(nginx, 'SIGHUP')
     // Callers stop a replica the old workers still knew: wait until those workers have finished their requests and
     // exited, so none of their keep-alive connections to it is reused mid-shutdown (a POST on such a connection
     // fails without a retry). Bounded; at least 1 s for the master to start the new workers.
@@ -741,24 +657,20 @@ export class Stack {
     while (Date.now() < until && oldNginxWorkers(nginx.pid) > 0) await sleep(200)
   }
 
-  private writeAllTargets(s: State, cfg: ConfigPaths): void {
-    const p = this.ports
-    const at = (port: number, replica: string): Target => ({ address: `127.0.0.1:${port}`, replica })
+  /** Prometheus's file_sd lists, from the table's scrape column. */
+  private writeAllTargets(s: State): void {
+    const cfg = this.configs()
+    const jobs = new Map<PrometheusJob, Target[]>()
+    for (const row of PARTS.filter((r) => r.scrape)) {
+      const list = jobs.get(row.scrape!.job) ?? []
+      const instances = row.replicas
+        ? replicasOf(s, row.kind as Replicated).map((r) => [r.name, replicaIndex(r.name)] as const)
+        : [[row.name, 0] as const]
+      for (const [replica, i] of instances) list.push({ address: `127.0.0.1:${row.scrape!.port(this.ports, i)}`, replica })
+      jobs.set(row.scrape!.job, list)
+    }
     mkdirSync(cfg.targetsDir, { recursive: true })
-    writeTargets(
-      cfg.targetsDir,
-      'opsdrill-api',
-      this.replicasOf(s, 'api').map((r) => at(r.metricsPort!, r.name)),
-    )
-    writeTargets(
-      cfg.targetsDir,
-      'opsdrill-worker',
-      this.replicasOf(s, 'worker').map((r) => at(r.metricsPort!, r.name)),
-    )
-    writeTargets(cfg.targetsDir, 'postgres', [at(p.postgresExporter, 'postgres-exporter')])
-    writeTargets(cfg.targetsDir, 'redis', [at(p.redisExporter, 'redis-exporter'), at(p.redisCacheExporter, 'redis-cache-exporter')])
-    writeTargets(cfg.targetsDir, 'prometheus', [at(p.prometheus, 'prometheus')])
-    writeTargets(cfg.targetsDir, 'alertmanager', [at(p.alertmanager, 'alertmanager')])
+    for (const [job, targets] of jobs) writeTargets(cfg.targetsDir, job, targets)
   }
 
   // ------------------------------------------------------------------ status and down
@@ -768,7 +680,8 @@ export class Stack {
     if (!s) return []
     return Promise.all(
       Object.values(s.parts).map(async (part) => {
-        const running = alive(part.pid)
+        const running = alive(part)
+        const probe = rowOf(part.name)?.probe?.(this.ctx(s), part.port, part.metricsPort ?? part.port)
         return {
           name: part.name,
           kind: part.kind,
@@ -776,78 +689,45 @@ export class Stack {
           port: part.port,
           running,
           // 3 s, not waitHealthy's 1 s per try: this is one try, and an exporter's /metrics runs queries before answering.
-          healthy: running && (await probeOk(this.healthProbe(part), 3000)),
+          healthy: running && (!probe || (await probeOk(probe, 3000))),
           logFile: part.logFile,
           ...(part.release ? { release: part.release } : {}),
+          restarts: part.restarts ?? 0,
+          ...(part.crashLoop ? { crashLoop: part.crashLoop } : {}),
         }
       }),
     )
   }
 
-  private healthProbe(part: Part): Probe {
-    const p = this.ports
-    switch (part.kind) {
-      case 'api':
-      case 'worker':
-        return this.probeFor(part.kind, part.port, part.metricsPort!)
-      case 'nginx':
-        return { http: `http://127.0.0.1:${p.nginxStatus}/nginx_status` }
-      case 'prometheus':
-        return { http: `${this.prometheusUrl}/-/ready` }
-      case 'alertmanager':
-        return { http: `${this.alertmanagerUrl}/-/ready` }
-      case 'toxiproxy':
-        return { http: `${this.toxiproxyUrl}/version` }
-      case 'postgres-exporter':
-      case 'redis-exporter':
-        return { http: `http://127.0.0.1:${part.port}/metrics` }
-      case 'postgres':
-      case 'redis':
-        return { port: part.port }
-    }
-  }
-
-  /** Stops every process `up` started (recorded pids, newest first), then forgets them. Safe to call twice. */
+  /** The generic stop: every process `up` started, in the reverse of the start order, then forgets them. Safe to call twice. */
   async down(): Promise<string[]> {
-    const s = this.readState()
-    if (!s) {
+    if (!this.readState()) {
       this.say(`nothing to stop: no stack state in ${this.dir}`)
       return []
     }
-    const stopped: string[] = []
-    const order: PartKind[] = [
-      'nginx',
-      'api',
-      'worker',
-      'alertmanager',
-      'prometheus',
-      'postgres-exporter',
-      'redis-exporter',
-      'toxiproxy',
-      'redis',
-      'postgres',
-    ]
-    for (const kind of order) {
-      const parts = Object.values(s.parts).filter((p) => p.kind === kind)
-      await Promise.all(
-        parts.map(async (part) => {
-          // Postgres is stopped by pg_ctl (clean shutdown, waits until the postmaster exits), the rest by pid.
-          const pgRunning = kind === 'postgres' && alive(part.pid)
-          if (pgRunning) stopPostgres(join(this.dir, 'postgres'))
-          const how = pgRunning
-            ? 'pg_ctl -m fast'
-            : await stopPid(part.pid, kind === 'api' || kind === 'worker' ? APP_STOP_GRACE_MS : TOOL_STOP_GRACE_MS)
-          this.say(`==> ${part.name}: ${how === 'gone' ? 'was not running' : `stopped (pid ${part.pid}, ${how})`}`)
-          stopped.push(part.name)
-          delete s.parts[part.name]
-          this.save(s)
-        }),
-      )
-    }
-    const cfg = this.configs()
-    removeTargets(cfg.targetsDir)
-    rmSync(cfg.upstreamFile, { force: true })
-    rmSync(this.stateFile, { force: true })
+    const stopped = await this.exclusive('down', async () => {
+      const s = this.state()
+      const stopped: string[] = []
+      const c = this.ctx(s)
+      for (const row of startOrder().reverse()) {
+        const parts = Object.values(s.parts).filter((p) => rowOf(p.name) === row)
+        await Promise.all(
+          parts.map(async (part) => {
+            const running = alive(part)
+            const how = running && row.stop ? row.stop(c) : await stopPid(part, row.graceMs)
+            this.say(`==> ${part.name}: ${!running || how === 'gone' ? 'was not running' : `stopped (pid ${part.pid}, ${how})`}`)
+            stopped.push(part.name)
+            delete s.parts[part.name]
+            this.save(s)
+          }),
+        )
+      }
+      const cfg = this.configs()
+      removeTargets(cfg.targetsDir)
+      rmSync(cfg.upstreamFile, { force: true })
+      rmSync(this.stateFile, { force: true })
+      return stopped
+    })
     this.say(`stack in ${this.dir} is down (${stopped.length} processes stopped)`)
     return stopped
   }
@@ -866,13 +746,10 @@ export class Stack {
   }
 }
 
-async function waitForFile(file: string, timeoutMs: number): Promise<string> {
-  const until = Date.now() + timeoutMs
-  while (!existsSync(file)) {
-    if (Date.now() > until) throw new StackError(`${file} did not appear within ${timeoutMs} ms`)
-    await sleep(50)
-  }
-  return readFileSync(file, 'utf8')
+function replicasOf(s: State | undefined, kind: Replicated): Part[] {
+  return Object.values(s?.parts ?? {})
+    .filter((p) => p.kind === kind)
+    .sort((a, b) => replicaIndex(a.name) - replicaIndex(b.name))
 }
 
 /** nginx workers of the previous configuration still draining after a reload. */

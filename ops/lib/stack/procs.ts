@@ -1,10 +1,10 @@
 // Process supervision for the native stack: start detached with a log file, check, stop by pid with a bound,
 // wait for health, and say which process holds a busy port.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, openSync, closeSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { portOpen } from '../localdb.ts'
+import { createConnection } from 'node:net'
 
 export interface StartSpec {
   name: string
@@ -14,8 +14,8 @@ export interface StartSpec {
   logFile: string
 }
 
-/** Starts argv detached (own process group, survives this CLI), stdout+stderr appended to logFile; returns the pid. */
-export function startDetached(spec: StartSpec): number {
+/** Starts argv detached (own process group, survives this CLI), stdout+stderr appended to logFile; returns its identity. */
+export function startDetached(spec: StartSpec): ProcId {
   mkdirSync(dirname(spec.logFile), { recursive: true })
   const fd = openSync(spec.logFile, 'a')
   try {
@@ -28,43 +28,85 @@ export function startDetached(spec: StartSpec): number {
     if (child.pid === undefined)
       throw new Error(`${spec.name}: could not start ${spec.argv[0]} (is it installed? run ops/stack up, which installs it)`)
     child.unref()
-    return child.pid
+    // Read at once: the child is ours until this process exits, so even one that already exited is not yet reaped.
+    return identify(child.pid) ?? { pid: child.pid }
   } finally {
     closeSync(fd)
   }
 }
 
-export function alive(pid: number | undefined): boolean {
-  if (!pid) return false
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  // A zombie (exited, not yet reaped by its parent) still answers kill(0).
-  const stat = spawnSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim()
-  return stat !== '' && !stat.startsWith('Z')
+/**
+ * A process as this machine knows it: its pid, and when it started (field 22 of /proc/<pid>/stat, clock ticks since
+ * boot) on which boot. A recorded pid outlives its process (state.json survives reboots, and the kernel reuses pids):
+ * only a process with the same start time on the same boot is the one that was recorded.
+ */
+export interface ProcId {
+  pid: number
+  startTime?: number
+  bootId?: string
 }
 
-/** SIGTERM, then SIGKILL when the process outlives graceMs. Resolves once it is gone. */
-export async function stopPid(pid: number | undefined, graceMs: number): Promise<'gone' | 'terminated' | 'killed'> {
-  if (!alive(pid)) return 'gone'
-  signal(pid!, 'SIGTERM')
+let bootIdCache: string | undefined
+function bootId(): string {
+  bootIdCache ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+  return bootIdCache
+}
+
+/** Field 3 (state) and field 22 (starttime) of /proc/<pid>/stat; the name (field 2) may hold spaces and parentheses. */
+function stat(pid: number): { state: string; startTime: number } | undefined {
+  let line: string
+  try {
+    line = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return undefined
+  }
+  const rest = line.slice(line.lastIndexOf(')') + 2).split(' ')
+  return { state: rest[0]!, startTime: Number(rest[19]) }
+}
+
+/** The identity of a running process (not a zombie), to record when it is started; undefined when it is gone. */
+export function identify(pid: number | undefined): ProcId | undefined {
+  if (!pid) return undefined
+  const st = stat(pid)
+  if (!st || st.state === 'Z') return undefined
+  return { pid, startTime: st.startTime, bootId: bootId() }
+}
+
+/**
+ * True while the process runs and is not a zombie. Given a recorded identity, only when the pid is still that process:
+ * a record without a start time, or one of another boot, is stale and reads as gone.
+ */
+export function alive(p: number | ProcId | undefined): boolean {
+  if (p === undefined) return false
+  const id = typeof p === 'number' ? { pid: p } : p
+  if (!id.pid || !Number.isInteger(id.pid) || id.pid <= 0) return false
+  const st = stat(id.pid)
+  if (!st || st.state === 'Z') return false
+  if (typeof p === 'number') return true
+  return id.startTime === st.startTime && id.bootId === bootId()
+}
+
+/** SIGTERM, then SIGKILL when the process outlives graceMs. Resolves once it is gone; a stale record is never signalled. */
+export async function stopPid(p: ProcId | undefined, graceMs: number): Promise<'gone' | 'terminated' | 'killed'> {
+  if (!p || !signal(p, 'SIGTERM')) return 'gone'
   const until = Date.now() + graceMs
   while (Date.now() < until) {
-    if (!alive(pid)) return 'terminated'
+    if (!alive(p)) return 'terminated'
     await sleep(50)
   }
-  signal(pid!, 'SIGKILL')
-  while (alive(pid)) await sleep(20)
+  signal(p, 'SIGKILL')
+  while (alive(p)) await sleep(20)
   return 'killed'
 }
 
-export function signal(pid: number, sig: NodeJS.Signals): void {
+/** Sends sig only when the process is still the recorded one; false when it is gone (or the pid now names another). */
+export function signal(p: ProcId, sig: NodeJS.Signals): boolean {
+  if (!alive(p)) return false
   try {
-    process.kill(pid, sig)
+    process.kill(p.pid, sig)
+    return true
   } catch {
-    /* already gone */
+    return false
   }
 }
 
@@ -86,6 +128,14 @@ export async function httpStatus(url: string, timeoutMs = 1000): Promise<number 
   }
 }
 
+export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ port, host })
+    s.once('connect', () => (s.destroy(), resolve(true)))
+    s.once('error', () => resolve(false))
+  })
+}
+
 export type Probe = { http: string } | { port: number }
 
 /** One health check; an HTTP probe waits timeoutMs for the answer. */
@@ -94,7 +144,7 @@ export async function probeOk(probe: Probe, timeoutMs = 1000): Promise<boolean> 
 }
 
 /** Waits until probe answers; fails early when pid dies, naming its log. */
-export async function waitHealthy(name: string, probe: Probe, opts: { pid?: number; timeoutMs: number; logFile?: string }): Promise<void> {
+export async function waitHealthy(name: string, probe: Probe, opts: { pid?: ProcId; timeoutMs: number; logFile?: string }): Promise<void> {
   const until = Date.now() + opts.timeoutMs
   while (Date.now() < until) {
     if (await probeOk(probe)) return
