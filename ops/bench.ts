@@ -26,6 +26,7 @@ import { Redis } from 'ioredis'
 import { hash } from '@node-rs/argon2'
 import { migrate } from '../common/migrate.ts'
 import { startPostgres, startRedis, waitForPort } from './lib/localdb.ts'
+import { serverCpuSeconds } from './lib/cpu.ts'
 import { scrape, sumMetric } from './lib/drills/client.ts'
 import { WRK_THREADS, autocannonAtRate, wrk, type Sample } from './bench/generators.ts'
 import { startTrivialServer } from './bench/trivial.ts'
@@ -44,7 +45,12 @@ const TRIVIAL_PORT = 4817
 const SINK_PORT = 4818
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
 
-interface Row extends Sample {
+interface Measured extends Sample {
+  /** CPU microseconds the server (with its child processes) spent per answered request: steadier than req/s on a shared box. */
+  cpuUs: number
+}
+
+interface Row extends Measured {
   name: string
   /** Lowest and highest req/s over the rounds. */
   spread: [number, number]
@@ -53,6 +59,8 @@ interface Row extends Sample {
 interface Case {
   name: string
   port: number
+  /** The server process whose CPU is counted. */
+  pid: number
   paths: string[]
   headers?: Record<string, string>
   /** A fixed request rate (autocannon CLI, open model); saturation with wrk when unset. */
@@ -106,9 +114,11 @@ async function stop(child: ChildProcess) {
   await Promise.race([exited, sleep(15000).then(() => child.kill('SIGKILL'))])
 }
 
-const measure = (c: Case, seconds: number): Promise<Sample> => {
+async function measure(c: Case, seconds: number): Promise<Measured> {
   const load = { url: `http://127.0.0.1:${c.port}`, paths: c.paths, headers: c.headers, connections: CONNECTIONS, seconds }
-  return c.rate ? autocannonAtRate(load, c.rate) : wrk(load)
+  const cpu0 = serverCpuSeconds(c.pid)
+  const s = await (c.rate ? autocannonAtRate(load, c.rate) : wrk(load))
+  return { ...s, cpuUs: Math.round(((serverCpuSeconds(c.pid) - cpu0) * 1e7) / Math.max(1, s.ok)) / 10 }
 }
 
 const median = (xs: number[]) => {
@@ -120,14 +130,14 @@ const median = (xs: number[]) => {
 /** Warms every case up, then measures them in interleaved rounds; each row is the median of its rounds. */
 async function interleaved(cases: Case[], between: () => Promise<unknown>): Promise<Row[]> {
   for (const c of cases) await measure(c, WARMUP)
-  const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]))
+  const samples = new Map<string, Measured[]>(cases.map((c) => [c.name, []]))
   for (let round = 1; round <= ROUNDS; round++) {
     // Every other round runs the rows in reverse, so no row always follows the same neighbour.
     for (const c of round % 2 ? cases : [...cases].reverse()) {
       const s = await measure(c, DURATION)
       samples.get(c.name)!.push(s)
       log(
-        `round ${round}/${ROUNDS} ${c.name}: ${s.rps} req/s, p99 ${s.p99} ms${s.errors || s.non2xx3xx ? `, ${s.errors} errors, ${s.non2xx3xx} bad statuses` : ''}`,
+        `round ${round}/${ROUNDS} ${c.name}: ${s.rps} req/s, ${s.cpuUs} µs CPU/request, p99 ${s.p99} ms${s.errors || s.non2xx3xx ? `, ${s.errors} errors, ${s.non2xx3xx} bad statuses` : ''}`,
       )
     }
     await between()
@@ -141,6 +151,7 @@ async function interleaved(cases: Case[], between: () => Promise<unknown>): Prom
       ok: xs.reduce((n, x) => n + x.ok, 0),
       p50: median(xs.map((x) => x.p50)),
       p99: median(xs.map((x) => x.p99)),
+      cpuUs: median(xs.map((x) => x.cpuUs)),
       errors: xs.reduce((n, x) => n + x.errors, 0),
       non2xx3xx: xs.reduce((n, x) => n + x.non2xx3xx, 0),
       spread: [Math.min(...rps), Math.max(...rps)],
@@ -210,13 +221,14 @@ let rows: Row[]
 let workerOnly: Ingestion
 let endToEnd: Ingestion & { redirect: Row }
 try {
-  children.push(startTrivialServer(resolve(ROOT, '.run/bench/nginx'), TRIVIAL_PORT))
-  children.push(start(['ops/bench/ceiling.ts'], { PORT: String(PORT) }))
-  children.push(await startApi(PORT + 1, { ...obsOff, CACHE_ENABLED: 'true' }, false))
-  children.push(await startApi(PORT + 2, { ...obsOff, CACHE_ENABLED: 'false' }, false))
-  children.push(await startApi(PORT + 3, obsOn, true))
-  children.push(await startApi(PORT + 4, { ...obsOn, LOG_LEVEL: 'warn' }, true))
-  children.push(await startApi(PORT + 5, { ...obsOn, LOG_SLOW_REQUEST_MS: '0' }, true))
+  const pid = (c: ChildProcess) => (children.push(c), c.pid!)
+  const trivial = pid(startTrivialServer(resolve(ROOT, '.run/bench/nginx'), TRIVIAL_PORT))
+  const bare = pid(start(['ops/bench/ceiling.ts'], { PORT: String(PORT) }))
+  const off = pid(await startApi(PORT + 1, { ...obsOff, CACHE_ENABLED: 'true' }, false))
+  const uncached = pid(await startApi(PORT + 2, { ...obsOff, CACHE_ENABLED: 'false' }, false))
+  const on = pid(await startApi(PORT + 3, obsOn, true))
+  const logsOff = pid(await startApi(PORT + 4, { ...obsOn, LOG_LEVEL: 'warn' }, true))
+  const allLogged = pid(await startApi(PORT + 5, { ...obsOn, LOG_SLOW_REQUEST_MS: '0' }, true))
   await waitForPort(PORT, 10000, 'the ceiling server')
   await waitForPort(TRIVIAL_PORT, 10000, 'the trivial server (nginx)')
   const res = await fetch(`http://127.0.0.1:${PORT + 1}/api/v1/auth/login`, {
@@ -228,15 +240,15 @@ try {
   const pgRoute = [`/api/v1/links/${linkIds[0]}`]
   rows = await interleaved(
     [
-      { name: "generator's limit: wrk against nginx returning a constant 302", port: TRIVIAL_PORT, paths: ['/'] },
-      { name: 'ceiling: bare Fastify constant', port: PORT, paths: ['/'] },
-      { name: 'redirect, cache on, observability off', port: PORT + 1, paths: hot },
-      { name: 'pg route GET /api/v1/links/:id, observability off', port: PORT + 1, paths: pgRoute, headers: auth },
-      { name: 'redirect, cache off, observability off', port: PORT + 2, paths: hot },
-      { name: 'redirect, cache on, observability on', port: PORT + 3, paths: hot },
-      { name: 'pg route GET /api/v1/links/:id, observability on', port: PORT + 3, paths: pgRoute, headers: auth },
-      { name: 'redirect, observability on, request logs off (LOG_LEVEL=warn)', port: PORT + 4, paths: hot },
-      { name: 'redirect, observability on, every request logged (LOG_SLOW_REQUEST_MS=0)', port: PORT + 5, paths: hot },
+      { name: "generator's limit: wrk against nginx returning a constant 302", port: TRIVIAL_PORT, pid: trivial, paths: ['/'] },
+      { name: 'ceiling: bare Fastify constant', port: PORT, pid: bare, paths: ['/'] },
+      { name: 'redirect, cache on, observability off', port: PORT + 1, pid: off, paths: hot },
+      { name: 'pg route GET /api/v1/links/:id, observability off', port: PORT + 1, pid: off, paths: pgRoute, headers: auth },
+      { name: 'redirect, cache off, observability off', port: PORT + 2, pid: uncached, paths: hot },
+      { name: 'redirect, cache on, observability on', port: PORT + 3, pid: on, paths: hot },
+      { name: 'pg route GET /api/v1/links/:id, observability on', port: PORT + 3, pid: on, paths: pgRoute, headers: auth },
+      { name: 'redirect, observability on, request logs off (LOG_LEVEL=warn)', port: PORT + 4, pid: logsOff, paths: hot },
+      { name: 'redirect, observability on, every request logged (LOG_SLOW_REQUEST_MS=0)', port: PORT + 5, pid: allLogged, paths: hot },
     ],
     trimClicks,
   )
@@ -249,10 +261,10 @@ try {
   rows.push(
     ...(await interleaved(
       [
-        { name: `redirect at ${redirectRate} req/s, observability off`, port: PORT + 1, paths: hot, rate: redirectRate },
-        { name: `redirect at ${redirectRate} req/s, observability on`, port: PORT + 3, paths: hot, rate: redirectRate },
-        { name: `pg route at ${pgRate} req/s, observability off`, port: PORT + 1, paths: pgRoute, headers: auth, rate: pgRate },
-        { name: `pg route at ${pgRate} req/s, observability on`, port: PORT + 3, paths: pgRoute, headers: auth, rate: pgRate },
+        { name: `redirect at ${redirectRate} req/s, observability off`, port: PORT + 1, pid: off, paths: hot, rate: redirectRate },
+        { name: `redirect at ${redirectRate} req/s, observability on`, port: PORT + 3, pid: on, paths: hot, rate: redirectRate },
+        { name: `pg route at ${pgRate} req/s, observability off`, port: PORT + 1, pid: off, paths: pgRoute, headers: auth, rate: pgRate },
+        { name: `pg route at ${pgRate} req/s, observability on`, port: PORT + 3, pid: on, paths: pgRoute, headers: auth, rate: pgRate },
       ],
       trimClicks,
     )),
@@ -271,11 +283,10 @@ try {
   const seconds = DURATION * 2
   log(`end-to-end: the redirect (observability on) with one worker consuming, ${seconds}s`)
   await resetClicks(servers.dbUrl)
-  const api = await startApi(PORT + 6, { ...obsOn, REDIS_PREFIX: 'benche' }, true)
-  children.push(api)
+  const api = pid(await startApi(PORT + 6, { ...obsOn, REDIS_PREFIX: 'benche' }, true))
   const w2 = startWorker(workerEnv('benche'))
   children.push(w2)
-  await measure({ name: 'warm-up', port: PORT + 6, paths: hot }, WARMUP)
+  await measure({ name: 'warm-up', port: PORT + 6, pid: api, paths: hot }, WARMUP)
   const warmed = async () => {
     const [page] = await scrape([`127.0.0.1:${PORT + 106}`])
     return sumMetric(page!, 'opsdrill_redirects_total', { outcome: 'found' }) - sumMetric(page!, 'opsdrill_clicks_uncounted_total')
@@ -286,7 +297,7 @@ try {
   const clicksBefore = await warmed()
   const t0 = performance.timeOrigin + performance.now()
   const watching = { expected: 0 }
-  const load = measure({ name: 'e2e', port: PORT + 6, paths: hot }, seconds)
+  const load = measure({ name: 'e2e', port: PORT + 6, pid: api, paths: hot }, seconds)
   const stored = watchStored(servers, w2.pid!, () => watching.expected || Infinity, t0, 20_000)
   const s = await load
   await sleep(200)
@@ -350,6 +361,10 @@ const checks: Check[] = [
 /** Figures with no target: what a choice costs, read beside the rows above. */
 const costs = [
   {
+    what: 'server CPU per request: ceiling / redirect (cache on, observability off)',
+    value: ceiling.cpuUs / by('redirect, cache on, observability off').cpuUs,
+  },
+  {
     what: 'request logs: observability on / on with request logs off',
     value: ratio(by('redirect, cache on, observability on'), by('redirect, observability on, request logs off')),
   },
@@ -370,9 +385,11 @@ const ingestion = [
 const md = [
   `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} x ${cpus()[0]?.model} (${Math.round(totalmem() / 2 ** 30)} GiB), Node ${process.version}, wrk with ${WRK_THREADS} thread and ${CONNECTIONS} connections in its own process on the same box (fixed-rate rows: the autocannon CLI), ${ROUNDS} interleaved rounds of ${DURATION} s per row after a ${WARMUP} s warm-up; each figure is the median of the rounds. Traced runs export spans over OTLP/HTTP to a local sink (${Math.round(sink.bytes() / 1024)} KiB received). The generator's own limit is ${generator.rps} req/s; the ceiling is ${(1 / headroom).toFixed(2)} of it.`,
   '',
-  '| run | req/s (median) | req/s (lowest - highest) | p50 ms | p99 ms | errors |',
-  '|---|---:|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.name} | ${r.rps} | ${r.spread[0]} - ${r.spread[1]} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx3xx} |`),
+  '| run | req/s (median) | req/s (lowest - highest) | server CPU µs/request | p50 ms | p99 ms | errors |',
+  '|---|---:|---:|---:|---:|---:|---:|',
+  ...rows.map(
+    (r) => `| ${r.name} | ${r.rps} | ${r.spread[0]} - ${r.spread[1]} | ${r.cpuUs} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx3xx} |`,
+  ),
   '',
   '| click ingestion | clicks expected | stored | lost | seconds | clicks/s | Postgres cores (µs/click) | Redis cores (µs/click) | worker cores (µs/click) |',
   '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
