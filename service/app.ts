@@ -88,11 +88,13 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   app.decorate('shuttingDown', false)
   app.addSchema(LinkSchema)
   app.addSchema(ExportSchema)
-  app.addHook('onSend', async (req, reply) => {
+  // Callback style: an async hook allocates a promise and a microtask on every response.
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id)
     // While draining, end keep-alive connections after their in-flight response: server.close() closes only the
     // connections idle at that moment, so one that finishes later would hold the shutdown until the grace timeout.
     if (app.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   await app.register(errors)

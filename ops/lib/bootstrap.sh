@@ -2,7 +2,7 @@
 # Installs what opsdrill needs on a Debian/Ubuntu machine, skipping what is already there, then puts Node 24 and the
 # Go-built tools on PATH. Sourced by ops/stack, ops/test and .ci/run. Elsewhere it says in one line what to install.
 #   OPSDRILL_NEED="core"      Node 24, npm packages, Postgres, Redis (the default)
-#   OPSDRILL_NEED="full"      plus Prometheus, Alertmanager, exporters, nginx, stress-ng, k6, toxiproxy, linters
+#   OPSDRILL_NEED="full"      plus Prometheus, Alertmanager, exporters, nginx, stress-ng, wrk, k6, toxiproxy, linters
 #   OPSDRILL_NEED="test"      plus Chromium (the screenshot suite) and a Docker engine with Compose when one can be had
 #   OPSDRILL_NEED="docker"    Node 24, npm packages, k6, toxiproxy and a Docker engine with Compose (`ops/stack images`)
 set -euo pipefail
@@ -153,7 +153,7 @@ ensure_core() {
 
 ensure_full() {
   ensure_core
-  apt_install prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter nginx stress-ng
+  apt_install prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter nginx stress-ng wrk
   go_tool k6 "$K6_MODULE"
   go_tool toxiproxy-server "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
   go_tool toxiproxy-cli "github.com/Shopify/toxiproxy/v2/cmd/cli@$TOXIPROXY_VERSION"

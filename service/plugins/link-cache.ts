@@ -68,6 +68,11 @@ export interface LinkCacheOptions {
 }
 
 export interface LinkCache {
+  /**
+   * The code's in-process (L1) entry, without waiting: the target, null for a cached "no such code", undefined when
+   * L1 holds nothing for it (then call resolve). Counted as a lookup when it answers.
+   */
+  cached(code: string): LinkTarget | null | undefined
   resolve(code: string): Promise<LinkTarget | null>
   /**
    * Marks the code's Redis entry with a tombstone of version, so no lookup can cache an older version again. Call it
@@ -145,17 +150,23 @@ export function createLinkCache(db: Db, redis: Redis, subscriber: Redis, opts: L
     return p
   }
 
+  function cached(code: string): LinkTarget | null | undefined {
+    const local = opts.enabled ? l1?.get(code) : undefined
+    if (local === undefined) return undefined
+    metrics.cacheLookups.inc({ result: local === MISSING ? 'negative_hit' : 'l1_hit' })
+    return local === MISSING ? null : local
+  }
+
   return {
+    cached,
+
     async resolve(code) {
       if (!opts.enabled) {
         metrics.cacheLookups.inc({ result: 'bypass' })
         return findTargetByCode(db, code)
       }
-      const local = l1?.get(code)
-      if (local !== undefined) {
-        metrics.cacheLookups.inc({ result: local === MISSING ? 'negative_hit' : 'l1_hit' })
-        return local === MISSING ? null : local
-      }
+      const local = cached(code)
+      if (local !== undefined) return local
       if (inflight.has(code)) return singleFlight(code, true)
       const since = generation
       let raw: string | null = null

@@ -47,17 +47,22 @@ const route: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (req, reply) => {
+    (req, reply) => {
+      const found = (url: string) => {
+        // Helmet's no-referrer suits the API; on the redirect the policy is the product's choice (README, design notes).
+        reply.header('cache-control', 'private, max-age=0').header('referrer-policy', referrerPolicy).redirect(url, 302)
+      }
       // Fastify answers HEAD with this handler too (exposeHeadRoutes): the method tells it apart.
-      const url = await redirect(deps, req.params.code, {
+      const url = redirect(deps, req.params.code, {
         method: req.method,
         purpose: PURPOSE_HEADERS.flatMap((h) => req.headers[h] ?? []),
         referrer: req.headers.referer,
         userAgent: req.headers['user-agent'],
         country: countryOf(req),
       })
-      // Helmet's no-referrer suits the API; on the redirect the policy is the product's choice (README, design notes).
-      return reply.header('cache-control', 'private, max-age=0').header('referrer-policy', referrerPolicy).redirect(url, 302)
+      // An L1 hit is answered without a promise (usecases/redirect.ts): no microtask hop on the hot path.
+      if (typeof url !== 'string') return url.then(found)
+      found(url)
     },
   )
 }

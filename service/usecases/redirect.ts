@@ -7,6 +7,7 @@ import { metrics } from '../../common/metrics.ts'
 import type { ClickJob } from '../../common/queues.ts'
 import { gone, notFound } from '../problems.ts'
 import type { LinkCache } from '../plugins/link-cache.ts'
+import type { LinkTarget } from '../repositories/links.ts'
 import type { ClickBuffer } from '../plugins/queues.ts'
 
 const CODE_RE = /^[A-Za-z0-9_-]{3,32}$/
@@ -44,12 +45,21 @@ export function notAClick(ctx: ClickContext): 'head' | 'prefetch' | 'bot' | null
   return null
 }
 
-export async function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, code: string, ctx: ClickContext): Promise<string> {
+/**
+ * The target URL of a code, recording the click. An L1 cache hit answers synchronously (a string): the hot path then
+ * takes no promise and no microtask hop; anything else answers with a promise.
+ */
+export function redirect(deps: { cache: LinkCache; clicks: ClickBuffer }, code: string, ctx: ClickContext): string | Promise<string> {
   if (!CODE_RE.test(code)) {
     metrics.redirects.inc({ outcome: 'not_found' })
     throw notFound('link')
   }
-  const target = await deps.cache.resolve(code)
+  const hit = deps.cache.cached(code)
+  if (hit !== undefined) return follow(deps, hit, ctx)
+  return deps.cache.resolve(code).then((target) => follow(deps, target, ctx))
+}
+
+function follow(deps: { clicks: ClickBuffer }, target: LinkTarget | null, ctx: ClickContext): string {
   if (!target) {
     metrics.redirects.inc({ outcome: 'not_found' })
     throw notFound('link')

@@ -190,3 +190,23 @@ void t.test(
     )
   },
 )
+
+void t.test('when a code is in the in-process cache, then cached() answers it without waiting, and an edit takes it out', async (t) => {
+  const { app } = await testApp(t)
+  const { auth } = await login(app)
+  const link = await createLinkVia(app, auth, 'https://example.com/l1')
+  t.equal(app.linkCache.cached(link.code), undefined, 'nothing in L1 before the first lookup')
+  t.equal((await app.inject(`/${link.code}`)).headers.location, 'https://example.com/l1')
+  t.equal(app.linkCache.cached(link.code)?.url, 'https://example.com/l1', 'the hot path reads it synchronously')
+  t.equal((await app.inject('/no-such-code')).statusCode, 404)
+  t.equal(app.linkCache.cached('no-such-code'), null, 'a cached "no such code" is null, not undefined')
+  const patched = await app.inject({
+    method: 'PATCH',
+    url: `/api/v1/links/${link.id}`,
+    headers: auth,
+    payload: { url: 'https://example.com/l1b' },
+  })
+  t.equal(patched.statusCode, 200, patched.body)
+  t.equal(app.linkCache.cached(link.code), undefined, 'the edit dropped it from L1')
+  t.equal((await app.inject(`/${link.code}`)).headers.location, 'https://example.com/l1b')
+})
