@@ -105,13 +105,16 @@ export interface CacheSide {
   hitRatio: number
   pgQueriesPerSec: number
   lookups: number
+  /** Redirect p95 and p99 of the run and of its back-to-back repeats (caching(o, repeats)), for the noise. */
+  p95s: number[]
+  p99s: number[]
 }
 export interface CachingResult {
   on: CacheSide
   off: CacheSide
 }
 
-async function cacheSide(o: RunOptions, label: string): Promise<CacheSide> {
+async function cacheSide(o: RunOptions, label: string, repeats: number): Promise<CacheSide> {
   const lookups0 = await freshCounters(o.stack, CACHE_LOOKUPS, 'result')
   const pg0 = await counters(o.stack, PG_BY_CODE, 'operation')
   const run = await scenario('caching', o, { label })
@@ -120,10 +123,22 @@ async function cacheSide(o: RunOptions, label: string): Promise<CacheSide> {
   const total = sum(lookups)
   const hits = (lookups.get('l1_hit') ?? 0) + (lookups.get('redis_hit') ?? 0) + (lookups.get('negative_hit') ?? 0)
   const seconds = Math.max(1, run.end - run.start)
+  const again: Run[] = []
+  for (let i = 1; i < repeats; i++) again.push(await scenario('caching', o, { label: `${label}-${i + 1}` }))
   const ramp = await scenario('caching', o, { label: `${label}-ramp`, env: { RAMP: '1' } })
   const maxRps = maxSustained(ramp.series, REDIRECT_P99_SLO_MS * Number(o.env?.SLO_LATENCY_FACTOR ?? 1))
-  // No lookups, no ratio: NaN fails every comparison a check makes with it.
-  return { run, ramp, maxRps, hitRatio: total ? hits / total : Number.NaN, pgQueriesPerSec: pg / seconds, lookups: total }
+  const redirects = [run, ...again].map((r) => r.figures.redirect ?? { p50: 0, p95: 0, p99: 0 })
+  return {
+    run,
+    ramp,
+    maxRps,
+    // No lookups, no ratio: NaN fails every comparison a check makes with it.
+    hitRatio: total ? hits / total : Number.NaN,
+    pgQueriesPerSec: pg / seconds,
+    lookups: total,
+    p95s: redirects.map((r) => r.p95),
+    p99s: redirects.map((r) => r.p99),
+  }
 }
 
 /** Latency added to every Postgres reply during the caching comparison, as a managed database across a network has. */
@@ -134,7 +149,7 @@ export const CACHING_PG_LATENCY_MS = 20
  * with Postgres behind CACHING_PG_LATENCY_MS of toxiproxy latency: on loopback a Postgres lookup costs about as much
  * as a Redis one, so without it the two p95s differ by run-to-run noise.
  */
-export async function caching(o: RunOptions): Promise<CachingResult> {
+export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult> {
   const say = o.say ?? stdout
   if (o.stack.replicas('api').some((x) => x.env?.CACHE_ENABLED === 'false')) await o.stack.restartAll('api', {})
   const toxiproxy = new Toxiproxy(o.stack.toxiproxyUrl)
@@ -144,10 +159,10 @@ export async function caching(o: RunOptions): Promise<CachingResult> {
     attributes: { latency: CACHING_PG_LATENCY_MS, jitter: 0 },
   })
   try {
-    const on = await cacheSide(o, 'cache-on')
+    const on = await cacheSide(o, 'cache-on', repeats)
     say('==> restarting API replicas with CACHE_ENABLED=false')
     await o.stack.restartAll('api', { CACHE_ENABLED: 'false' })
-    const off = await cacheSide(o, 'cache-off')
+    const off = await cacheSide(o, 'cache-off', repeats)
     return { on, off }
   } finally {
     await toxiproxy.removeToxic('postgres', 'caching-latency')
@@ -369,6 +384,10 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
     lookups: x.lookups,
     pg_qps: r1(x.pgQueriesPerSec),
     rps: r1(x.run.figures.rps),
+    repeat_p95_ms: x.p95s.map(r1),
+    repeat_p99_ms: x.p99s.map(r1),
+    p95_spread: r3(spread(x.p95s)),
+    p99_spread: r3(spread(x.p99s)),
   })
   const caps = (n: number) => s.ramps.filter((r) => r.replicas === n).map((r) => r1(r.capacity))
   const [d1, d2] = s.drains
@@ -418,7 +437,7 @@ export async function report(o: RunOptions): Promise<string> {
   const loadAtStart = loadavg()[0]!
   const runs: [string, Run][] = []
   for (const name of ['smoke', 'average', 'stress', 'spike', 'soak'] as const) runs.push([name, await scenario(name, o)])
-  const c = await caching(o)
+  const c = await caching(o, 2)
   const b = await balancing(o)
   // Two rounds in either form: the spread between them is the run-to-run noise the factor is stated against.
   const s = await scaling(o, 2)
@@ -523,7 +542,7 @@ export async function report(o: RunOptions): Promise<string> {
       return `| cache ${k} | ${x.hit_ratio === null ? 'none (no lookups)' : pct(x.hit_ratio)} | ${x.lookups} | ${x.p95_ms} | ${x.p99_ms} | ${x.max_rps} | ${x.pg_qps} |`
     }),
     '',
-    `Cache off against on: p95 x${(f.caching.off.p95_ms / f.caching.on.p95_ms).toFixed(1)}, p99 x${(f.caching.off.p99_ms / f.caching.on.p99_ms).toFixed(1)}, max throughput within the SLO x${(f.caching.on.max_rps / Math.max(1, f.caching.off.max_rps)).toFixed(2)} for the cache, Postgres lookups x${(f.caching.off.pg_qps / Math.max(0.1, f.caching.on.pg_qps)).toFixed(1)}.`,
+    `Cache off against on: p95 x${(f.caching.off.p95_ms / f.caching.on.p95_ms).toFixed(1)}, p99 x${(f.caching.off.p99_ms / f.caching.on.p99_ms).toFixed(1)}, max throughput within the SLO x${(f.caching.on.max_rps / Math.max(1, f.caching.off.max_rps)).toFixed(2)} for the cache, Postgres lookups x${(f.caching.off.pg_qps / Math.max(0.1, f.caching.on.pg_qps)).toFixed(1)}. Run-to-run noise, from a second run of each side straight after the first: p95 ${f.caching.on.repeat_p95_ms.join(' and ')} ms with the cache on (spread ${(f.caching.on.p95_spread * 100).toFixed(0)}%), ${f.caching.off.repeat_p95_ms.join(' and ')} ms with it off (${(f.caching.off.p95_spread * 100).toFixed(0)}%); p99 ${f.caching.on.repeat_p99_ms.join(' and ')} ms on (${(f.caching.on.p99_spread * 100).toFixed(0)}%), ${f.caching.off.repeat_p99_ms.join(' and ')} ms off (${(f.caching.off.p99_spread * 100).toFixed(0)}%).`,
     '',
     '![caching latency](load-results/caching-latency.svg)',
     '![caching ramp](load-results/caching-ramp.svg)',
