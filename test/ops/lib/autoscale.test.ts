@@ -1,5 +1,6 @@
 // The native autoscaler's rules come from the k8s manifests, and its arithmetic is the HPA's and KEDA's.
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -52,4 +53,20 @@ void t.test('when recommendations change, then up is at once (at most double or 
   t.equal(s.next(30_000, 10, 2), 10, 'a lower recommendation inside the window keeps the highest')
   t.equal(s.next(80_000, 10, 2), 2, 'once the high ones left the window, down to the recommendation')
   t.equal(s.next(95_000, 2, 0), 2, 'never below the minimum')
+})
+
+void t.test('when `npm run stack -- autoscale` gets a bad flag or finds no stack, then it says so in one line and exits 1', async (t) => {
+  const stack = (args: string[]) =>
+    spawnSync(process.execPath, [resolve(import.meta.dirname, '../../../ops/stack.ts'), ...args], {
+      // An offset no suite uses: no stack runs there.
+      env: { PATH: process.env.PATH, OPSDRILL_STACK_PORT_OFFSET: '1499' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    })
+  const bad = stack(['autoscale', '--period', 'x'])
+  t.equal(bad.status, 1)
+  t.equal(bad.stderr, 'stack: cannot read "--period x": expected --scale-down-window <seconds> or --period <seconds>\n')
+  const none = stack(['autoscale'])
+  t.equal(none.status, 1)
+  t.equal(none.stderr, 'stack: no API replica is running: start the stack first (npm run stack -- up)\n')
 })
