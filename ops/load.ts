@@ -1,19 +1,35 @@
 // npm run load -- <scenario> [--short] [--base-url URL]   one k6 scenario (outputs in .run/load/<scenario>-<time>/)
-// npm run load -- report [--short]                        every scenario, then docs/load-results.md and its charts
+// npm run load -- report [--short]                        every scenario, then docs/load-results.md (+ .json) and its charts
 // OPSDRILL_SHORT=1 in the environment is --short (test/system/walkthrough.test.ts runs the README's commands as written).
 //
-// caching, balancing and scaling are comparisons that drive the native stack between runs (restart replicas with
-// the cache off, kill a replica mid-run, scale replicas and workers); they need `npm run stack -- up` first.
+// caching, balancing, scaling, breakpoint and autoscale drive the native stack between runs (restart replicas with
+// the cache off or the login limits raised, kill a replica mid-run, scale replicas and workers, run the autoscaler);
+// they need `npm run stack -- up` first.
 // The functions are exported for the test suite (test/system/load.test.ts).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { clicksQueue, DRAIN_WORKER_ENV, timeDrain } from './lib/backlog.ts'
+import { autoscale, readRules, type Decision, type Rules } from './lib/autoscale.ts'
+import { API_FACTOR } from './lib/drills/scale-out.ts'
+import {
+  CAPACITY_API_ENV,
+  REPLICA_CORES,
+  capacity,
+  drain,
+  factor,
+  restoreApi,
+  spread,
+  type Capacity,
+  type CapacityOptions,
+  type DrainResult,
+} from './lib/capacity.ts'
 import { lineChart, type Row } from './lib/charts.ts'
 import { cpuBusy, cpuTicks } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
+import { NativePlatform } from './lib/drills/platform.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
 import { maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
 import { stackAt, type Stack } from './lib/stack/index.ts'
@@ -82,16 +98,23 @@ const PG_BY_CODE = 'opsdrill_pg_query_duration_seconds_count{operation="link_by_
 
 export interface CacheSide {
   run: Run
+  /** The ramp (RAMP=1) run, and its highest 5-second throughput with every second's redirect p99 within the SLO. */
+  ramp: Run
+  maxRps: number
+  /** Hits over lookups (the cache tiers and negative hits); NaN when nothing was looked up. */
   hitRatio: number
   pgQueriesPerSec: number
   lookups: number
+  /** Redirect p95 and p99 of the run and of its back-to-back repeats (caching(o, repeats)), for the noise. */
+  p95s: number[]
+  p99s: number[]
 }
 export interface CachingResult {
   on: CacheSide
   off: CacheSide
 }
 
-async function cacheSide(o: RunOptions, label: string): Promise<CacheSide> {
+async function cacheSide(o: RunOptions, label: string, repeats: number): Promise<CacheSide> {
   const lookups0 = await freshCounters(o.stack, CACHE_LOOKUPS, 'result')
   const pg0 = await counters(o.stack, PG_BY_CODE, 'operation')
   const run = await scenario('caching', o, { label })
@@ -100,7 +123,22 @@ async function cacheSide(o: RunOptions, label: string): Promise<CacheSide> {
   const total = sum(lookups)
   const hits = (lookups.get('l1_hit') ?? 0) + (lookups.get('redis_hit') ?? 0) + (lookups.get('negative_hit') ?? 0)
   const seconds = Math.max(1, run.end - run.start)
-  return { run, hitRatio: total ? hits / total : 0, pgQueriesPerSec: pg / seconds, lookups: total }
+  const again: Run[] = []
+  for (let i = 1; i < repeats; i++) again.push(await scenario('caching', o, { label: `${label}-${i + 1}` }))
+  const ramp = await scenario('caching', o, { label: `${label}-ramp`, env: { RAMP: '1' } })
+  const maxRps = maxSustained(ramp.series, REDIRECT_P99_SLO_MS * Number(o.env?.SLO_LATENCY_FACTOR ?? 1))
+  const redirects = [run, ...again].map((r) => r.figures.redirect ?? { p50: 0, p95: 0, p99: 0 })
+  return {
+    run,
+    ramp,
+    maxRps,
+    // No lookups, no ratio: NaN fails every comparison a check makes with it.
+    hitRatio: total ? hits / total : Number.NaN,
+    pgQueriesPerSec: pg / seconds,
+    lookups: total,
+    p95s: redirects.map((r) => r.p95),
+    p99s: redirects.map((r) => r.p99),
+  }
 }
 
 /** Latency added to every Postgres reply during the caching comparison, as a managed database across a network has. */
@@ -111,7 +149,7 @@ export const CACHING_PG_LATENCY_MS = 20
  * with Postgres behind CACHING_PG_LATENCY_MS of toxiproxy latency: on loopback a Postgres lookup costs about as much
  * as a Redis one, so without it the two p95s differ by run-to-run noise.
  */
-export async function caching(o: RunOptions): Promise<CachingResult> {
+export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult> {
   const say = o.say ?? stdout
   if (o.stack.replicas('api').some((x) => x.env?.CACHE_ENABLED === 'false')) await o.stack.restartAll('api', {})
   const toxiproxy = new Toxiproxy(o.stack.toxiproxyUrl)
@@ -121,10 +159,10 @@ export async function caching(o: RunOptions): Promise<CachingResult> {
     attributes: { latency: CACHING_PG_LATENCY_MS, jitter: 0 },
   })
   try {
-    const on = await cacheSide(o, 'cache-on')
+    const on = await cacheSide(o, 'cache-on', repeats)
     say('==> restarting API replicas with CACHE_ENABLED=false')
     await o.stack.restartAll('api', { CACHE_ENABLED: 'false' })
-    const off = await cacheSide(o, 'cache-off')
+    const off = await cacheSide(o, 'cache-off', repeats)
     return { on, off }
   } finally {
     await toxiproxy.removeToxic('postgres', 'caching-latency')
@@ -197,19 +235,12 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
 
 // ------------------------------------------------------------------ scaling
 
-export interface DrainResult {
-  workers: number
-  /** Click jobs in the backlog when the queue was resumed. */
-  jobs: number
-  seconds: number
-  jobsPerSec: number
-  /** Clicks of the backlog's own links found in Postgres after the drain: each job stores one. */
-  stored: number
-}
 export interface ScalingResult {
-  /** maxSustained within the redirect SLO; peak, the best 5-second throughput with any latency (errors < 1%). */
-  ramps: { replicas: number; run: Run; maxSustained: number; peak: number }[]
-  drains: DrainResult[]
+  /** Breakpoint runs, interleaved 1, 2 replicas (1, 2, 1, 2 with two rounds), so whatever else the box runs weighs on both. */
+  ramps: Capacity[]
+  /** Mean capacity with 2 replicas over the mean with 1. */
+  factor: number
+  drains: (DrainResult & { stored: number })[]
 }
 
 async function storedClicks(stack: Stack, linkIds: string[]): Promise<number> {
@@ -223,67 +254,115 @@ async function storedClicks(stack: Stack, linkIds: string[]): Promise<number> {
   }
 }
 
-/**
- * Times `workers` workers draining `jobs` single-click jobs for links of its own (ops/lib/backlog.ts), then counts
- * those clicks in Postgres. The backlog is queued directly, not through redirects: the API batches its clicks (up to
- * 500 a job), so a backlog of redirects big enough to time takes longer to make than to drain.
- */
-export async function drain(o: RunOptions, workers: number, jobs: number): Promise<DrainResult> {
-  const say = o.say ?? stdout
-  const { links } = await makeData(o.stack.baseUrl, 20)
-  const linkIds = links.map((l) => l.id)
-  const queue = clicksQueue(o.stack.redisUrl, o.stack.redisPrefix)
+const capacityOptions = (o: RunOptions): CapacityOptions => ({
+  short: o.short,
+  prometheusUrl: o.stack.prometheusUrl,
+  ...(o.env ? { env: o.env } : {}),
+  log: o.say ?? stdout,
+})
+
+/** The login breakpoint against the running number of API replicas (ops/lib/capacity.ts). */
+export async function breakpoint(o: RunOptions): Promise<Capacity> {
+  const p = new NativePlatform(o.stack)
+  const n = o.stack.replicas('api').length
   try {
-    const scaleWorkers = async (n: number) => {
-      if (n > 0) say(`==> click jobs waiting; starting ${n} worker(s) on the paused queue`)
-      await o.stack.scale({ worker: n }, n > 0 ? DRAIN_WORKER_ENV : undefined)
-    }
-    const r = await timeDrain(queue, { linkIds, jobs, workers, scaleWorkers, timeoutSec: 300 })
-    if (r.seconds === undefined) throw new Error(`${workers} worker(s) did not drain ${r.jobs} click jobs within 300 s`)
-    const stored = await storedClicks(o.stack, linkIds)
-    const jobsPerSec = r.jobs / r.seconds
-    say(
-      `    ${workers} worker(s) drained ${r.jobs} jobs in ${r.seconds.toFixed(2)} s (${jobsPerSec.toFixed(0)} jobs/s); ${stored} clicks stored`,
-    )
-    return { workers, jobs: r.jobs, seconds: r.seconds, jobsPerSec, stored }
+    return await capacity(p, n, capacityOptions(o))
   } finally {
-    await queue.close()
+    await restoreApi(p, n)
   }
 }
 
-/** The arrival-rate ramp against 1 then 2 API replicas; the backlog drain with 1 then 2 workers. */
-export async function scaling(o: RunOptions): Promise<ScalingResult> {
+/**
+ * Login capacity with 1 and 2 API replicas, `rounds` times interleaved (default: 1 in the short form, 2 in the full);
+ * the backlog drain with 1 then 2 workers at their default concurrency.
+ */
+export async function scaling(o: RunOptions, rounds = o.short ? 1 : 2): Promise<ScalingResult> {
+  const p = new NativePlatform(o.stack)
   const apiBefore = o.stack.replicas('api').length
   const workersBefore = o.stack.replicas('worker').length
-  const ramps: ScalingResult['ramps'] = []
+  const ramps: Capacity[] = []
   try {
-    for (const n of [1, 2]) {
-      await o.stack.scale({ api: n })
-      const run = await scenario('scaling', o, { label: `api${n}` })
-      ramps.push({
-        replicas: n,
-        run,
-        maxSustained: maxSustained(run.series, REDIRECT_P99_SLO_MS),
-        peak: maxSustained(run.series, Infinity),
-      })
+    for (let i = 0; i < rounds; i++)
+      for (const n of [1, 2]) ramps.push(await capacity(p, n, capacityOptions(o), `api${n}-${ramps.length + 1}`))
+    const jobs = o.short ? 10_000 : 40_000
+    const drains: ScalingResult['drains'] = []
+    for (const workers of [1, 2]) {
+      const linkIds = (await makeData(o.stack.baseUrl, 20)).links.map((l) => l.id)
+      const d = await drain(p, { url: o.stack.redisUrl, prefix: o.stack.redisPrefix }, linkIds, workers, jobs, o.say ?? stdout)
+      drains.push({ ...d, stored: await storedClicks(o.stack, linkIds) })
     }
-    const jobs = o.short ? 5000 : 20000
-    const drains = [await drain(o, 1, jobs), await drain(o, 2, jobs)]
-    return { ramps, drains }
+    return { ramps, factor: factor(ramps), drains }
   } finally {
-    await o.stack.scale({ worker: 0 })
-    await o.stack.scale({ api: Math.max(1, apiBefore), worker: workersBefore }, {})
+    await p.scale({ worker: workersBefore })
+    await restoreApi(p, Math.max(1, apiBefore))
+  }
+}
+
+// ------------------------------------------------------------------ autoscale
+
+export interface AutoscaleResult {
+  run: Run
+  decisions: Decision[]
+  /** API and worker replicas, sampled each second while the scenario ran and until the API was back at its minimum. */
+  replicas: { t: number; api: number; worker: number }[]
+  rules: Rules
+  /** The scale-down window the run used (the manifests' unless shortened for a run that must end within minutes). */
+  scaleDownWindowSec: number
+  periodSec: number
+  maxApi: number
+  /** API replicas once the load was over and the scale-down window had passed. */
+  finalApi: number
+}
+
+/**
+ * The login spike (loadtests/scenarios/autoscale.ts) with the native autoscaler running (ops/lib/autoscale.ts) from
+ * the HPA's minimum; afterwards it waits for the API to come back down to the minimum, then restores the stack.
+ * The short form shortens the sync period to 5 s and the scale-down window to 20 s, and says so.
+ */
+export async function autoscaleRun(o: RunOptions): Promise<AutoscaleResult> {
+  const say = o.say ?? stdout
+  const p = new NativePlatform(o.stack)
+  const rules = readRules()
+  const scaleDownWindowSec = o.short ? 20 : rules.api.scaleDownWindowSec
+  const periodSec = o.short ? 5 : rules.api.periodSec
+  const apiBefore = o.stack.replicas('api').length
+  await p.scale({ api: rules.api.min })
+  for (const r of p.replicas('api')) await p.restart(r.name, CAPACITY_API_ENV)
+  const stop = new AbortController()
+  const scaler = autoscale(
+    { platform: p, rules, apiEnv: CAPACITY_API_ENV, periodSec, ...(o.short ? { scaleDownWindowSec } : {}), log: say },
+    stop.signal,
+  )
+  const replicas: AutoscaleResult['replicas'] = []
+  const sample = () =>
+    replicas.push({ t: Math.floor(Date.now() / 1000), api: p.replicas('api').length, worker: p.replicas('worker').length })
+  const timer = setInterval(sample, 1000)
+  try {
+    const run = await scenario('autoscale', o)
+    const until = Date.now() + (scaleDownWindowSec + 4 * periodSec + 30) * 1000
+    while (Date.now() < until && p.replicas('api').length > rules.api.min) await sleep(1000)
+    sample()
+    const decisions = (stop.abort(), await scaler)
+    const maxApi = Math.max(...replicas.map((r) => r.api))
+    return { run, decisions, replicas, rules, scaleDownWindowSec, periodSec, maxApi, finalApi: replicas.at(-1)!.api }
+  } finally {
+    clearInterval(timer)
+    stop.abort()
+    await scaler
+    await restoreApi(p, Math.max(1, apiBefore))
   }
 }
 
 // ------------------------------------------------------------------ report
 
 const ms = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(1))
-const pct = (v: number) => `${(v * 100).toFixed(2)}%`
+const pct = (v: number) => (Number.isNaN(v) ? 'none (no lookups)' : `${(v * 100).toFixed(2)}%`)
+const r1 = (x: number) => Math.round(x * 10) / 10
+const r3 = (x: number) => Math.round(x * 1000) / 1000
 
 function row(name: string, r: Run, note = ''): string {
   const f: Figures = r.figures
-  return `| ${name} | ${r.exitCode === 0 ? 'held' : `crossed (${r.failedThresholds.length})`} | ${f.rps.toFixed(0)} | ${pct(f.errorRate)} | ${ms(f.redirect?.p50)} | ${ms(f.redirect?.p95)} | ${ms(f.redirect?.p99)} | ${ms(f.api?.p99)} | ${(r.cpuBusy * 100).toFixed(0)}% | ${note} |`
+  return `| ${name} | ${r.exitCode === 0 ? 'held' : `crossed (${r.failedThresholds.length})`} | ${f.rps.toFixed(0)} | ${(f.errorRate * 100).toFixed(2)}% | ${ms(f.redirect?.p50)} | ${ms(f.redirect?.p95)} | ${ms(f.redirect?.p99)} | ${ms(f.api?.p99)} | ${(r.cpuBusy * 100).toFixed(0)}% | ${note} |`
 }
 
 function machine(): string {
@@ -292,74 +371,134 @@ function machine(): string {
   return `${cpus().length} cores (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${k6}`
 }
 
-function seriesRows(series: Bucket[], label: string, pick: (b: Bucket) => number): Row[] {
-  const t0 = series[0]?.t ?? 0
+function seriesRows(series: Bucket[], label: string, pick: (b: Bucket) => number, t0 = series[0]?.t ?? 0): Row[] {
   return series.map((b) => ({ x: b.t - t0, y: pick(b), series: label }))
 }
 
-/** What the two ramps say, in words that match the figures: ramp-limited, box-limited, or a plain comparison. */
-function rampReading(ramps: ScalingResult['ramps']): string {
-  const figures = ramps.map((r) => `${r.replicas} replica(s) ${r.maxSustained.toFixed(0)} req/s`).join(', ')
-  const busy = Math.max(0, ...ramps.map((r) => r.run.cpuBusy))
-  const busyText = `the box at most ${(busy * 100).toFixed(0)}% busy`
-  if (ramps.every((r) => r.maxSustained >= 0.95 * r.peak))
-    return `${figures}, ${busyText}: each setup kept the SLO up to the highest rate the ramp reached (${ramps.map((r) => r.peak.toFixed(0)).join(' and ')} req/s over 5 s), so these figures show the ramp, not a capacity. A ramp that climbs higher (the full form) finds where each setup breaks.`
-  if (busy >= 0.8)
-    return `${figures}, ${busyText}. k6 and everything it tests share ${cpus().length} cores: a second replica adds a process but no CPU, so past that point the replicas compete with k6, nginx and Postgres for the same cores and the curve is the machine's. On separate machines (or the Kubernetes manifests with CPU limits) each replica brings its own core and the same run measures the code.`
-  return `${figures}, ${busyText}.`
+/** Every figure the report's text quotes (docs/load-results.json); the text is written from this object only. */
+export function figuresOfReport(c: CachingResult, b: BalancingResult, s: ScalingResult, a: AutoscaleResult) {
+  const side = (x: CacheSide) => ({
+    p95_ms: r1(x.run.figures.redirect?.p95 ?? 0),
+    p99_ms: r1(x.run.figures.redirect?.p99 ?? 0),
+    max_rps: Math.round(x.maxRps),
+    hit_ratio: Number.isNaN(x.hitRatio) ? null : r3(x.hitRatio),
+    lookups: x.lookups,
+    pg_qps: r1(x.pgQueriesPerSec),
+    rps: r1(x.run.figures.rps),
+    repeat_p95_ms: x.p95s.map(r1),
+    repeat_p99_ms: x.p99s.map(r1),
+    p95_spread: r3(spread(x.p95s)),
+    p99_spread: r3(spread(x.p99s)),
+  })
+  const caps = (n: number) => s.ramps.filter((r) => r.replicas === n).map((r) => r1(r.capacity))
+  const [d1, d2] = s.drains
+  return {
+    scaling: {
+      api: {
+        factor: r3(s.factor),
+        capacity: { '1': caps(1), '2': caps(2) },
+        spread: { '1': r3(spread(caps(1))), '2': r3(spread(caps(2))) },
+        replica_cores: REPLICA_CORES,
+      },
+    },
+    workers: {
+      factor: r3((d2?.jobsPerSec ?? 0) / Math.max(1, d1?.jobsPerSec ?? 0)),
+      jobs: d1?.jobs ?? 0,
+      jobs_per_sec: s.drains.map((d) => Math.round(d.jobsPerSec)),
+      stored: s.drains.map((d) => d.stored),
+    },
+    caching: { pg_latency_ms: CACHING_PG_LATENCY_MS, on: side(c.on), off: side(c.off) },
+    balancing: {
+      least_conn: {
+        p99_ms: r1(b.share.figures.redirect?.p99 ?? 0),
+        shares: Object.fromEntries(Object.entries(b.sharesK6).map(([k, v]) => [k, r3(v)])),
+      },
+      failover: { killed: b.killed, error_rate: r3(b.failover.figures.errorRate), requests: b.failover.figures.requests },
+    },
+    autoscale: {
+      min_replicas: a.rules.api.min,
+      max_replicas: a.rules.api.max,
+      max_replicas_seen: a.maxApi,
+      final_replicas: a.finalApi,
+      scale_down_window_s: a.scaleDownWindowSec,
+      period_s: a.periodSec,
+      decisions: a.decisions.map((d) => ({
+        t: Math.round((d.at / 1000 - a.replicas[0]!.t) * 10) / 10,
+        kind: d.kind,
+        from: d.from,
+        to: d.to,
+        metric: r3(d.metric),
+      })),
+    },
+  }
 }
 
 export async function report(o: RunOptions): Promise<string> {
   const started = Date.now()
   const loadAtStart = loadavg()[0]!
-  const runs: [string, Run, string][] = []
-  for (const name of ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint'] as const) {
-    const r = await scenario(name, o)
-    const peak = name === 'breakpoint' ? `peak ${Math.max(0, ...r.series.map((b) => b.reqs))} req/s in one second` : ''
-    runs.push([name, r, peak])
-  }
-  const c = await caching(o)
+  const runs: [string, Run][] = []
+  for (const name of ['smoke', 'average', 'stress', 'spike', 'soak'] as const) runs.push([name, await scenario(name, o)])
+  const c = await caching(o, 2)
   const b = await balancing(o)
-  const s = await scaling(o)
+  // Two rounds in either form: the spread between them is the run-to-run noise the factor is stated against.
+  const s = await scaling(o, 2)
+  const a = await autoscaleRun(o)
   const minutes = ((Date.now() - started) / 60000).toFixed(1)
+  const F = figuresOfReport(c, b, s, a)
 
   const dir = join(ROOT, 'docs/load-results')
   mkdirSync(dir, { recursive: true })
-  await lineChart(join(dir, 'caching-throughput.svg'), {
-    title: 'Caching: redirects served per second',
-    xTitle: 'seconds',
-    yTitle: 'req/s',
-    rows: [...seriesRows(c.on.run.series, 'cache on', (x) => x.reqs), ...seriesRows(c.off.run.series, 'cache off', (x) => x.reqs)],
-  })
+  const sides = [
+    ['cache on', c.on],
+    ['cache off', c.off],
+  ] as const
   await lineChart(join(dir, 'caching-latency.svg'), {
-    title: 'Caching: redirect latency p95 per second',
+    title: `Caching: redirect p95 per second, Postgres ${CACHING_PG_LATENCY_MS} ms away`,
     xTitle: 'seconds',
     yTitle: 'ms',
-    rows: [...seriesRows(c.on.run.series, 'cache on', (x) => x.p95), ...seriesRows(c.off.run.series, 'cache off', (x) => x.p95)],
+    rows: sides.flatMap(([n, x]) => seriesRows(x.run.series, n, (q) => q.p95)),
   })
-  await lineChart(join(dir, 'scaling-throughput.svg'), {
-    title: 'Scaling: throughput under a rising arrival rate',
+  await lineChart(join(dir, 'caching-ramp.svg'), {
+    title: 'Caching: throughput as the arrival rate climbs until the SLO breaks',
     xTitle: 'seconds',
     yTitle: 'req/s',
-    rows: s.ramps.flatMap((r) => seriesRows(r.run.series, `${r.replicas} API replica(s)`, (x) => x.reqs)),
+    rows: sides.flatMap(([n, x]) => seriesRows(x.ramp.series, n, (q) => q.reqs)),
+  })
+  await lineChart(join(dir, 'scaling-throughput.svg'), {
+    title: `Scaling: logins/s as the arrival rate climbs, ${REPLICA_CORES} core per API replica`,
+    xTitle: 'seconds',
+    yTitle: 'logins/s',
+    rows: s.ramps.flatMap((r, i) => seriesRows(r.run.series, `run ${i + 1}: ${r.replicas} replica(s)`, (x) => x.reqs)),
   })
   await lineChart(join(dir, 'scaling-latency.svg'), {
-    title: 'Scaling: redirect latency p99 per second (log scale)',
+    title: 'Scaling: login p99 per second (log scale)',
     xTitle: 'seconds',
     yTitle: 'ms',
     logY: true,
-    rows: s.ramps.flatMap((r) => seriesRows(r.run.series, `${r.replicas} API replica(s)`, (x) => x.p99)),
+    rows: s.ramps.flatMap((r, i) => seriesRows(r.run.series, `run ${i + 1}: ${r.replicas} replica(s)`, (x) => x.p99)),
   })
+  const t0 = a.replicas[0]!.t
+  await lineChart(join(dir, 'autoscale.svg'), {
+    title: 'Autoscaling: API replicas, logins/s / 10 and login p99 / 100 ms under a spike',
+    xTitle: 'seconds',
+    yTitle: 'replicas; logins/s / 10; p99 / 100 ms',
+    rows: [
+      ...a.replicas.map((r) => ({ x: r.t - t0, y: r.api, series: 'API replicas' })),
+      ...seriesRows(a.run.series, 'logins/s / 10', (x) => x.reqs / 10, t0),
+      ...seriesRows(a.run.series, 'p99 / 100 ms', (x) => x.p99 / 100, t0),
+    ],
+  })
+  writeFileSync(join(ROOT, 'docs/load-results.json'), `${JSON.stringify(F, null, 2)}\n`)
 
   const form = o.short ? 'short form (`npm run load -- report --short`: each run lasts seconds)' : 'full form (`npm run load -- report`)'
-  const [d1, d2] = s.drains
+  const f = F
+  const cap = (n: '1' | '2') => f.scaling.api.capacity[n].map((x) => x.toFixed(0)).join(', ')
   const lines = [
     '# Load results',
     '',
-    `One run of every k6 scenario against the native stack (\`npm run stack -- up\`: nginx, ${o.stack.replicas('api').length} API replicas, ${o.stack.replicas('worker').length} worker, Postgres and Redis behind toxiproxy), ${form}, ${new Date().toISOString().slice(0, 16)}Z, ${minutes} minutes in all.`,
-    `Regenerate with \`npm run load -- report${o.short ? ' --short' : ''}\`; each run's k6 HTML report, summary and samples are in \`.run/load/\`.`,
+    `Generated by \`npm run load -- report${o.short ? ' --short' : ''}\` from one run against the native stack (nginx, ${o.stack.replicas('api').length} API replicas, ${o.stack.replicas('worker').length} worker, Postgres and Redis behind toxiproxy), ${form}, ${new Date().toISOString().slice(0, 16)}Z, ${minutes} minutes in all. Every figure below is in [load-results.json](load-results.json); each run's k6 HTML report, summary and samples are in \`.run/load/\`.`,
     '',
-    `**Machine:** ${machine()}. k6, nginx, both API replicas, the worker, Postgres, Redis, toxiproxy and Prometheus share these cores. Load average (1 min) when the report started: ${loadAtStart.toFixed(1)}, at the end: ${loadavg()[0]!.toFixed(1)}${loadAtStart > cpus().length ? ' — the box was busy with other work as well, so latencies are higher and noisier than on an idle machine' : ''}.`,
+    `**Machine:** ${machine()}. k6, nginx, the API replicas, the worker, Postgres, Redis, toxiproxy and Prometheus share these cores. Load average (1 min) when the report started: ${loadAtStart.toFixed(1)}, at the end: ${loadavg()[0]!.toFixed(1)}${loadAtStart > cpus().length ? ' (the box was busy with other work as well, so latencies are higher and noisier than on an idle machine)' : ''}.`,
     '',
     '## Every scenario',
     '',
@@ -367,31 +506,47 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '| scenario | thresholds | req/s | errors | redirect p50 | p95 | p99 | API p99 | CPU | note |',
     '|---|---|---|---|---|---|---|---|---|---|',
-    ...runs.map(([n, r, note]) => row(n, r, note)),
-    row('caching (cache on)', c.on.run, `hit ratio ${pct(c.on.hitRatio)}, ${c.on.pgQueriesPerSec.toFixed(0)} PG queries/s`),
-    row('caching (cache off)', c.off.run, `hit ratio ${pct(c.off.hitRatio)}, ${c.off.pgQueriesPerSec.toFixed(0)} PG queries/s`),
-    row('balancing (even share)', b.share, ''),
-    row(`balancing (${b.killed} killed)`, b.failover, ''),
-    ...s.ramps.map((r) => row(`scaling ramp, ${r.replicas} API`, r.run, `max sustained within SLO ${r.maxSustained.toFixed(0)} req/s`)),
+    ...runs.map(([n, r]) => row(n, r)),
+    ...s.ramps.map((r, i) =>
+      row(`breakpoint, ${r.replicas} API (run ${i + 1})`, r.run, `aborted at the SLO; capacity ${r.capacity.toFixed(0)} logins/s`),
+    ),
+    row('caching (cache on)', c.on.run),
+    row('caching (cache off)', c.off.run),
+    row('balancing (even share)', b.share),
+    row(`balancing (${b.killed} killed)`, b.failover),
+    row('autoscale spike', a.run, `API replicas ${a.rules.api.min} -> ${a.maxApi} -> ${a.finalApi}`),
+    '',
+    '## Scaling: what a second API replica carries',
+    '',
+    `Logins only (\`POST /api/v1/auth/login\`, one argon2id verification each: the API's CPU-bound route), at an arrival rate that climbs until the API SLO breaks (p99 < 500 ms, errors < 1%), where k6's thresholds abort the run (\`loadtests/scenarios/breakpoint.ts\`). Each replica is held to ${REPLICA_CORES} core by a CFS quota, as \`k8s/base/api.yaml\` limits each pod, and the login rate limits are raised for the run (one client address and one account make every login). Capacity: the highest 5-second login rate with every second's p99 within the SLO. Runs interleaved 1, 2, 1, 2 replicas.`,
+    '',
+    '| API replicas | capacity (logins/s within the SLO), per run |',
+    '|---|---|',
+    `| 1 | ${cap('1')} |`,
+    `| 2 | ${cap('2')} |`,
+    '',
+    `**Factor: x${f.scaling.api.factor.toFixed(2)}** (mean of 2 replicas over mean of 1); the spread of the repeated runs of one setup (max - min over mean), the run-to-run noise, was ${(f.scaling.api.spread['1'] * 100).toFixed(0)}% with 1 replica and ${(f.scaling.api.spread['2'] * 100).toFixed(0)}% with 2. The suite and the scale-out drill assert x${API_FACTOR}.`,
+    '',
+    '![scaling throughput](load-results/scaling-throughput.svg)',
+    '![scaling latency](load-results/scaling-latency.svg)',
+    '',
+    `**Workers.** A backlog of ${f.workers.jobs} single-click jobs queued on the paused queue, drained by 1 then 2 workers at the default concurrency (\`CLICK_CONCURRENCY=200\`), timed from resume to an empty queue: ${f.workers.jobs_per_sec.join(' and ')} jobs/s, **x${f.workers.factor.toFixed(2)}**; clicks stored ${f.workers.stored.join(' and ')}. One worker is one Node process; the second brings a second event loop, while Redis (every job's Lua moves) and Postgres serve both.`,
     '',
     '## Caching',
     '',
-    `Zipf-popular links (s = 1) over ${o.short ? 200 : 1000} links, redirects only, the same arrival rate twice: cache on (per-replica LRU + Redis), then every API replica restarted with \`CACHE_ENABLED=false\`, Postgres behind ${CACHING_PG_LATENCY_MS} ms of toxiproxy latency both times. Hit ratio from \`opsdrill_cache_lookups_total\`, Postgres lookups from \`opsdrill_pg_query_duration_seconds_count{operation="link_by_code"}\` (Prometheus, counter deltas over the run).`,
+    `Zipf-popular links (s = 1) over ${o.short ? 200 : 1000} links, redirects only, each link redirected once before the measured run (a warm cache against none). Postgres behind ${CACHING_PG_LATENCY_MS} ms of toxiproxy latency both times, as a managed database across a network. Cache on (per-replica LRU + Redis), then every API replica restarted with \`CACHE_ENABLED=false\`. Hit ratio from \`opsdrill_cache_lookups_total\`, Postgres lookups from \`opsdrill_pg_query_duration_seconds_count{operation="link_by_code"}\`; "max within SLO" from a second run per side whose arrival rate climbs until redirect p99 passes 100 ms.`,
     '',
-    '| | hit ratio | redirect p50 | p95 | p99 | req/s | Postgres link lookups/s |',
+    '| | hit ratio | lookups | redirect p95 | p99 | max req/s within SLO | Postgres link lookups/s |',
     '|---|---|---|---|---|---|---|',
-    ...(
-      [
-        ['cache on', c.on],
-        ['cache off', c.off],
-      ] as const
-    ).map(
-      ([n, x]) =>
-        `| ${n} | ${pct(x.hitRatio)} | ${ms(x.run.figures.redirect?.p50)} | ${ms(x.run.figures.redirect?.p95)} | ${ms(x.run.figures.redirect?.p99)} | ${x.run.figures.rps.toFixed(0)} | ${x.pgQueriesPerSec.toFixed(1)} |`,
-    ),
+    ...(['on', 'off'] as const).map((k) => {
+      const x = f.caching[k]
+      return `| cache ${k} | ${x.hit_ratio === null ? 'none (no lookups)' : pct(x.hit_ratio)} | ${x.lookups} | ${x.p95_ms} | ${x.p99_ms} | ${x.max_rps} | ${x.pg_qps} |`
+    }),
     '',
-    '![caching throughput](load-results/caching-throughput.svg)',
+    `Cache off against on: p95 x${(f.caching.off.p95_ms / f.caching.on.p95_ms).toFixed(1)}, p99 x${(f.caching.off.p99_ms / f.caching.on.p99_ms).toFixed(1)}, max throughput within the SLO x${(f.caching.on.max_rps / Math.max(1, f.caching.off.max_rps)).toFixed(2)} for the cache, Postgres lookups x${(f.caching.off.pg_qps / Math.max(0.1, f.caching.on.pg_qps)).toFixed(1)}. Run-to-run noise, from a second run of each side straight after the first: p95 ${f.caching.on.repeat_p95_ms.join(' and ')} ms with the cache on (spread ${(f.caching.on.p95_spread * 100).toFixed(0)}%), ${f.caching.off.repeat_p95_ms.join(' and ')} ms with it off (${(f.caching.off.p95_spread * 100).toFixed(0)}%); p99 ${f.caching.on.repeat_p99_ms.join(' and ')} ms on (${(f.caching.on.p99_spread * 100).toFixed(0)}%), ${f.caching.off.repeat_p99_ms.join(' and ')} ms off (${(f.caching.off.p99_spread * 100).toFixed(0)}%).`,
+    '',
     '![caching latency](load-results/caching-latency.svg)',
+    '![caching ramp](load-results/caching-ramp.svg)',
     '',
     '## Balancing',
     '',
@@ -401,30 +556,17 @@ export async function report(o: RunOptions): Promise<string> {
     '|---|---|---|',
     ...Object.keys(b.sharesK6).map((r) => `| ${r} | ${pct(b.sharesK6[r]!)} | ${pct(b.sharesPrometheus[r] ?? 0)} |`),
     '',
-    `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a second run. Errors over that run: ${pct(b.failover.figures.errorRate)} (${Math.round(b.failover.figures.errorRate * b.failover.figures.requests)} of ${b.failover.figures.requests}); nginx retried the requests that hit the dead replica on another one (\`proxy_next_upstream error\`) and took it out for \`fail_timeout\`.`,
+    `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a second run. Errors over that run: ${pct(b.failover.figures.errorRate)} (${Math.round(b.failover.figures.errorRate * b.failover.figures.requests)} of ${b.failover.figures.requests}).`,
     '',
-    '## Scaling',
+    '## Autoscaling',
     '',
-    'The same arrival-rate ramp against 1 and then 2 API replicas. "Max sustained" is the highest 5-second average throughput with redirect p99 < 100 ms, and errors < 1% (the load is open-model, so falling behind shows as latency).',
+    `\`npm run stack -- autoscale\` applies the manifests' rules to the native stack (ops/lib/autoscale.ts, read from \`k8s/base\`): API replicas ${a.rules.api.min}-${a.rules.api.max} at ${a.rules.api.targetUtilization * 100}% of a ${a.rules.api.cpuRequest}-core CPU request (HPA), workers ${a.rules.worker.min}-${a.rules.worker.max} at ${a.rules.worker.listLength} waiting jobs each (KEDA), reading Prometheus and scaling through the drills' Platform interface. A spike of logins (\`loadtests/scenarios/autoscale.ts\`) from ${a.rules.api.min} replicas; sync every ${a.periodSec} s, scale-down window ${a.scaleDownWindowSec} s${a.scaleDownWindowSec !== a.rules.api.scaleDownWindowSec ? ` (the manifest says ${a.rules.api.scaleDownWindowSec} s; the short form shortens it so the run ends within minutes)` : ''}.`,
     '',
-    `| API replicas | max sustained req/s within SLO | box CPU busy |`,
-    '|---|---|---|',
-    ...s.ramps.map((r) => `| ${r.replicas} | ${r.maxSustained.toFixed(0)} | ${(r.run.cpuBusy * 100).toFixed(0)}% |`),
+    `API replicas rose to **${f.autoscale.max_replicas_seen}** and came back to ${f.autoscale.final_replicas}. Decisions (seconds from the start): ${f.autoscale.decisions.map((d) => `${d.t} s ${d.kind} ${d.from} -> ${d.to} (${d.kind === 'api' ? `CPU ${(d.metric * 100).toFixed(0)}% of request` : `${d.metric} waiting`})`).join('; ') || 'none'}.`,
     '',
-    '![scaling throughput](load-results/scaling-throughput.svg)',
-    '![scaling latency](load-results/scaling-latency.svg)',
+    '![autoscale](load-results/autoscale.svg)',
     '',
-    `Queue backlog: workers stopped, ${d1?.jobs} single-click jobs queued straight onto the paused queue (the API's own jobs carry up to 500 clicks each, so a backlog of redirects large enough to time would take longer to make than to drain), the workers started (each with \`CLICK_CONCURRENCY=${DRAIN_WORKER_ENV.CLICK_CONCURRENCY}\`, see below), then the queue resumed; drain time from resume to an empty queue, and the backlog's clicks counted in Postgres afterwards.`,
-    '',
-    '| workers | jobs | drain time | jobs/s | clicks stored |',
-    '|---|---|---|---|---|',
-    ...s.drains.map((d) => `| ${d.workers} | ${d.jobs} | ${d.seconds.toFixed(2)} s | ${d.jobsPerSec.toFixed(0)} | ${d.stored} |`),
-    '',
-    '## Reading the scaling figures',
-    '',
-    rampReading(s.ramps),
-    '',
-    `The drain comparison bounds each worker to ${DRAIN_WORKER_ENV.CLICK_CONCURRENCY} concurrent jobs (the default is 200), so it measures what a second consumer adds rather than how much of the box one process can take: two workers drained ${d2?.jobsPerSec.toFixed(0)} jobs/s against ${d1?.jobsPerSec.toFixed(0)} with one (x${((d2?.jobsPerSec ?? 0) / Math.max(1, d1?.jobsPerSec ?? 0)).toFixed(2)}).`,
+    'Grafana: the "Replicas" panel of `opsdrill-overview` shows the same rise and fall beside request rate and latency.',
     '',
   ]
   const md = lines.join('\n')
@@ -448,11 +590,11 @@ function parse(argv: string[]): { what: string; short: boolean; baseUrl?: string
 }
 
 async function main(): Promise<number> {
-  const usage = `usage: npm run load -- <${SCENARIOS.join('|')}|report> [--short] [--base-url URL]`
+  const usage = `usage: npm run load -- <${SCENARIOS.join('|')}|scaling|report> [--short] [--base-url URL]`
   const { what, short, baseUrl } = parse(process.argv.slice(2))
   const stack = stackAt()
   const o: RunOptions = { stack, short, ...(baseUrl ? { baseUrl } : {}) }
-  const needsStack = ['caching', 'balancing', 'scaling', 'report'].includes(what)
+  const needsStack = ['caching', 'balancing', 'scaling', 'breakpoint', 'autoscale', 'report'].includes(what)
   if (needsStack && stack.processes().length === 0)
     throw new Error(`${what} drives the native stack between runs: start it with \`npm run stack -- up\``)
   switch (what) {
@@ -474,15 +616,25 @@ async function main(): Promise<number> {
       const r = await scaling(o)
       stdout(
         r.ramps
-          .map((x) => `${x.replicas} API: ${x.maxSustained.toFixed(0)} req/s within SLO`)
+          .map((x) => `${x.replicas} API: ${x.capacity.toFixed(0)} logins/s within the SLO`)
           .concat(r.drains.map((d) => `${d.workers} worker(s): ${d.seconds.toFixed(2)} s for ${d.jobs} jobs`))
           .join('; '),
       )
       return 0
     }
+    case 'breakpoint': {
+      const r = await breakpoint(o)
+      stdout(`${r.replicas} API replica(s): ${r.capacity.toFixed(0)} logins/s within the SLO; report: ${r.run.dir}/report.html`)
+      return r.aborted ? 0 : 1
+    }
+    case 'autoscale': {
+      const r = await autoscaleRun(o)
+      stdout(`API replicas ${r.rules.api.min} -> ${r.maxApi} -> ${r.finalApi}; report: ${r.run.dir}/report.html`)
+      return r.run.exitCode
+    }
     case 'report':
       await report(o)
-      stdout('wrote docs/load-results.md and docs/load-results/*.svg')
+      stdout('wrote docs/load-results.md, docs/load-results.json and docs/load-results/*.svg')
       return 0
     default: {
       if (!(SCENARIOS as readonly string[]).includes(what)) {

@@ -1,17 +1,21 @@
 // npm run stack -- up [api=N] [worker=M] | down | status | scale api=N worker=M | restart <name> | logs <name> [lines]
 //                  | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]
+//                  | autoscale [--scale-down-window S] [--period S]   (the k8s HPA and KEDA rules: ops/lib/autoscale.ts)
 // The native stack (no Docker): see ops/README.md for the parts and their ports. ops/stack installs what is missing
 // first, then runs this. `images` builds the images docker compose runs on a machine without a registry
 // (ops/lib/images.ts).
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { autoscaleCli } from './lib/autoscale.ts'
+import { NativePlatform } from './lib/drills/platform.ts'
 import { buildImages, NOT_BUILT } from './lib/images.ts'
 import { deploy, DeployUsageError, describe } from './lib/stack/deploy.ts'
 import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
 
 const USAGE =
   'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]\n' +
-  '                        | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]'
+  '                        | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]\n' +
+  '                        | autoscale [--scale-down-window S] [--period S]'
 
 function counts(args: string[]): { api?: number; worker?: number } {
   const out: { api?: number; worker?: number } = {}
@@ -120,6 +124,9 @@ async function main(): Promise<number> {
       return 0
     case 'images':
       images(rest)
+      return 0
+    case 'autoscale':
+      await autoscaleCli(new NativePlatform(stack), rest)
       return 0
     default:
       process.stderr.write(`${USAGE}\n`)

@@ -53,16 +53,10 @@ export async function drained(queue: Queue, timeoutSec: number, pollMs = 100): P
 }
 
 /**
- * Workers in a drain comparison take 20 clicks at a time (the default is 200), so the comparison measures what a
- * second consumer adds rather than how much of a 2-core box one process can take.
- */
-export const DRAIN_WORKER_ENV = { CLICK_CONCURRENCY: '20' }
-
-/**
  * Times `workers` workers draining a backlog of `jobs` single-click jobs: the workers are stopped, the backlog is
  * queued on the paused queue, the workers started, and the clock runs from resume to empty. Workers take seconds to
  * boot (a second one later than the first), which would otherwise blur the time. `scaleWorkers(n)` sets the number
- * of workers (with DRAIN_WORKER_ENV when n > 0). `jobs` in the result counts what was waiting at resume.
+ * of workers. `jobs` in the result counts what was waiting at resume.
  */
 export async function timeDrain(
   queue: Queue,

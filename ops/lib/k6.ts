@@ -16,7 +16,7 @@ import { freePort } from './net.ts'
 import { tool } from './tools.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-export const SCENARIOS = ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint', 'caching', 'balancing', 'scaling'] as const
+export const SCENARIOS = ['smoke', 'average', 'stress', 'spike', 'soak', 'breakpoint', 'caching', 'balancing', 'autoscale'] as const
 export type ScenarioName = (typeof SCENARIOS)[number]
 
 export interface K6Options {

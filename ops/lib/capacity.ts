@@ -1,0 +1,123 @@
+// What one more replica buys, measured the same way by `npm run load -- scaling|breakpoint` and the scale-out drill:
+// the login breakpoint (loadtests/scenarios/breakpoint.ts) against N API replicas, each held to the CPU the k8s
+// manifests give a pod; and the time N workers take to drain a click backlog at their default concurrency.
+import { clicksQueue, timeDrain } from './backlog.ts'
+import { limitCpu } from './cpu-limit.ts'
+import { cpuBusy, cpuTicks } from './cpu.ts'
+import type { Platform } from './drills/platform.ts'
+import { maxSustained, runK6, type K6Result } from './k6.ts'
+
+/**
+ * API env for a capacity run: every login here comes from one client address and one account, so the login rate
+ * limits are raised past anything the ramp reaches.
+ */
+export const CAPACITY_API_ENV = { RATE_LIMIT_AUTH_MAX: '1000000', RATE_LIMIT_AUTH_ACCOUNT_MAX: '1000000' }
+/**
+ * Each replica's CPU limit in a capacity run: k8s/base/api.yaml's `limits.cpu: '1'`. Without it one replica takes
+ * both cores of a 2-core box (argon2id runs on libuv's 4 threads) and a second has nothing to add.
+ */
+export const REPLICA_CORES = 1
+/** The API latency objective the capacity is read against (loadtests/lib/thresholds.ts, apiP99Ms). */
+export const API_P99_SLO_MS = 500
+
+export interface CapacityOptions {
+  short: boolean
+  /** Where k6 streams its samples (the stack's Prometheus); none when undefined. */
+  prometheusUrl?: string
+  /**
+   * -e variables for k6. SLO_LATENCY_FACTOR is dropped: a capacity is read against the SLO itself, and a busy box
+   * lowers it for 1 and 2 replicas alike.
+   */
+  env?: Record<string, string>
+  log?: (line: string) => void
+}
+
+export interface Capacity {
+  replicas: number
+  /** The k6 run, with how busy the whole box was during it. */
+  run: K6Result & { cpuBusy: number }
+  /** Highest 5-second login throughput with every second's p99 within the API SLO and errors < 1%. */
+  capacity: number
+  /** k6 stopped the run on a crossed threshold (exit code 99), as a breakpoint run should. */
+  aborted: boolean
+}
+
+/**
+ * The login breakpoint against `replicas` API replicas, each restarted with CAPACITY_API_ENV and held to
+ * REPLICA_CORES for the run. The replicas keep the env until restoreApi().
+ */
+export async function capacity(p: Platform, replicas: number, o: CapacityOptions, label = `api${replicas}`): Promise<Capacity> {
+  await p.scale({ api: replicas })
+  for (const r of p.replicas('api')) await p.restart(r.name, CAPACITY_API_ENV)
+  const undo = p.replicas('api').map((r) => limitCpu(`${new URL(p.baseUrl).port}-${r.name}`, r.pid!, REPLICA_CORES))
+  const ticks = cpuTicks()
+  const k6 = await runK6({
+    scenario: 'breakpoint',
+    short: o.short,
+    baseUrl: p.baseUrl,
+    label,
+    ...(o.prometheusUrl ? { prometheusUrl: o.prometheusUrl } : {}),
+    env: Object.fromEntries(Object.entries(o.env ?? {}).filter(([k]) => k !== 'SLO_LATENCY_FACTOR')),
+    ...(o.log ? { log: o.log } : {}),
+  }).finally(() => undo.forEach((f) => f()))
+  const run = { ...k6, cpuBusy: cpuBusy(ticks, cpuTicks()) }
+  const c = { replicas, run, capacity: maxSustained(run.series, API_P99_SLO_MS), aborted: run.exitCode === 99 }
+  o.log?.(`    ${replicas} API replica(s) at ${REPLICA_CORES} core each: ${c.capacity.toFixed(1)} logins/s within the SLO`)
+  return c
+}
+
+/** Back to `replicas` API replicas without the capacity env. */
+export async function restoreApi(p: Platform, replicas: number): Promise<void> {
+  await p.scale({ api: replicas })
+  for (const r of p.replicas('api')) await p.restart(r.name, {})
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+
+/** Mean capacity with 2 replicas over the mean with 1 (0 when 1 replica served nothing within the SLO). */
+export function factor(runs: Capacity[]): number {
+  const of = (n: number) => mean(runs.filter((r) => r.replicas === n).map((r) => r.capacity))
+  return of(1) > 0 ? of(2) / of(1) : 0
+}
+
+/** The spread of repeated measurements of one setup: (max - min) / mean. */
+export function spread(xs: number[]): number {
+  return xs.length < 2 ? 0 : (Math.max(...xs) - Math.min(...xs)) / mean(xs)
+}
+
+export interface DrainResult {
+  workers: number
+  /** Click jobs in the backlog when the queue was resumed. */
+  jobs: number
+  seconds: number
+  jobsPerSec: number
+}
+
+/**
+ * Times `workers` workers at their default concurrency draining `jobs` single-click jobs for `linkIds`
+ * (ops/lib/backlog.ts). The backlog is queued directly, not through redirects: the API batches its clicks (up to
+ * 500 a job), so a backlog of redirects big enough to time takes longer to make than to drain.
+ */
+export async function drain(
+  p: Platform,
+  redis: { url: string; prefix: string },
+  linkIds: string[],
+  workers: number,
+  jobs: number,
+  log?: (line: string) => void,
+): Promise<DrainResult> {
+  const queue = clicksQueue(redis.url, redis.prefix)
+  try {
+    const scaleWorkers = async (n: number) => {
+      if (n > 0) log?.(`==> click jobs waiting; starting ${n} worker(s) on the paused queue`)
+      await p.scale({ worker: n })
+    }
+    const r = await timeDrain(queue, { linkIds, jobs, workers, scaleWorkers, timeoutSec: 300 })
+    if (r.seconds === undefined) throw new Error(`${workers} worker(s) did not drain ${r.jobs} click jobs within 300 s`)
+    const jobsPerSec = r.jobs / r.seconds
+    log?.(`    ${workers} worker(s) drained ${r.jobs} jobs in ${r.seconds.toFixed(2)} s (${jobsPerSec.toFixed(0)} jobs/s)`)
+    return { workers, jobs: r.jobs, seconds: r.seconds, jobsPerSec }
+  } finally {
+    await queue.close()
+  }
+}

@@ -1,0 +1,50 @@
+// A CPU limit on one running process, the way Kubernetes applies `resources.limits.cpu`: a CFS quota in a cgroup of
+// its own (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`). The capacity runs give each API replica the one core that
+// k8s/base/api.yaml gives each pod, so one replica is the bottleneck and a second brings a core of its own.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+const V2 = '/sys/fs/cgroup'
+const V1 = '/sys/fs/cgroup/cpu'
+const PERIOD_US = 100_000
+
+function root(): { dir: string; v2: boolean } {
+  if (existsSync(join(V2, 'cgroup.controllers')) && readFileSync(join(V2, 'cgroup.controllers'), 'utf8').includes('cpu'))
+    return { dir: join(V2, 'opsdrill'), v2: true }
+  if (existsSync(join(V1, 'cpu.cfs_quota_us'))) return { dir: join(V1, 'opsdrill'), v2: false }
+  throw new Error(
+    'no cgroup cpu controller at /sys/fs/cgroup: a per-replica CPU limit needs one (run as root on Linux, or in a container with a writable cgroup fs)',
+  )
+}
+
+/** Moves process `pid` (all its threads) into cgroup opsdrill/<name> limited to `cores`; returns the undo. */
+export function limitCpu(name: string, pid: number, cores: number): () => void {
+  const { dir: base, v2 } = root()
+  const dir = join(base, name)
+  try {
+    if (v2 && !existsSync(base)) {
+      mkdirSync(base)
+      writeFileSync(join(base, 'cgroup.subtree_control'), '+cpu')
+    }
+    mkdirSync(dir, { recursive: true })
+    const quota = Math.round(cores * PERIOD_US)
+    if (v2) writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`)
+    else {
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US))
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota))
+    }
+    writeFileSync(join(dir, 'cgroup.procs'), String(pid))
+  } catch (err) {
+    throw new Error(`could not limit ${name} (pid ${pid}) to ${cores} core(s) in ${dir}: ${(err as Error).message}`, { cause: err })
+  }
+  return () => {
+    // A cgroup is removable once empty: the process has exited, or moves back to the parent here.
+    try {
+      for (const p of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
+        writeFileSync(join(dir, '..', '..', 'cgroup.procs'), p)
+      rmdirSync(dir)
+    } catch {
+      /* already gone */
+    }
+  }
+}
