@@ -97,7 +97,11 @@ void t.test('when ci.yml runs under act in the local runner image, then its boot
 
   const tmp = mkdtempSync(join(tmpdir(), 'opsdrill-act-'))
   const network = `opsdrill-act-${process.pid}`
+  const name = `ci-act-${process.pid}`
   t.teardown(() => {
+    // act removes its job container when it ends; one it left (a timeout) goes here, before its network.
+    const left = docker(['ps', '-aq', '--filter', `name=act-${name}-`]).out
+    if (left) docker(['rm', '-f', '-v', ...left.split('\n')])
     docker(['network', 'rm', network])
     rmSync(tmp, { recursive: true, force: true })
   })
@@ -127,7 +131,7 @@ void t.test('when ci.yml runs under act in the local runner image, then its boot
   delete job.services
   job.steps = [...kept, OPS_TEST_BOOTSTRAP]
   const file = join(tmp, 'ci.yml')
-  writeFileSync(file, stringify({ name: 'ci', on: 'workflow_dispatch', permissions: {}, jobs: { test: job } }))
+  writeFileSync(file, stringify({ name, on: 'workflow_dispatch', permissions: {}, jobs: { test: job } }))
 
   const standIns = STAND_INS.map((a) => {
     const sha = /@([0-9a-f]{40})/.exec(job.steps.find((s) => s.uses?.startsWith(`${a}@`))?.uses ?? '')?.[1]
