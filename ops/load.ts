@@ -6,7 +6,6 @@
 // the cache off or the login limits raised, kill a replica mid-run, scale replicas and workers, run the autoscaler);
 // they need `npm run stack -- up` first.
 // The functions are exported for the test suite (test/system/load.test.ts).
-import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -31,9 +30,8 @@ import { cpuBusy, cpuTicks } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
 import { NativePlatform } from './lib/drills/platform.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
-import { maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
+import { k6Version, maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
 import { stackAt, type Stack } from './lib/stack/index.ts'
-import { tool } from './lib/tools.ts'
 import { queryVector, waitForScrape } from './lib/stack/prometheus.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -366,7 +364,7 @@ function row(name: string, r: Run, note = ''): string {
 }
 
 function machine(): string {
-  const k6 = execFileSync(tool('k6'), ['version'], { encoding: 'utf8' }).trim().split('\n')[0]
+  const k6 = k6Version()
   const model = cpus()[0]?.model ?? 'unknown'
   return `${cpus().length} cores (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${k6}`
 }

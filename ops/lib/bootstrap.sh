@@ -3,7 +3,8 @@
 # Go-built tools on PATH. Sourced by ops/stack, ops/test and .ci/run. Elsewhere it says in one line what to install.
 #   OPSDRILL_NEED="core"      Node 24, npm packages, Postgres, Redis (the default)
 #   OPSDRILL_NEED="full"      plus Prometheus, Alertmanager, exporters, nginx, stress-ng, wrk, k6, toxiproxy, linters
-#   OPSDRILL_NEED="test"      plus Chromium (the screenshot suite) and a Docker engine with Compose when one can be had
+#   OPSDRILL_NEED="test"      plus Chromium (the screenshot suite), act (the workflows suite) and a Docker engine
+#                             when one can be had (ops/test builds the Compose and buildx plugins beside the suites)
 #   OPSDRILL_NEED="docker"    Node 24, npm packages, k6, toxiproxy and a Docker engine with Compose (`ops/stack images`)
 set -euo pipefail
 
@@ -18,6 +19,7 @@ KUSTOMIZE_VERSION="v5.7.1"
 HADOLINT_VERSION="2.15.1"
 COMPOSE_MODULE="github.com/docker/compose/v5/cmd@v5.6.0"
 BUILDX_MODULE="github.com/docker/buildx/cmd/buildx@v0.38.2"
+ACT_MODULE="github.com/nektos/act@v0.2.89"
 export K6_NO_USAGE_REPORT=true
 export PATH="$OPSDRILL_CACHE/node/bin:$OPSDRILL_CACHE/bin:$PATH"
 
@@ -166,6 +168,8 @@ ensure_full() {
 ensure_test() {
   ensure_full
   apt_install chromium
+  # nektos/act runs the workflows' jobs in a local runner image (test/system/workflows.test.ts).
+  go_tool act "$ACT_MODULE"
   # The Compose and buildx plugins (Go builds, minutes where missing) only the compose suites use: ops/test.ts builds
   # them with the local images, beside the other suites.
   ensure_engine || true

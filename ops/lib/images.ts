@@ -45,6 +45,8 @@ export interface ImageSpec {
   suite?: Suite
   /** npm packages packed into the context, as <file>.tgz. */
   npm?: { file: string; spec: string }[]
+  /** Another image here to build FROM (its BASE build argument) instead of the Debian base; built first. */
+  from?: string
 }
 
 export class ImagesError extends Error {}
@@ -114,6 +116,9 @@ export const IMAGES: ImageSpec[] = [
       { file: 'npm', spec: `npm@${NPM_VERSION}` },
     ],
   },
+  // GitHub's ubuntu-24.04 runner as far as the workflows' run: steps need it, for nektos/act
+  // (test/system/workflows.test.ts); no compose service.
+  { name: 'runner', version: 'bookworm', services: [], from: 'node' },
 ]
 
 /**
@@ -257,7 +262,9 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
     results.push(r)
     opts.report(r)
   }
-  const wanted = IMAGES.filter((i) => !opts.only?.length || opts.only.includes(i.name))
+  const named = new Set(opts.only ?? [])
+  for (const i of [...IMAGES].reverse()) if (named.has(i.name) && i.from) named.add(i.from)
+  const wanted = IMAGES.filter((i) => !opts.only?.length || named.has(i.name))
   for (const suite of new Set<Suite>(['bookworm', ...wanted.map((i) => i.suite ?? 'bookworm')])) {
     // `--rebuild nginx` rebuilds nginx, not its base; a bare --rebuild rebuilds everything.
     timed(BASES[suite], () => buildBase(suite, opts.log), opts.rebuild && !opts.only?.length)
@@ -266,7 +273,7 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
   for (const spec of wanted) {
     timed(tagOf(spec), () => {
       const dir = context(spec, opts.log)
-      const base = BASES[spec.suite ?? 'bookworm']
+      const base = spec.from ? tagOf(IMAGES.find((i) => i.name === spec.from)!) : BASES[spec.suite ?? 'bookworm']
       try {
         run(['docker', 'build', '--build-arg', `BASE=${base}`, '--build-arg', `VERSION=${spec.version}`, '-t', tagOf(spec), dir], {
           log: opts.log,

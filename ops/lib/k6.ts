@@ -1,11 +1,14 @@
-// Runs one k6 scenario from loadtests/scenarios with every output opsdrill keeps, into .run/load/<name>-<time>/:
+// The one k6 runner: every k6 process opsdrill starts (load scenarios, the deploy gate, drills, the screenshots and
+// observability runs) is started here, with one command line, one environment, one REST API client and one reader of
+// its JSON output. K6.start runs a script; runK6 runs a scenario of loadtests/scenarios with every output opsdrill
+// keeps, into .run/load/<name>-<time>/:
 //   summary.json   end-of-test summary (--summary-export): thresholds, percentiles per SLO tag
 //   report.html    k6's web-dashboard report, self-contained (opens offline)
 //   points.json.gz every sample (--out json), bucketed here into per-second throughput and latency
 //   k6.log         k6's own output
 // and the samples streamed into Prometheus (experimental-prometheus-rw) tagged testid=<name>-<time>, so Grafana
 // shows the run next to the server-side metrics.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -86,51 +89,24 @@ export async function runK6(opts: K6Options): Promise<K6Result> {
   const name = `${opts.scenario}${opts.label ? `-${opts.label}` : ''}`
   const testid = `${name}-${stamp}`
   const dir = join(ROOT, '.run/load', testid)
-  mkdirSync(dir, { recursive: true })
-  const apiPort = await freePort()
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    K6_NO_USAGE_REPORT: 'true',
-    K6_WEB_DASHBOARD: 'true',
-    K6_WEB_DASHBOARD_PORT: '-1',
-    // The report needs a few aggregation periods to exist at all; short runs last seconds.
-    K6_WEB_DASHBOARD_PERIOD: opts.short ? '1s' : '5s',
-    K6_WEB_DASHBOARD_EXPORT: join(dir, 'report.html'),
-    ...(opts.prometheusUrl
-      ? {
-          K6_PROMETHEUS_RW_SERVER_URL: `${opts.prometheusUrl}/api/v1/write`,
-          K6_PROMETHEUS_RW_TREND_STATS: 'p(95),p(99),avg',
-          K6_PROMETHEUS_RW_PUSH_INTERVAL: '5s',
-        }
-      : {}),
-  }
-  const vars = { BASE_URL: opts.baseUrl, ...(opts.short ? { SHORT: '1' } : {}), ...opts.env }
-  const args = [
-    'run',
-    '--quiet',
-    '--address',
-    `127.0.0.1:${apiPort}`,
-    '--summary-export',
-    join(dir, 'summary.json'),
-    '--out',
-    `json=${join(dir, 'points.json.gz')}`,
-    ...(opts.prometheusUrl ? ['--out', 'experimental-prometheus-rw'] : []),
-    '--tag',
-    `testid=${testid}`,
-    ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
-    join(ROOT, 'loadtests/scenarios', `${opts.scenario}.ts`),
-  ]
   say(`==> k6 ${opts.scenario}${opts.label ? ` (${opts.label})` : ''}${opts.short ? ' --short' : ''} -> ${dir}`)
-  const exited = spawnK6(args, env, join(dir, 'k6.log'))
-  const during = opts.during ? runDuring(apiPort, opts.during, exited, say) : Promise.resolve()
-  const exitCode = await exited
+  const k6 = await K6.start({
+    script: join(ROOT, 'loadtests/scenarios', `${opts.scenario}.ts`),
+    dir,
+    testid,
+    vars: { BASE_URL: opts.baseUrl, ...(opts.short ? { SHORT: '1' } : {}), ...opts.env },
+    // The report needs a few aggregation periods to exist at all; short runs last seconds.
+    report: { period: opts.short ? '1s' : '5s' },
+    ...(opts.prometheusUrl ? { prometheus: { url: opts.prometheusUrl, trendStats: 'p(95),p(99),avg', pushInterval: '5s' } } : {}),
+  })
+  const during = opts.during ? runDuring(k6, opts.during, say) : Promise.resolve()
+  const exitCode = await k6.exited
   await during
-  const summaryFile = join(dir, 'summary.json')
-  if (!existsSync(summaryFile)) {
-    throw new Error(`k6 ${opts.scenario} exited ${exitCode} without a summary:\n${logTail(join(dir, 'k6.log'))}`)
+  if (!existsSync(k6.summaryFile)) {
+    throw new Error(`k6 ${opts.scenario} exited ${exitCode} without a summary:\n${logTail(k6.logFile)}`)
   }
-  const summary = JSON.parse(readFileSync(summaryFile, 'utf8')) as Summary
-  const series = await bucketPoints(join(dir, 'points.json.gz'))
+  const summary = JSON.parse(readFileSync(k6.summaryFile, 'utf8')) as Summary
+  const series = await bucketPoints(k6.pointsFile)
   const failedThresholds = Object.entries(summary.metrics).flatMap(([m, s]) =>
     Object.entries(s.thresholds ?? {})
       .filter(([, failed]) => failed)
@@ -157,34 +133,152 @@ export async function runK6(opts: K6Options): Promise<K6Result> {
   }
 }
 
-/** Polls k6's REST API until the scenario's first iteration, waits afterSec, then runs the action. */
-async function runDuring(
-  port: number,
-  d: NonNullable<K6Options['during']>,
-  exited: Promise<number>,
-  say: (l: string) => void,
-): Promise<void> {
-  let done = false
-  void exited.then(() => {
-    done = true
-  })
-  while (!done) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/v1/metrics/iterations`, { signal: AbortSignal.timeout(1000) })
-      if (res.ok) {
-        const body = (await res.json()) as { data?: { attributes?: { sample?: { count?: number } } } }
-        if ((body.data?.attributes?.sample?.count ?? 0) > 0) break
-      }
-    } catch {
-      /* k6 not listening yet */
-    }
-    await sleep(200)
-  }
-  if (done) return
+/** Waits for the scenario's first iteration (setup excluded), then afterSec, then runs the action; nothing once k6 exited. */
+async function runDuring(k6: K6, d: NonNullable<K6Options['during']>, say: (l: string) => void): Promise<void> {
+  if (!(await k6.until(async () => ((await k6.sample('iterations')).count ?? 0) > 0))) return
   await sleep(d.afterSec * 1000)
-  if (done) return
+  if (await k6.done()) return
   say(`    (${d.afterSec} s into the run)`)
   await d.action()
+}
+
+/** One k6 run: the script, its -e variables, and where its outputs go. */
+export interface K6Run {
+  /** Absolute path of the script. */
+  script: string
+  /** Folder of the outputs (made if missing). */
+  dir: string
+  /** Output file names inside dir: the summary (--summary-export) and every sample (--out json, gzipped). */
+  files?: { summary: string; points: string }
+  testid: string
+  vars: Record<string, string>
+  /** Streams the samples into this Prometheus (remote write) with these trend stats. */
+  prometheus?: { url: string; trendStats: string; pushInterval?: string }
+  /** Exports k6's web-dashboard report to dir/report.html, aggregated every period. */
+  report?: { period: string }
+}
+
+/** A running k6: its exit, its REST API (live totals, stop) and its output files. */
+export class K6 {
+  readonly exited: Promise<number>
+  readonly summaryFile: string
+  readonly pointsFile: string
+  readonly logFile: string
+  private readonly port: number
+  private finished = false
+
+  private constructor(run: K6Run, port: number) {
+    const files = run.files ?? { summary: 'summary.json', points: 'points.json.gz' }
+    this.port = port
+    this.summaryFile = join(run.dir, files.summary)
+    this.pointsFile = join(run.dir, files.points)
+    this.logFile = join(run.dir, 'k6.log')
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      K6_NO_USAGE_REPORT: 'true',
+      ...(run.report
+        ? {
+            K6_WEB_DASHBOARD: 'true',
+            K6_WEB_DASHBOARD_PORT: '-1',
+            K6_WEB_DASHBOARD_PERIOD: run.report.period,
+            K6_WEB_DASHBOARD_EXPORT: join(run.dir, 'report.html'),
+          }
+        : {}),
+      ...(run.prometheus
+        ? {
+            K6_PROMETHEUS_RW_SERVER_URL: `${run.prometheus.url}/api/v1/write`,
+            K6_PROMETHEUS_RW_TREND_STATS: run.prometheus.trendStats,
+            ...(run.prometheus.pushInterval ? { K6_PROMETHEUS_RW_PUSH_INTERVAL: run.prometheus.pushInterval } : {}),
+          }
+        : {}),
+    }
+    const args = [
+      'run',
+      '--quiet',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--summary-export',
+      this.summaryFile,
+      '--out',
+      `json=${this.pointsFile}`,
+      ...(run.prometheus ? ['--out', 'experimental-prometheus-rw'] : []),
+      '--tag',
+      `testid=${run.testid}`,
+      ...Object.entries(run.vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+      run.script,
+    ]
+    this.exited = spawnK6(args, env, this.logFile)
+    void this.exited.then(
+      () => (this.finished = true),
+      () => (this.finished = true),
+    )
+  }
+
+  static async start(run: K6Run): Promise<K6> {
+    mkdirSync(run.dir, { recursive: true })
+    return new K6(run, await freePort())
+  }
+
+  /** A metric's sample from k6's REST API (e.g. count, passes); empty while k6 is not answering. */
+  async sample(metric: string): Promise<Record<string, number>> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.port}/v1/metrics/${metric}`, { signal: AbortSignal.timeout(1000) })
+      if (!res.ok) return {}
+      const body = (await res.json()) as { data?: { attributes?: { sample?: Record<string, number> } } }
+      return body.data?.attributes?.sample ?? {}
+    } catch {
+      return {}
+    }
+  }
+
+  /** Requests and failed requests so far (zeros while k6 is not answering). */
+  async live(): Promise<Live> {
+    const [reqs, failed] = await Promise.all([this.sample('http_reqs'), this.sample('http_req_failed')])
+    const requests = reqs.count ?? 0
+    // k6 2's REST API gives a rate metric its rate only (no passes), so failures are that rate of the requests.
+    return { requests, failed: Math.round((failed.rate ?? 0) * requests) }
+  }
+
+  /** Polls cond every 200 ms: true once it holds, false if k6 exits first or timeoutMs passes. */
+  async until(cond: () => Promise<boolean>, timeoutMs = Infinity): Promise<boolean> {
+    const end = Date.now() + timeoutMs
+    while (!this.finished && Date.now() < end) {
+      if (await cond()) return true
+      await sleep(200)
+    }
+    return false
+  }
+
+  /** True once k6 has exited. */
+  async done(): Promise<boolean> {
+    await sleep(0)
+    return this.finished
+  }
+
+  /** Stops the run through the REST API (requests in flight are abandoned); resolves to k6's exit code. */
+  async stop(): Promise<number> {
+    try {
+      await fetch(`http://127.0.0.1:${this.port}/v1/status`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: { type: 'status', id: 'default', attributes: { stopped: true } } }),
+        signal: AbortSignal.timeout(5000),
+      })
+    } catch {
+      /* already finished */
+    }
+    return this.exited
+  }
+}
+
+export interface Live {
+  requests: number
+  failed: number
+}
+
+/** The k6 opsdrill runs, as `k6 version` prints it (first line). */
+export function k6Version(): string {
+  return execFileSync(tool('k6'), ['version'], { encoding: 'utf8' }).trim().split('\n')[0]!
 }
 
 export interface Point {
@@ -197,7 +291,7 @@ export interface Point {
  * Runs k6 with its stdout and stderr in one log file; resolves to its exit code once the log is flushed. Neither pipe
  * ends the log (the default would let the first stream to close end it under the other's last writes).
  */
-export function spawnK6(args: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<number> {
+function spawnK6(args: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<number> {
   const log = createWriteStream(logFile)
   const child = spawn(tool('k6'), args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout.pipe(log, { end: false })

@@ -54,6 +54,10 @@ void t.test('when the operator code is searched, then each shared helper is defi
     ['CPU-tick reader', String.raw`readFileSync\('/proc/stat'`, 'ops/lib/cpu.ts'],
     ['clicks queue', String.raw`new Queue(<[^>]*>)?\(QUEUES\.clicks`, 'ops/lib/backlog.ts'],
     ['recovery POST', String.raw`drill/recovered`, 'ops/lib/drills/fault.ts'],
+    // One k6 runner (STYLE.md): the binary, its command line and its REST API are ops/lib/k6.ts's alone.
+    ['k6 process', String.raw`tool\('k6'\)`, 'ops/lib/k6.ts'],
+    ['k6 command line', String.raw`'--summary-export'`, 'ops/lib/k6.ts'],
+    ['k6 REST API', String.raw`/v1/(metrics|status)`, 'ops/lib/k6.ts'],
   ]
   for (const [name, re, home] of helpers) {
     const r = run('git', ['grep', '--untracked', '-lE', re, '--', 'ops', 'common', 'test/ops'])

@@ -22,6 +22,7 @@ interface Step {
   with?: Record<string, unknown>
 }
 interface Job {
+  if?: string
   permissions?: Record<string, string>
   needs?: string | string[]
   uses?: string
@@ -151,6 +152,38 @@ void t.test('when the workflows README is read, then it explains each workflow a
     ),
   )
   for (const pin of pins) t.ok(readme.includes(`| ${pin} |`), `.github/workflows/README.md: pinned action table lacks ${pin}`)
+})
+
+void t.test(
+  'when ci.yml or drills.yml installs the tools, then ~/.cache/opsdrill is restored first, keyed on the pinned versions',
+  async (t) => {
+    for (const [f, job] of [
+      ['ci.yml', 'test'],
+      ['drills.yml', 'drill'],
+    ] as const) {
+      const steps = load(f).jobs[job]!.steps!
+      const install = steps.findIndex((s) => s.run?.includes('ops/lib/bootstrap.sh'))
+      const cache = steps.findIndex((s) => s.uses?.startsWith('actions/cache@'))
+      t.ok(install >= 0 && cache >= 0 && cache < install, `${f}: actions/cache restores before the bootstrap`)
+      t.equal(steps[cache]?.with?.path, '~/.cache/opsdrill', `${f}: caches ~/.cache/opsdrill`)
+      // The versions are pinned in bootstrap.sh: a new pin, a new cache.
+      t.match(String(steps[cache]?.with?.key), /hashFiles\('ops\/lib\/bootstrap\.sh'\)/, `${f}: keyed on ops/lib/bootstrap.sh`)
+    }
+  },
+)
+
+void t.test('when cd.yml is triggered by a run of image.yml, then only a successful one on main deploys', async (t) => {
+  const wf = load('cd.yml')
+  const run = wf.on.workflow_run as { workflows: string[]; types: string[]; branches: string[] }
+  t.same(run.types, ['completed'])
+  t.same(run.branches, ['main'])
+  // image.yml's build needs its ci job, so a successful image run is a passed CI run.
+  t.match(
+    wf.jobs.deploy!.if ?? '',
+    /github\.event\.workflow_run\.conclusion == 'success'/,
+    'cd.yml: deploys only after a successful image run',
+  )
+  t.notMatch(wf.jobs.deploy!.if ?? '', /\|\|\s*always\(\)/, 'cd.yml: no always() around the condition')
 })
 
 void t.test('when ci.yml installs the tools, then it installs what ops/test needs, as root, from a cached ~/.cache/opsdrill', async (t) => {

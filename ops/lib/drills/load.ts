@@ -1,11 +1,10 @@
-// Runs the drill's k6 load (k6/steady.ts) in the background: live figures from k6's REST API while it runs, a stop
-// through the same API when the drill is done, then every sample read back from k6's JSON output into per-second
-// buckets, per-class figures, the failures with their times, and the redirects served per link (the ledger).
-import { join, resolve } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { points, quantile, secondsOf, spawnK6, type Bucket, type PerSecond } from '../k6.ts'
+// Runs the drill's k6 load (k6/steady.ts) in the background through the one k6 runner (../k6.ts): live figures from
+// k6's REST API while it runs, a stop through the same API when the drill is done, then every sample read back from
+// k6's JSON output into per-second buckets, per-class figures, the failures with their times, and the redirects
+// served per link (the ledger).
+import { resolve } from 'node:path'
+import { K6, points, quantile, secondsOf, type Bucket, type Live, type PerSecond } from '../k6.ts'
 import { logTail } from '../logs.ts'
-import { freePort } from '../net.ts'
 
 const SCRIPT = resolve(import.meta.dirname, 'k6/steady.ts')
 
@@ -54,109 +53,57 @@ export interface LoadResult {
   samples: [number, number, 'redirect' | 'api'][]
 }
 
-export interface Live {
-  requests: number
-  failed: number
-}
+export type { Live }
 
 export class Load {
-  private readonly opts: LoadOptions
-  private readonly port: number
-  private readonly exited: Promise<number>
+  private readonly k6: K6
 
-  private constructor(opts: LoadOptions, port: number, exited: Promise<number>) {
-    this.opts = opts
-    this.port = port
-    this.exited = exited
+  private constructor(k6: K6) {
+    this.k6 = k6
   }
 
   static async start(opts: LoadOptions): Promise<Load> {
-    const port = await freePort()
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      K6_NO_USAGE_REPORT: 'true',
-      ...(opts.prometheusUrl
-        ? { K6_PROMETHEUS_RW_SERVER_URL: `${opts.prometheusUrl}/api/v1/write`, K6_PROMETHEUS_RW_TREND_STATS: 'p(99),max' }
-        : {}),
-    }
-    const vars: Record<string, string> = {
-      BASE_URL: opts.baseUrl,
-      DATA: opts.dataFile,
-      RATE: String(opts.rate),
-      API_SHARE: String(opts.apiShare ?? 0.1),
-      DURATION: opts.duration ?? '30m',
-      MODE: opts.mode ?? 'steady',
-      VUS: String(opts.vus ?? 64),
-      ...(opts.mark ? { MARK: opts.mark } : {}),
-    }
-    const args = [
-      'run',
-      '--quiet',
-      '--address',
-      `127.0.0.1:${port}`,
-      '--summary-export',
-      join(opts.dir, 'k6-summary.json'),
-      '--out',
-      `json=${join(opts.dir, 'k6-points.json.gz')}`,
-      ...(opts.prometheusUrl ? ['--out', 'experimental-prometheus-rw'] : []),
-      '--tag',
-      `testid=${opts.testid}`,
-      ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
-      SCRIPT,
-    ]
-    const exited = spawnK6(args, env, join(opts.dir, 'k6.log'))
-    const load = new Load(opts, port, exited)
+    const k6 = await K6.start({
+      script: SCRIPT,
+      dir: opts.dir,
+      files: { summary: 'k6-summary.json', points: 'k6-points.json.gz' },
+      testid: opts.testid,
+      vars: {
+        BASE_URL: opts.baseUrl,
+        DATA: opts.dataFile,
+        RATE: String(opts.rate),
+        API_SHARE: String(opts.apiShare ?? 0.1),
+        DURATION: opts.duration ?? '30m',
+        MODE: opts.mode ?? 'steady',
+        VUS: String(opts.vus ?? 64),
+        ...(opts.mark ? { MARK: opts.mark } : {}),
+      },
+      ...(opts.prometheusUrl ? { prometheus: { url: opts.prometheusUrl, trendStats: 'p(99),max' } } : {}),
+    })
     // Ready once the first request was counted (k6 compiles the script and runs setup first).
-    const until = Date.now() + 30_000
-    let done = false
-    void exited.then(() => (done = true))
-    while (Date.now() < until && !done) {
-      if ((await load.live()).requests > 0) return load
-      await sleep(200)
-    }
-    throw new Error(`k6 sent no request within 30 s (exit ${done ? await exited : 'pending'}):\n${logTail(join(opts.dir, 'k6.log'))}`)
+    if (await k6.until(async () => (await k6.live()).requests > 0, 30_000)) return new Load(k6)
+    const exit = (await k6.done()) ? await k6.exited : 'pending'
+    throw new Error(`k6 sent no request within 30 s (exit ${exit}):\n${logTail(k6.logFile)}`)
   }
 
   /** Totals so far from k6's REST API (zeros while it is not answering). */
-  async live(): Promise<Live> {
-    const metric = async (name: string): Promise<Record<string, number>> => {
-      try {
-        const res = await fetch(`http://127.0.0.1:${this.port}/v1/metrics/${name}`, { signal: AbortSignal.timeout(1000) })
-        if (!res.ok) return {}
-        const body = (await res.json()) as { data?: { attributes?: { sample?: Record<string, number> } } }
-        return body.data?.attributes?.sample ?? {}
-      } catch {
-        return {}
-      }
-    }
-    const [reqs, failed] = await Promise.all([metric('http_reqs'), metric('http_req_failed')])
-    return { requests: reqs.count ?? 0, failed: failed.passes ?? 0 }
+  live(): Promise<Live> {
+    return this.k6.live()
   }
 
   /** Waits for the run to end by itself (its duration is over; in-flight requests finish) and reads its samples. */
   async finished(): Promise<LoadResult> {
-    return readPoints(join(this.opts.dir, 'k6-points.json.gz'), await this.exited)
+    return readPoints(this.k6.pointsFile, await this.k6.exited)
   }
 
   /** True once k6 has exited. */
   done(): Promise<boolean> {
-    return Promise.race([this.exited.then(() => true), sleep(0).then(() => false)])
+    return this.k6.done()
   }
 
   /** Stops the run (requests still in flight are abandoned) and reads its samples back. */
   async stop(): Promise<LoadResult> {
-    try {
-      await fetch(`http://127.0.0.1:${this.port}/v1/status`, {
-        method: 'PATCH',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ data: { type: 'status', id: 'default', attributes: { stopped: true } } }),
-        signal: AbortSignal.timeout(5000),
-      })
-    } catch {
-      /* already finished */
-    }
-    const exitCode = await this.exited
-    return readPoints(join(this.opts.dir, 'k6-points.json.gz'), exitCode)
+    return readPoints(this.k6.pointsFile, await this.k6.stop())
   }
 }
 
