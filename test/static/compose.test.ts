@@ -460,11 +460,11 @@ void t.test('when the memory limits are summed per profile, then they match the 
 
 void t.test("when the shipper writes daily indices, then Kibana's data view and Grafana's datasource read that pattern", async (t) => {
   const cfg = parse(read('otelcol/config.yaml')) as {
-    exporters: { elasticsearch: { logs_index: string; logstash_format?: { enabled: boolean }; mapping: { mode: string } } }
+    exporters: { elasticsearch: { logs_index: string; logstash_format?: { enabled: boolean }; mapping: { allowed_modes: string[] } } }
   }
   const es = cfg.exporters.elasticsearch
   t.ok(es.logstash_format?.enabled, 'otelcol/config.yaml: daily indices (logstash_format), <logs_index>-YYYY.MM.DD')
-  t.equal(es.mapping.mode, 'bodymap', 'otelcol/config.yaml: the ECS line is the document, as written')
+  t.same(es.mapping.allowed_modes, ['bodymap'], 'otelcol/config.yaml: the ECS line is the document, as written (bodymap, the one mode allowed)')
   const pattern = `${es.logs_index}-*`
   const setup = compose.services['kibana-setup']!.command!
   const view = JSON.parse(setup[setup.indexOf('-d') + 1]!) as { data_view: { title: string; timeFieldName: string } }
