@@ -86,6 +86,7 @@ async function main(): Promise<number> {
         return 1
       }
       process.stdout.write(table(rows) + '\n')
+      if (rows.some((r) => r.kind === 'victoria-logs')) process.stdout.write(`log search (VictoriaLogs): ${stack.logsUiUrl}\n`)
       return rows.every((r) => r.healthy) ? 0 : 1
     }
     case 'scale': {

@@ -39,7 +39,18 @@ export const LOAD_FRIENDLY_API_ENV: Record<string, string> = {
 }
 
 export type PartKind =
-  'postgres' | 'redis' | 'toxiproxy' | 'postgres-exporter' | 'redis-exporter' | 'api' | 'worker' | 'nginx' | 'prometheus' | 'alertmanager'
+  | 'postgres'
+  | 'redis'
+  | 'toxiproxy'
+  | 'postgres-exporter'
+  | 'redis-exporter'
+  | 'api'
+  | 'worker'
+  | 'nginx'
+  | 'prometheus'
+  | 'alertmanager'
+  | 'victoria-logs'
+  | 'otelcol'
 
 /**
  * A build of the app that replicas run from (`npm run stack -- deploy`, ops/lib/stack/deploy.ts): the commit and the
@@ -128,6 +139,14 @@ export class Stack {
   get alertmanagerUrl(): string {
     return `http://127.0.0.1:${this.ports.alertmanager}`
   }
+  /** VictoriaLogs: the Elasticsearch bulk API the shipper writes to, LogsQL at /select/logsql/query. */
+  get logsUrl(): string {
+    return `http://127.0.0.1:${this.ports.victoriaLogs}`
+  }
+  /** VictoriaLogs' web UI, where a trace's lines are found by `trace.id:<id>`. */
+  get logsUiUrl(): string {
+    return `${this.logsUrl}/select/vmui/`
+  }
   /** toxiproxy's HTTP API; proxies `postgres` and `redis` sit between the app and the stores. */
   get toxiproxyUrl(): string {
     return `http://127.0.0.1:${this.ports.toxiproxy}`
@@ -200,6 +219,8 @@ export class Stack {
       'prometheus-redis-exporter',
       tool('toxiproxy-server'),
       'redis-server',
+      tool('victoria-logs'),
+      tool('otelcol-opsdrill'),
     ]) {
       if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', bin]).status !== 0)
         throw new StackError(`${bin} is not installed: run \`ops/stack up\` (it installs what is missing)`)
@@ -394,7 +415,46 @@ export class Stack {
       await waitHealthy('alertmanager', { http: `${this.alertmanagerUrl}/-/ready` }, { pid, timeoutMs: 15_000, logFile })
       return pid
     })
+    await this.logStore(s)
+    await this.logShipper(s)
     this.say(this.urls())
+  }
+
+  /** VictoriaLogs, the searchable store of the ECS lines (what Elasticsearch is in compose's logs profile). */
+  private async logStore(s: State): Promise<void> {
+    const probe = { http: `${this.logsUrl}/health` }
+    await this.part(s, 'victoria-logs', 'victoria-logs', this.ports.victoriaLogs, probe, async (logFile) => {
+      const argv = [
+        tool('victoria-logs'),
+        `-httpListenAddr=127.0.0.1:${this.ports.victoriaLogs}`,
+        `-storageDataPath=${join(this.dir, 'victoria-logs')}`,
+        '-retentionPeriod=7d',
+        // Its caches, not its data: bounded so the store stays a small part of the stack's memory.
+        '-memory.allowedBytes=64MiB',
+      ]
+      const pid = startDetached({ name: 'victoria-logs', argv, cwd: ROOT, logFile })
+      await waitHealthy('victoria-logs', probe, { pid, timeoutMs: 15_000, logFile })
+      return pid
+    })
+  }
+
+  /** The log shipper: otelcol/config.yaml, the file compose runs, tailing this stack's logs/ into VictoriaLogs. */
+  private async logShipper(s: State): Promise<void> {
+    const probe = { http: `http://127.0.0.1:${this.ports.otelcolHealth}/` }
+    await this.part(s, 'otelcol', 'otelcol', this.ports.otelcolHealth, probe, async (logFile) => {
+      const env = {
+        ...process.env,
+        OTELCOL_LOG_FILES: join(this.logsDir, '*.log'),
+        OTELCOL_START_AT: 'beginning',
+        LOGS_ES_ENDPOINT: `${this.logsUrl}/insert/elasticsearch`,
+        OTELCOL_STORAGE_DIR: join(this.dir, 'otelcol'),
+        OTELCOL_HEALTH_ENDPOINT: `127.0.0.1:${this.ports.otelcolHealth}`,
+      }
+      const argv = [tool('otelcol-opsdrill'), `--config=${join(ROOT, 'otelcol/config.yaml')}`]
+      const pid = startDetached({ name: 'otelcol', argv, env, cwd: ROOT, logFile })
+      await waitHealthy('otelcol', probe, { pid, timeoutMs: 15_000, logFile })
+      return pid
+    })
   }
 
   urls(): string {
@@ -404,6 +464,7 @@ export class Stack {
       `  API (through nginx)   ${this.baseUrl}            (docs: ${this.baseUrl}/docs)`,
       `  Prometheus            ${this.prometheusUrl}`,
       `  Alertmanager          ${this.alertmanagerUrl}`,
+      `  Logs (VictoriaLogs)   ${this.logsUiUrl}   (search a trace's lines: trace.id:<id>)`,
       `  toxiproxy API         ${this.toxiproxyUrl}            (proxies: postgres :${p.postgresProxy}, redis :${p.redisProxy}, redis-cache :${p.redisCacheProxy})`,
       `  Postgres              ${this.databaseUrl}`,
       `  Redis (queues)        ${this.redisUrl}`,
@@ -798,6 +859,10 @@ export class Stack {
         return { http: `${this.alertmanagerUrl}/-/ready` }
       case 'toxiproxy':
         return { http: `${this.toxiproxyUrl}/version` }
+      case 'victoria-logs':
+        return { http: `${this.logsUrl}/health` }
+      case 'otelcol':
+        return { http: `http://127.0.0.1:${p.otelcolHealth}/` }
       case 'postgres-exporter':
       case 'redis-exporter':
         return { http: `http://127.0.0.1:${part.port}/metrics` }
@@ -819,6 +884,8 @@ export class Stack {
       'nginx',
       'api',
       'worker',
+      'otelcol',
+      'victoria-logs',
       'alertmanager',
       'prometheus',
       'postgres-exporter',

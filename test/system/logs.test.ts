@@ -1,0 +1,102 @@
+// The log path of the native stack, on offset ports (1100): the API writes an ECS line for a traced request to its log
+// file, the shipper (otelcol/config.yaml) sends it through VictoriaLogs' Elasticsearch bulk API, and a search by
+// trace.id finds it within 10 s with its ECS fields as written. With the store stopped, a line written meanwhile
+// arrives once it is back: the shipper retries, nothing is lost.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { stackAt } from '../../ops/lib/stack/index.ts'
+import { alive } from '../../ops/lib/stack/procs.ts'
+import { logsQuery, type LogRow } from '../../ops/lib/logsql.ts'
+
+t.setTimeout(5 * 60_000)
+const stack = stackAt({ offset: 1100, log: (line) => t.comment(line) })
+t.teardown(() => stack.down())
+
+/** A sampled request through nginx under a trace id of the test's own; the API logs every sampled request. */
+async function tracedRequest(): Promise<{ traceId: string; requestId: string }> {
+  const traceId = randomBytes(16).toString('hex')
+  const res = await fetch(`${stack.baseUrl}/nosuch${randomBytes(3).toString('hex')}`, {
+    headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    redirect: 'manual',
+  })
+  await res.arrayBuffer()
+  t.equal(res.status, 404, 'an unknown code answers 404')
+  return { traceId, requestId: res.headers.get('x-request-id') ?? '' }
+}
+
+/** The ECS line the API wrote to its log file for this trace (what the store must hold). */
+function writtenLine(traceId: string): Record<string, unknown> {
+  const file = stack.replicas('api')[0]!.logFile
+  const line = readFileSync(file, 'utf8')
+    .split('\n')
+    .find((l) => l.includes(`"id":"${traceId}"`))
+  if (!line) throw new Error(`no line with trace.id ${traceId} in ${file}`)
+  return JSON.parse(line) as Record<string, unknown>
+}
+
+/** Polls the store for the API's line of this trace; undefined when it is not there within `seconds`. */
+async function storedLine(traceId: string, seconds: number): Promise<{ row: LogRow | undefined; ms: number }> {
+  const t0 = Date.now()
+  while (Date.now() - t0 < seconds * 1000) {
+    const rows = await logsQuery(stack.logsUrl, `trace.id:${traceId}`).catch(() => [])
+    const row = rows.find((r) => r['service.name'] === 'opsdrill-api')
+    if (row) return { row, ms: Date.now() - t0 }
+    await sleep(250)
+  }
+  return { row: undefined, ms: Date.now() - t0 }
+}
+
+void t.test('when the stack comes up, then VictoriaLogs and the shipper are healthy and the UI answers', async (t) => {
+  t.setTimeout(180_000)
+  await stack.down()
+  await stack.up({ api: 1, worker: 0 })
+  const parts = await stack.status()
+  for (const name of ['victoria-logs', 'otelcol']) t.ok(parts.find((p) => p.name === name)?.healthy, `${name} is healthy`)
+  const ui = await fetch(stack.logsUiUrl)
+  t.equal(ui.status, 200, `the log UI answers at ${stack.logsUiUrl}`)
+  t.match(await ui.text(), /<html/i)
+})
+
+void t.test('when a traced request is served, then its log line is found by trace.id within 10 s with its ECS fields', async (t) => {
+  const { traceId, requestId } = await tracedRequest()
+  const { row, ms } = await storedLine(traceId, 10)
+  t.ok(row, `the API's line of trace ${traceId} is in the store (${ms} ms)`)
+  if (!row) return
+  const line = writtenLine(traceId) as {
+    '@timestamp': string
+    'log.level': string
+    'service.name': string
+    message: string
+    trace: { id: string }
+    span: { id: string }
+    http: { request: { id: string } }
+  }
+  t.equal(Date.parse(row._time!), Date.parse(line['@timestamp']), `@timestamp, kept by the store as _time (${row._time})`)
+  t.equal(row['log.level'], line['log.level'], 'log.level')
+  t.equal(row['service.name'], 'opsdrill-api', 'service.name')
+  t.equal(row['trace.id'], traceId, 'trace.id')
+  t.match(row['span.id'], /^[0-9a-f]{16}$/, 'span.id')
+  t.equal(row['span.id'], line.span.id, 'span.id as written')
+  t.equal(row['http.request.id'], requestId, "the request id (nginx's X-Request-Id)")
+  t.equal(row._msg, line.message, 'the message')
+  const nginx = (await logsQuery(stack.logsUrl, `trace.id:${traceId} service.name:nginx`)).length
+  t.equal(nginx, 1, "nginx's access line of the same request is found by the same trace.id")
+})
+
+void t.test('when the store is down while a line is written, then the line arrives after the store is back', async (t) => {
+  t.setTimeout(120_000)
+  const store = stack.processes().find((p) => p.name === 'victoria-logs')!
+  stack.kill('victoria-logs', 'SIGTERM')
+  for (let i = 0; i < 100 && alive(store.pid); i++) await sleep(100)
+  t.notOk(alive(store.pid), 'VictoriaLogs is stopped')
+  const { traceId } = await tracedRequest()
+  t.ok(writtenLine(traceId), 'the API wrote the line while the store was down')
+  // Long enough for the shipper to fail its bulk request and retry at least twice (1 s, then 2 s backoff).
+  await sleep(5000)
+  await stack.up()
+  const { row, ms } = await storedLine(traceId, 30)
+  t.ok(row, `the line written while the store was down arrived ${ms} ms after the store came back`)
+  t.equal(row?.['trace.id'], traceId)
+})
