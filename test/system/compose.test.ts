@@ -318,14 +318,8 @@ void t.test('when a traced request is served, then its log line reaches the stor
 
 void t.test('when the store is stopped while a line is written, then the line arrives after it starts again', async (t) => {
   compose(['stop', 'victorialogs'])
-  let traceId = ''
-  try {
-    ;({ traceId } = await tracedRequest())
-    // The shipper fails its bulk request and backs off (1 s, 2 s, ...) while the store is down.
-    await sleep(5000)
-  } finally {
-    compose(['start', 'victorialogs'])
-  }
+  // Started again whatever happens; first the shipper fails its bulk request and backs off (1 s, 2 s, ...) for 5 s.
+  const { traceId } = await tracedRequest().finally(() => sleep(5000).then(() => compose(['start', 'victorialogs'])))
   const { row, ms } = await storedLine(traceId, 30)
   timings['log line written while the store was down, after it started'] = `${ms} ms`
   t.ok(row, `the line written while VictoriaLogs was stopped arrived ${ms} ms after it started again`)

@@ -261,7 +261,7 @@ void t.test('local images', { skip: engine ? false : 'no Docker engine answers (
     await until('wget :9428/health', () => execOk(vl, ['wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:9428/health']))
     const logs = mkdtempSync(join(tmpdir(), 'opsdrill-imgtest-logs-'))
     t.teardown(() => rmSync(logs, { recursive: true, force: true }))
-    const col = run('otelcol', [
+    run('otelcol', [
       '--network',
       `container:${vl}`,
       '--user',

@@ -72,6 +72,7 @@ void t.test(
       'api-1',
       'api-2',
       'nginx',
+      'otelcol',
       'postgres',
       'postgres-exporter',
       'prometheus',
@@ -80,6 +81,7 @@ void t.test(
       'redis-cache-exporter',
       'redis-exporter',
       'toxiproxy',
+      'victoria-logs',
       'worker-1',
     ])
     const unhealthy = parts.filter((p) => !p.healthy)
