@@ -4,9 +4,10 @@
 // arrives once it is back: the shipper retries, nothing is lost.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { stackAt } from '../../ops/lib/stack/index.ts'
+import { ROOT, stackAt } from '../../ops/lib/stack/index.ts'
 import { alive } from '../../ops/lib/stack/procs.ts'
 import { logsQuery, type LogRow } from '../../ops/lib/logsql.ts'
 
@@ -83,6 +84,33 @@ void t.test('when a traced request is served, then its log line is found by trac
   t.equal(row._msg, line.message, 'the message')
   const nginx = (await logsQuery(stack.logsUrl, `trace.id:${traceId} service.name:nginx`)).length
   t.equal(nginx, 1, "nginx's access line of the same request is found by the same trace.id")
+})
+
+void t.test('when an operator runs status and search, then they print the UI URL and the lines of a trace', async (t) => {
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, ['ops/stack.ts', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, OPSDRILL_STACK_PORT_OFFSET: String(stack.offset) },
+      encoding: 'utf8',
+    })
+  const status = cli(['status'])
+  t.equal(status.status, 0, status.stderr)
+  t.match(status.stdout, `log search (VictoriaLogs): ${stack.logsUiUrl}`, 'status prints the UI URL')
+  const { traceId } = await tracedRequest()
+  t.ok((await storedLine(traceId, 10)).row, 'the line is in the store')
+  const found = cli(['search', `trace.id:${traceId}`])
+  t.equal(found.status, 0, found.stderr)
+  const rows = found.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as LogRow)
+  t.same([...new Set(rows.map((r) => r['service.name']))].sort(), ['nginx', 'opsdrill-api'], "the API's and nginx's lines of the trace")
+  t.match(found.stderr, `${stack.logsUiUrl}#/?query=trace.id`, 'and the link to the query in the UI')
+  const none = cli(['search', `trace.id:${'0'.repeat(32)}`])
+  t.equal(none.status, 1, 'no match exits 1, as grep does')
+  const bad = cli(['search'])
+  t.equal(bad.status, 1)
+  t.match(bad.stderr, /^stack: search needs a LogsQL query, e\.g\./, 'no query: one line saying what to give')
 })
 
 void t.test('when the store is down while a line is written, then the line arrives after the store is back', async (t) => {
