@@ -128,3 +128,10 @@ void t.test('when the store is down while a line is written, then the line arriv
   t.ok(row, `the line written while the store was down arrived ${ms} ms after the store came back`)
   t.equal(row?.['trace.id'], traceId)
 })
+
+void t.test('when the log path has run, then its parts report their resident memory (for the README budget)', async (t) => {
+  for (const part of stack.processes().filter((p) => p.kind === 'victoria-logs' || p.kind === 'otelcol')) {
+    const rss = Number(spawnSync('ps', ['-o', 'rss=', '-p', String(part.pid)], { encoding: 'utf8' }).stdout.trim())
+    t.ok(rss > 0, `${part.name}: ${(rss / 1024).toFixed(0)} MiB resident`)
+  }
+})
