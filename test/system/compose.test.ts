@@ -312,8 +312,13 @@ void t.test('when a traced request is served, then its log line reaches the stor
   t.equal(row['trace.id'], traceId, 'trace.id')
   t.match(row['span.id'], /^[0-9a-f]{16}$/, 'span.id')
   t.equal(row['http.request.id'], requestId, "the request id (nginx's X-Request-Id)")
-  const nginx = await logsQuery(url('VICTORIALOGS'), `trace.id:${traceId} service.name:nginx`)
-  t.equal(nginx.length, 1, "nginx's access line of the same request, by the same trace.id")
+  // nginx writes its access line as the response leaves; the shipper may send it a poll (500 ms) after the API's.
+  let nginx = 0
+  for (let i = 0; i < 40 && nginx === 0; i++) {
+    nginx = (await logsQuery(url('VICTORIALOGS'), `trace.id:${traceId} service.name:nginx`)).length
+    if (nginx === 0) await sleep(250)
+  }
+  t.equal(nginx, 1, "nginx's access line of the same request, by the same trace.id")
 })
 
 void t.test('when the store is stopped while a line is written, then the line arrives after it starts again', async (t) => {

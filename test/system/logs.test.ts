@@ -82,7 +82,12 @@ void t.test('when a traced request is served, then its log line is found by trac
   t.equal(row['span.id'], line.span.id, 'span.id as written')
   t.equal(row['http.request.id'], requestId, "the request id (nginx's X-Request-Id)")
   t.equal(row._msg, line.message, 'the message')
-  const nginx = (await logsQuery(stack.logsUrl, `trace.id:${traceId} service.name:nginx`)).length
+  // nginx writes its access line as the response leaves; the shipper may send it a poll (500 ms) after the API's.
+  let nginx = 0
+  for (let i = 0; i < 40 && nginx === 0; i++) {
+    nginx = (await logsQuery(stack.logsUrl, `trace.id:${traceId} service.name:nginx`)).length
+    if (nginx === 0) await sleep(250)
+  }
   t.equal(nginx, 1, "nginx's access line of the same request is found by the same trace.id")
 })
 
