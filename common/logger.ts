@@ -39,7 +39,8 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
       // Paths cannot reach a password inside a text, such as a connection URL a client library put in its error:
       // each finished line has the userinfo of any URL in it replaced.
       hooks: { streamWrite: redactCredentials },
-      base: { service: { name: opts.serviceName, node: { name: opts.instanceId } } },
+      // service.name comes from ecsFormat (as a dotted key): naming it here too would put it in each line twice.
+      base: { service: { node: { name: opts.instanceId } } },
       // ECS trace fields from the active OpenTelemetry span, so Kibana and Grafana join logs to traces by trace.id.
       mixin() {
         const ctx = trace.getActiveSpan()?.spanContext()

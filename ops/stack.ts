@@ -1,5 +1,5 @@
 // npm run stack -- up [api=N] [worker=M] | down | status | scale api=N worker=M | restart <name> | logs <name> [lines]
-//                  | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]
+//                  | search <LogsQL> | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]
 //                  | autoscale [--scale-down-window S] [--period S]   (the k8s HPA and KEDA rules: ops/lib/autoscale.ts)
 // The native stack (no Docker): see ops/README.md for the parts and their ports. ops/stack installs what is missing
 // first, then runs this. `images` builds the images docker compose runs on a machine without a registry
@@ -11,10 +11,11 @@ import { NativePlatform } from './lib/drills/platform.ts'
 import { buildImages, NOT_BUILT } from './lib/images.ts'
 import { deploy, DeployUsageError, describe } from './lib/stack/deploy.ts'
 import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
+import { logsQuery, logsUiLink } from './lib/logsql.ts'
 
 const USAGE =
   'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]\n' +
-  '                        | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]\n' +
+  '                        | search <LogsQL> | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]\n' +
   '                        | autoscale [--scale-down-window S] [--period S]'
 
 function counts(args: string[]): { api?: number; worker?: number } {
@@ -93,6 +94,7 @@ async function main(): Promise<number> {
       process.stdout.write(table(rows) + '\n')
       for (const r of rows.filter((x) => x.crashLoop))
         process.stdout.write(`${r.name}: ${r.crashLoop}; \`npm run stack -- restart ${r.name}\` tries again\n`)
+      if (rows.some((r) => r.kind === 'victoria-logs')) process.stdout.write(`log search (VictoriaLogs): ${stack.logsUiUrl}\n`)
       return rows.every((r) => r.healthy) ? 0 : 1
     }
     case 'scale': {
@@ -122,6 +124,20 @@ async function main(): Promise<number> {
       if (!rest[0]) throw new StackError('logs needs a part name, e.g. `logs api-1` (names: npm run stack -- status)')
       process.stdout.write(stack.logTail(rest[0], Number(rest[1] ?? 100)))
       return 0
+    case 'search': {
+      // The stack's log store, as its UI would answer: one JSON line per stored ECS line, newest first; exit 1 when
+      // none matches, as grep does.
+      const query = rest.join(' ').trim()
+      if (!query) throw new StackError("search needs a LogsQL query, e.g. `search 'trace.id:<id>'` or `search 'log.level:error'`")
+      if (!(await stack.status()).some((r) => r.kind === 'victoria-logs' && r.healthy))
+        throw new StackError(`the log store of ${stack.dir} does not answer: start the stack with \`npm run stack -- up\``)
+      const rows = await logsQuery(stack.logsUrl, query, { limit: 100 })
+      for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`)
+      process.stderr.write(
+        `${rows.length} line(s)${rows.length === 100 ? ' (the newest 100)' : ''}; in the UI: ${logsUiLink(stack.logsUiUrl, query)}\n`,
+      )
+      return rows.length > 0 ? 0 : 1
+    }
     case 'images':
       images(rest)
       return 0

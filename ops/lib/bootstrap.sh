@@ -20,6 +20,8 @@ HADOLINT_VERSION="2.15.1"
 COMPOSE_MODULE="github.com/docker/compose/v5/cmd@v5.6.0"
 BUILDX_MODULE="github.com/docker/buildx/cmd/buildx@v0.38.2"
 ACT_MODULE="github.com/nektos/act@v0.2.89"
+VICTORIALOGS_MODULE="github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.2"
+OTELCOL_BUILDER_MODULE="go.opentelemetry.io/collector/cmd/builder@v0.156.0"
 export K6_NO_USAGE_REPORT=true
 export PATH="$OPSDRILL_CACHE/node/bin:$OPSDRILL_CACHE/bin:$PATH"
 
@@ -73,6 +75,22 @@ go_tool() { # go_tool BINARY MODULE@VERSION [DIR (default: the cache's bin/, on 
     go build -trimpath -ldflags="$ldflags" -o "$dir/$bin" "${mod%@*}") || die "could not build $bin from $mod with go (see go's output above)"
   rm -rf "$tmp"
   echo "$want" > "$stamp"
+}
+
+# The log shipper: an OpenTelemetry Collector made by its builder from otelcol/builder.yaml (the components and their
+# release). Rebuilt when that file changes: the stamp is its hash.
+ensure_otelcol() {
+  local dir="$OPSDRILL_CACHE/bin" manifest="$OPSDRILL_ROOT/otelcol/builder.yaml"
+  local want; want="$OTELCOL_BUILDER_MODULE $(sha256sum "$manifest" | cut -c1-16)"
+  if [ -x "$dir/otelcol-opsdrill" ] && [ "$(cat "$dir/.otelcol-opsdrill.version" 2>/dev/null)" = "$want" ]; then return; fi
+  go_tool otelcol-builder "$OTELCOL_BUILDER_MODULE"
+  say "building otelcol-opsdrill from otelcol/builder.yaml (Collector builder; cached in $dir)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && export GOPROXY="${GOPROXY_OPSDRILL:-https://proxy.golang.org}" &&
+    "$dir/otelcol-builder" --config "$manifest" --ldflags=-s >builder.log 2>&1 && cp _build/otelcol-opsdrill "$dir/") ||
+    { tail -20 "$tmp/builder.log" >&2; die "could not build otelcol-opsdrill (the builder's output is above)"; }
+  rm -rf "$tmp"
+  echo "$want" > "$dir/.otelcol-opsdrill.version"
 }
 
 ensure_hadolint() {
@@ -159,6 +177,8 @@ ensure_full() {
   go_tool k6 "$K6_MODULE"
   go_tool toxiproxy-server "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
   go_tool toxiproxy-cli "github.com/Shopify/toxiproxy/v2/cmd/cli@$TOXIPROXY_VERSION"
+  go_tool victoria-logs "$VICTORIALOGS_MODULE"
+  ensure_otelcol
   go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
   go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
   go_tool kustomize "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
@@ -185,9 +205,10 @@ ensure_docker_stack() {
 }
 
 # Run as a script, one step alone: `bash ops/lib/bootstrap.sh go_tool BIN MODULE@VERSION [DIR]` builds one Go
-# binary into the cache (ops/lib/images.ts puts them into images); `bash ops/lib/bootstrap.sh ensure_docker`.
+# binary into the cache (ops/lib/images.ts puts them into images); `bash ops/lib/bootstrap.sh ensure_otelcol`;
+# `bash ops/lib/bootstrap.sh ensure_docker`.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  case "${1:-}" in go_tool | ensure_docker) "$@"; exit ;; esac
+  case "${1:-}" in go_tool | ensure_docker | ensure_otelcol) "$@"; exit ;; esac
 fi
 
 case "${OPSDRILL_NEED:-core}" in

@@ -23,7 +23,9 @@ const NPM_VERSION = '11.21.3'
  */
 interface GoBinary {
   bin: string
+  /** Built by `go_tool bin module`; or by a step of bootstrap.sh of its own (the Collector's builder). */
   module: string
+  step?: 'ensure_otelcol'
   dir: 'bin' | 'images'
   /** -X flags that set the release the binary reports, as its own release build does. */
   ldflags?: string
@@ -108,6 +110,18 @@ export const IMAGES: ImageSpec[] = [
     ],
   },
   {
+    name: 'victoria-logs',
+    version: '1.52.2',
+    services: ['victorialogs'],
+    go: [{ bin: 'victoria-logs', module: 'github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.2', dir: 'bin' }],
+  },
+  {
+    name: 'otelcol',
+    version: '0.156.0',
+    services: ['otelcol'],
+    go: [{ bin: 'otelcol-opsdrill', module: 'go.opentelemetry.io/collector/cmd/builder@v0.156.0', step: 'ensure_otelcol', dir: 'bin' }],
+  },
+  {
     name: 'node',
     version: NODE_VERSION,
     services: [],
@@ -142,7 +156,6 @@ export const NOT_BUILT: Record<string, string> = {
     'Grafana is neither a Debian package nor buildable from the Go module proxy (its UI is built with npm and yarn from its own repository)',
   elasticsearch: 'the Elastic images are not in Debian or the Go module proxy',
   kibana: 'the Elastic images are not in Debian or the Go module proxy',
-  filebeat: 'the Elastic images are not in Debian or the Go module proxy',
 }
 
 export interface BuildResult {
@@ -221,7 +234,7 @@ function context(spec: ImageSpec, log: string): string {
   for (const g of spec.go ?? []) {
     if (g.source) goBuildFromSource(g, g.source, log)
     else
-      run(['bash', resolve(ROOT, 'ops/lib/bootstrap.sh'), 'go_tool', g.bin, g.module, join(CACHE, g.dir)], {
+      run(['bash', resolve(ROOT, 'ops/lib/bootstrap.sh'), ...(g.step ? [g.step] : ['go_tool', g.bin, g.module, join(CACHE, g.dir)])], {
         log,
         env: { ...process.env, GO_LDFLAGS: g.ldflags ?? '' },
       })

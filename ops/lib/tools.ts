@@ -8,7 +8,17 @@ import { join } from 'node:path'
 /** The cache folder of ops/lib/bootstrap.sh (OPSDRILL_CACHE, default ~/.cache/opsdrill). */
 export const OPSDRILL_CACHE = process.env.OPSDRILL_CACHE || join(homedir(), '.cache/opsdrill')
 
-export type CachedTool = 'k6' | 'toxiproxy-server' | 'toxiproxy-cli' | 'actionlint' | 'kubeconform' | 'kustomize' | 'hadolint' | 'act'
+export type CachedTool =
+  | 'k6'
+  | 'toxiproxy-server'
+  | 'toxiproxy-cli'
+  | 'actionlint'
+  | 'kubeconform'
+  | 'kustomize'
+  | 'hadolint'
+  | 'victoria-logs'
+  | 'otelcol-opsdrill'
+  | 'act'
 
 /** The cached build of a tool; the bare name (looked up on PATH) when the cache has none. */
 export function tool(name: CachedTool): string {

@@ -26,3 +26,32 @@ void t.test('when a log line carries a connection URL with a password, then the 
   t.match(lines[2], 'https://example.com/a@b', 'a URL without userinfo is untouched')
   t.match(lines[2], 'someone@example.test', 'so is an email')
 })
+
+/** Every path of a parsed line, with dotted keys and nested objects both written as a.b.c. */
+function paths(obj: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(obj).flatMap(([k, v]) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? paths(v as Record<string, unknown>, `${prefix}${k}.`) : [`${prefix}${k}`],
+  )
+}
+
+void t.test('when a line is written, then no field is there twice, as a dotted key and as a nested object', async (t) => {
+  // VictoriaLogs v1.52.2 stops with a FATAL panic on a line holding both "service.name" and service: {name}, once
+  // service.name is a stream field (its stream tags must be unique); Elasticsearch would store two values.
+  const lines: string[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString())
+      done()
+    },
+  })
+  createLogger({ serviceName: 'opsdrill-api', instanceId: 'api-1', level: 'info' }, sink).info({ http: { request: { id: 'r1' } } }, 'hi')
+  const line = JSON.parse(lines[0]!) as Record<string, unknown>
+  const all = paths(line)
+  t.same(
+    all.filter((p, i) => all.indexOf(p) !== i),
+    [],
+    'no repeated field',
+  )
+  t.equal(line['service.name'], 'opsdrill-api')
+  t.same(line.service, { node: { name: 'api-1' } }, 'the instance is service.node.name')
+})

@@ -12,7 +12,7 @@ const ecsLines = (out: string) =>
   out
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as { 'ecs.version'?: string; 'log.level'?: string; message?: string; service?: { name?: string } })
+    .map((l) => JSON.parse(l) as { 'ecs.version'?: string; 'log.level'?: string; message?: string; 'service.name'?: string })
 
 void t.test('when migrate runs on a migrated database, then it prints one ECS JSON line and exits 0', async (t) => {
   const res = migrate(await testDatabase(t))
@@ -22,7 +22,7 @@ void t.test('when migrate runs on a migrated database, then it prints one ECS JS
   t.ok(lines[0]!['ecs.version'], 'an ECS document (ecs.version)')
   t.equal(lines[0]!['log.level'], 'info')
   t.equal(lines[0]!.message, 'database is up to date')
-  t.equal(lines[0]!.service?.name, 'opsdrill-migrate')
+  t.equal(lines[0]!['service.name'], 'opsdrill-migrate')
 })
 
 void t.test('when migrate cannot reach Postgres, then it logs the error as ECS JSON and exits 1', async (t) => {

@@ -355,9 +355,12 @@ void t.test('when a config file names a compose host and port, then that service
     refs.push({ from: `compose/toxiproxy.json proxy ${p.name}`, host: host!, port: port! })
     refs.push({ from: `compose/toxiproxy.json proxy ${p.name} listener`, host: 'toxiproxy', port: p.listen.split(':')[1]! })
   }
-  const filebeat = parse(read('compose/filebeat.yml')) as Record<string, { hosts?: string[]; index?: string }>
-  for (const h of filebeat['output.elasticsearch']?.hosts ?? []) url('compose/filebeat.yml', h)
-  t.match(filebeat['output.elasticsearch']?.index ?? '', /^opsdrill-logs-/, 'compose/filebeat.yml: index opsdrill-logs-*')
+  // The shipper's store: Elasticsearch by default, VictoriaLogs' bulk API when LOGS_ES_ENDPOINT says so (and on
+  // local images, compose/local-images.yml).
+  url('otelcol LOGS_ES_ENDPOINT', envOf(compose.services.otelcol!).LOGS_ES_ENDPOINT!)
+  // logLevel: compose's !override tags mean nothing to this parser, and the values under them are not read here.
+  const local = parse(read('compose/local-images.yml'), { logLevel: 'error' }) as { services: Record<string, Service> }
+  url('compose/local-images.yml otelcol LOGS_ES_ENDPOINT', local.services.otelcol!.environment!.LOGS_ES_ENDPOINT!)
 
   for (const name of ['api', 'worker']) {
     const env = envOf(compose.services[name]!)
@@ -401,10 +404,19 @@ void t.test('when an image is named, then it is pinned to an exact version', asy
   }
 })
 
+/** Long-running services whose official image holds nothing that could probe them, with why. */
+const NO_PROBE: Record<string, string> = {
+  otelcol: "the contrib image is FROM scratch; the compose suite finds a request's log line in the store instead",
+}
+
 void t.test('when a service runs long, then it has a healthcheck and every service has a memory limit', async (t) => {
   for (const [name, s] of services) {
     t.ok(memMiB(s), `docker-compose.yml: ${name} has no memory limit`)
     if (oneShot(s)) continue
+    if (NO_PROBE[name]) {
+      t.ok(s.healthcheck?.disable, `docker-compose.yml: ${name} has no healthcheck: ${NO_PROBE[name]}`)
+      continue
+    }
     t.ok(s.healthcheck?.test && !s.healthcheck.disable, `docker-compose.yml: long-running ${name} has no healthcheck`)
   }
 })
@@ -444,4 +456,30 @@ void t.test('when the memory limits are summed per profile, then they match the 
   t.equal(row('full'), core + only('full'), `docker-compose.yml budget: full should be ${core + only('full')}`)
   t.equal(row('+ load'), only('load'), `docker-compose.yml budget: load should be ${only('load')}`)
   t.equal(only('full'), only('tracing') + only('logs'), 'profile full is exactly tracing + logs')
+})
+
+void t.test("when the shipper writes daily indices, then Kibana's data view and Grafana's datasource read that pattern", async (t) => {
+  const cfg = parse(read('otelcol/config.yaml')) as {
+    exporters: { elasticsearch: { logs_index: string; logstash_format?: { enabled: boolean }; mapping: { allowed_modes: string[] } } }
+  }
+  const es = cfg.exporters.elasticsearch
+  t.ok(es.logstash_format?.enabled, 'otelcol/config.yaml: daily indices (logstash_format), <logs_index>-YYYY.MM.DD')
+  t.same(es.mapping.allowed_modes, ['bodymap'], 'otelcol/config.yaml: the ECS line is the document, as written (bodymap, the one mode allowed)')
+  const pattern = `${es.logs_index}-*`
+  const setup = compose.services['kibana-setup']!.command!
+  const view = JSON.parse(setup[setup.indexOf('-d') + 1]!) as { data_view: { title: string; timeFieldName: string } }
+  t.equal(view.data_view.title, pattern, "kibana-setup: the data view's pattern is the shipper's indices")
+  t.equal(view.data_view.timeFieldName, '@timestamp')
+  t.ok(setup.includes('http://kibana:5601/api/data_views/data_view'), "kibana-setup posts to Kibana's data views API")
+  const ds = parse(read('grafana/provisioning/datasources/datasources.yml')) as {
+    datasources: { uid: string; jsonData?: { index?: string; timeField?: string; tracesToLogsV2?: { datasourceUid: string } } }[]
+  }
+  const elastic = ds.datasources.find((d) => d.uid === 'elasticsearch')
+  t.equal(elastic?.jsonData?.index, pattern, "Grafana's logs datasource reads the shipper's indices")
+  t.equal(elastic?.jsonData?.timeField, '@timestamp')
+  t.equal(
+    ds.datasources.find((d) => d.uid === 'jaeger')?.jsonData?.tracesToLogsV2?.datasourceUid,
+    'elasticsearch',
+    'traces link to those logs',
+  )
 })

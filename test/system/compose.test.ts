@@ -1,8 +1,9 @@
 // The compose stack under a real Docker engine, as a user runs it: the project's image built from its Dockerfile,
-// `docker compose -f docker-compose.yml -f compose/local-images.yml up` (default profile plus tracing) under a project
-// name and host ports of its own, then what a user would see, the compose drills on that stack, and `down -v`.
-// Grafana, Elasticsearch, Kibana and Filebeat have no image buildable without a registry: they are not run here, and
-// the output says so. No engine is a failure, not a skip: ops/test installs and starts one.
+// `docker compose -f docker-compose.yml -f compose/local-images.yml up` (default profile plus tracing and logs) under a
+// project name and host ports of its own, then what a user would see, the compose drills on that stack, and `down -v`.
+// Grafana, Elasticsearch and Kibana have no image buildable without a registry: they are not run here, and the output
+// says so. The logs profile runs its shipper with VictoriaLogs standing in for Elasticsearch behind the same bulk API.
+// No engine is a failure, not a skip: ops/test installs and starts one.
 import t from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -13,20 +14,21 @@ import { parse } from 'yaml'
 import { freePort } from '../../ops/lib/net.ts'
 import { ComposePlatform } from '../../ops/lib/drills/platform.ts'
 import { BROWSER } from '../helpers/app.ts'
+import { logsQuery, type LogRow } from '../../ops/lib/logsql.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const PROJECT = `opsdrill-test-${randomBytes(3).toString('hex')}`
 const FILES = ['docker-compose.yml', 'compose/local-images.yml']
 /** Services no image can be built for here (no registry): the stack runs without them. */
-const NOT_RUN = ['grafana', 'elasticsearch', 'kibana', 'filebeat']
+const NOT_RUN = ['grafana', 'elasticsearch', 'kibana', 'kibana-setup']
 const DRILLS = ['api-sigkill', 'rolling-restart', 'worker-ledger', 'redis-down', 'postgres-latency']
-const PORTS = ['NGINX', 'PROMETHEUS', 'ALERTMANAGER', 'ALERT_RECORDER', 'JAEGER_UI', 'TOXIPROXY', 'GRAFANA', 'KIBANA']
+const PORTS = ['NGINX', 'PROMETHEUS', 'ALERTMANAGER', 'ALERT_RECORDER', 'JAEGER_UI', 'TOXIPROXY', 'GRAFANA', 'KIBANA', 'VICTORIALOGS']
 
 const env: NodeJS.ProcessEnv = {
   ...process.env,
   COMPOSE_PROJECT_NAME: PROJECT,
   COMPOSE_FILE: FILES.join(':'),
-  COMPOSE_PROFILES: 'tracing',
+  COMPOSE_PROFILES: 'tracing,logs',
   OTEL_SDK_DISABLED: 'false',
   JWT_SECRET: randomBytes(32).toString('hex'),
   POSTGRES_PASSWORD: randomBytes(12).toString('hex'),
@@ -107,11 +109,13 @@ t.teardown(() => {
   writeFileSync(resolve(ROOT, '.run/compose-suite-timings.json'), `${JSON.stringify(timings, null, 2)}\n`)
 })
 
-void t.test('NOT RUN here: Grafana, Elasticsearch, Kibana, Filebeat (no image can be built without a registry)', async (t) => {
+void t.test('NOT RUN here: Grafana, Elasticsearch, Kibana (no image can be built without a registry)', async (t) => {
   const declared = Object.keys((parse(readFileSync(resolve(ROOT, 'docker-compose.yml'), 'utf8')) as { services: object }).services)
   for (const s of NOT_RUN) t.ok(declared.includes(s), `${s} is declared in docker-compose.yml (and left out of this run)`)
   for (const s of NOT_RUN) t.notOk(started().includes(s), `${s} is not started here`)
   t.comment(`not run: ${NOT_RUN.join(', ')}; the stack below runs without them`)
+  t.comment('the logs profile runs otelcol with VictoriaLogs in place of Elasticsearch, behind the same bulk API')
+  t.ok(started().includes('victorialogs') && started().includes('otelcol'), 'the logs profile starts the shipper and VictoriaLogs')
 })
 
 void t.test(
@@ -126,25 +130,29 @@ void t.test(
   },
 )
 
-void t.test('when the default profile plus tracing comes up, then every service is healthy and migrate ran before the API', async (t) => {
-  const list = started()
-  timed('docker compose up --wait', () => compose(['up', '-d', '--wait', ...list], 15 * 60_000))
-  const cs = platform.containers()
-  for (const s of list.filter((x) => x !== 'migrate')) {
-    const mine = cs.filter((c) => c.service === s)
-    t.ok(mine.length > 0 && mine.every((c) => c.running && (c.health ?? 'healthy') === 'healthy'), `${s}: running and healthy`)
-  }
-  const [mig] = JSON.parse(run('docker', ['inspect', `${PROJECT}-migrate-1`])) as { State: { ExitCode: number; FinishedAt: string } }[]
-  t.equal(mig!.State.ExitCode, 0, 'migrate exited 0')
-  const apis = JSON.parse(run('docker', ['inspect', ...cs.filter((c) => c.service === 'api').map((c) => c.name)])) as {
-    Name: string
-    State: { StartedAt: string }
-  }[]
-  t.equal(apis.length, 3, 'three API replicas')
-  for (const a of apis) t.ok(Date.parse(a.State.StartedAt) >= Date.parse(mig!.State.FinishedAt), `${a.Name} started after migrate finished`)
-  const [api] = JSON.parse(run('docker', ['inspect', apis[0]!.Name])) as { State: { Health: { Status: string } } }[]
-  t.equal(api!.State.Health.Status, 'healthy', 'the image healthcheck reports healthy')
-})
+void t.test(
+  'when the default profile plus tracing and logs comes up, then every service is healthy and migrate ran before the API',
+  async (t) => {
+    const list = started()
+    timed('docker compose up --wait', () => compose(['up', '-d', '--wait', ...list], 15 * 60_000))
+    const cs = platform.containers()
+    for (const s of list.filter((x) => x !== 'migrate')) {
+      const mine = cs.filter((c) => c.service === s)
+      t.ok(mine.length > 0 && mine.every((c) => c.running && (c.health ?? 'healthy') === 'healthy'), `${s}: running and healthy`)
+    }
+    const [mig] = JSON.parse(run('docker', ['inspect', `${PROJECT}-migrate-1`])) as { State: { ExitCode: number; FinishedAt: string } }[]
+    t.equal(mig!.State.ExitCode, 0, 'migrate exited 0')
+    const apis = JSON.parse(run('docker', ['inspect', ...cs.filter((c) => c.service === 'api').map((c) => c.name)])) as {
+      Name: string
+      State: { StartedAt: string }
+    }[]
+    t.equal(apis.length, 3, 'three API replicas')
+    for (const a of apis)
+      t.ok(Date.parse(a.State.StartedAt) >= Date.parse(mig!.State.FinishedAt), `${a.Name} started after migrate finished`)
+    const [api] = JSON.parse(run('docker', ['inspect', apis[0]!.Name])) as { State: { Health: { Status: string } } }[]
+    t.equal(api!.State.Health.Status, 'healthy', 'the image healthcheck reports healthy')
+  },
+)
 
 let token = ''
 let link = { id: '', code: '' }
@@ -263,6 +271,63 @@ void t.test('when a traced request starts a job, then Jaeger has one trace from 
     names.some((n) => /process/i.test(n) && /exports/.test(n)),
     "the worker's processing span",
   )
+})
+
+/** A sampled request through nginx under a trace id of the test's own: the API logs every sampled request. */
+async function tracedRequest(): Promise<{ traceId: string; requestId: string }> {
+  const traceId = randomBytes(16).toString('hex')
+  const res = await fetch(`${url('NGINX')}/nosuch${randomBytes(3).toString('hex')}`, {
+    headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    redirect: 'manual',
+  })
+  await res.arrayBuffer()
+  if (res.status !== 404) throw new Error(`an unknown code answered ${res.status}, not 404`)
+  return { traceId, requestId: res.headers.get('x-request-id') ?? '' }
+}
+
+/** The API's line of a trace in the store, polled for up to `seconds`. */
+async function storedLine(traceId: string, seconds: number): Promise<{ row?: LogRow; ms: number }> {
+  const t0 = Date.now()
+  while (Date.now() - t0 < seconds * 1000) {
+    const rows = await logsQuery(url('VICTORIALOGS'), `trace.id:${traceId}`).catch(() => [])
+    const row = rows.find((r) => r['service.name'] === 'opsdrill-api')
+    if (row) return { row, ms: Date.now() - t0 }
+    await sleep(250)
+  }
+  return { ms: Date.now() - t0 }
+}
+
+void t.test('when a traced request is served, then its log line reaches the store and is found by trace.id within 10 s', async (t) => {
+  const { traceId, requestId } = await tracedRequest()
+  const { row, ms } = await storedLine(traceId, 10)
+  timings['log line in the store (compose)'] = `${ms} ms`
+  t.ok(row, `the API's line of trace ${traceId} is in VictoriaLogs (${ms} ms), shipped by otelcol from Docker's json-file log`)
+  if (!row) return
+  t.ok(
+    Number.isFinite(Date.parse(row._time!)) && Math.abs(Date.parse(row._time!) - Date.now()) < 60_000,
+    `@timestamp (as _time): ${row._time}`,
+  )
+  t.equal(row['log.level'], 'info', 'log.level')
+  t.equal(row['service.name'], 'opsdrill-api', 'service.name')
+  t.equal(row['trace.id'], traceId, 'trace.id')
+  t.match(row['span.id'], /^[0-9a-f]{16}$/, 'span.id')
+  t.equal(row['http.request.id'], requestId, "the request id (nginx's X-Request-Id)")
+  // nginx writes its access line as the response leaves; the shipper may send it a poll (500 ms) after the API's.
+  let nginx = 0
+  for (let i = 0; i < 40 && nginx === 0; i++) {
+    nginx = (await logsQuery(url('VICTORIALOGS'), `trace.id:${traceId} service.name:nginx`)).length
+    if (nginx === 0) await sleep(250)
+  }
+  t.equal(nginx, 1, "nginx's access line of the same request, by the same trace.id")
+})
+
+void t.test('when the store is stopped while a line is written, then the line arrives after it starts again', async (t) => {
+  compose(['stop', 'victorialogs'])
+  // Started again whatever happens; first the shipper fails its bulk request and backs off (1 s, 2 s, ...) for 5 s.
+  const { traceId } = await tracedRequest().finally(() => sleep(5000).then(() => compose(['start', 'victorialogs'])))
+  const { row, ms } = await storedLine(traceId, 30)
+  timings['log line written while the store was down, after it started'] = `${ms} ms`
+  t.ok(row, `the line written while VictoriaLogs was stopped arrived ${ms} ms after it started again`)
 })
 
 void t.test('when the k6 smoke runs in the load profile, then its thresholds pass and its samples are in Prometheus', async (t) => {

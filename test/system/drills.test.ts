@@ -50,5 +50,21 @@ for (const drill of DRILLS.filter((d) => !only || only.includes(d.name))) {
     t.equal(out.report.timeline.length, out.report.windows.length, 'a timeline for each fault window')
     if (out.report.windows.length > 0)
       t.match(readFileSync(join(out.dir, 'report.md'), 'utf8'), /## Timeline\n\n- inject: /, 'report.md gives the timeline')
+    // The stack runs VictoriaLogs: each fault window's error lines, per service, with the query's link.
+    t.equal(out.report.errorLines?.length, out.report.windows.length, 'error lines counted for each fault window', {
+      notes: out.report.notes,
+    })
+    if (out.report.windows.length > 0)
+      t.match(
+        readFileSync(join(out.dir, 'report.md'), 'utf8'),
+        /## Error lines in .+\n\n\| service \| lines \|[^]*\]\(http:\/\/127\.0\.0\.1:\d+\/select\/vmui\/#\/\?query=/,
+        'report.md lists them and links the query',
+      )
+    // With Postgres stopped the API answers 503 and logs each at level error (request-log): they must be counted.
+    if (drill.name === 'postgres-down')
+      t.ok(
+        (out.report.errorLines?.[0]?.perService['opsdrill-api'] ?? 0) > 0,
+        `the API's error lines in the outage: ${JSON.stringify(out.report.errorLines?.[0]?.perService)}`,
+      )
   })
 }

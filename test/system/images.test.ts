@@ -3,12 +3,14 @@
 // Builds what is missing first (reused when present; ~15 min from nothing on a 2-core machine), then runs each.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import { buildImages, IMAGES, tagOf } from '../../ops/lib/images.ts'
+import { logsQuery } from '../../ops/lib/logsql.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const tag = (name: string) => tagOf(IMAGES.find((i) => i.name === name)!)
@@ -250,5 +252,61 @@ void t.test('local images', { skip: engine ? false : 'no Docker engine answers (
     })
     t.equal(trace.data[0]?.spans[0]?.operationName, 'probe')
     t.equal(docker(['exec', id, 'id', '-u']).out, '10001')
+  })
+  await t.test('when the shipper tails an ECS line into VictoriaLogs, then a search by trace.id finds it with its fields', async (t) => {
+    // The two log images together, as the logs profile runs them on local images: otelcol with the repo's
+    // otelcol/config.yaml (the official image's config path) in VictoriaLogs' network namespace, so the bulk API is
+    // its 127.0.0.1:9428; a log file of the test's own stands in for Docker's json-file logs.
+    const vl = run('victoria-logs', ['-p', '127.0.0.1::9428', tag('victoria-logs'), '-storageDataPath=/victoria-logs-data'])
+    await until('wget :9428/health', () => execOk(vl, ['wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:9428/health']))
+    const logs = mkdtempSync(join(tmpdir(), 'opsdrill-imgtest-logs-'))
+    t.teardown(() => rmSync(logs, { recursive: true, force: true }))
+    run('otelcol', [
+      '--network',
+      `container:${vl}`,
+      '--user',
+      '0',
+      '-v',
+      `${ROOT}/otelcol/config.yaml:/etc/otelcol-contrib/config.yaml:ro`,
+      '-v',
+      `${logs}:/logs:ro`,
+      '-e',
+      'OTELCOL_LOG_FILES=/logs/*.log',
+      '-e',
+      'LOGS_ES_ENDPOINT=http://127.0.0.1:9428/insert/elasticsearch',
+      '-e',
+      'OTELCOL_STORAGE_DIR=/tmp/otelcol',
+      '-e',
+      'OTELCOL_HEALTH_ENDPOINT=127.0.0.1:13133',
+      tag('otelcol'),
+    ])
+    await until('otelcol health :13133', () => execOk(vl, ['wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:13133/']))
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    const line = {
+      '@timestamp': new Date().toISOString(),
+      'log.level': 'info',
+      'ecs.version': '8.10.0',
+      'service.name': 'imgtest',
+      trace: { id: traceId },
+      span: { id: '00f067aa0ba902b7' },
+      http: { request: { id: 'req-1' } },
+      message: 'GET /imgtest 200',
+    }
+    appendFileSync(join(logs, 'app.log'), `${JSON.stringify(line)}\n`)
+    const base = `http://127.0.0.1:${hostPort(vl, 9428)}`
+    const [row] = await until('the line in VictoriaLogs', async () => {
+      const rows = await logsQuery(base, `trace.id:${traceId}`)
+      return rows.length ? rows : undefined
+    })
+    t.equal(row!['span.id'], '00f067aa0ba902b7')
+    t.equal(row!['http.request.id'], 'req-1')
+    t.equal(row!['log.level'], 'info')
+    t.equal(row!._msg, 'GET /imgtest 200')
+    t.equal(Date.parse(row!._time!), Date.parse(line['@timestamp']), '@timestamp kept as _time')
+    t.equal(
+      docker(['inspect', '--format', '{{.Config.User}} {{json .Config.Entrypoint}}', tag('otelcol')]).out,
+      '10001 ["/otelcol-contrib"]',
+    )
+    t.equal((await fetch(`${base}/select/vmui/`)).status, 200, 'the web UI is served')
   })
 })

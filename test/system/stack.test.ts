@@ -72,6 +72,7 @@ void t.test(
       'api-1',
       'api-2',
       'nginx',
+      'otelcol',
       'postgres',
       'postgres-exporter',
       'prometheus',
@@ -81,6 +82,7 @@ void t.test(
       'redis-exporter',
       'supervisor',
       'toxiproxy',
+      'victoria-logs',
       'worker-1',
     ])
     const unhealthy = parts.filter((p) => !p.healthy)

@@ -64,6 +64,9 @@ export interface Platform {
   readonly databaseUrl?: string
   readonly redisUrl?: string
   readonly cacheRedisUrl?: string
+  /** The log store's LogsQL API and web UI (VictoriaLogs) where this target runs one; undefined where it does not. */
+  readonly logsUrl?: string
+  readonly logsUiUrl?: string
   /** Why no drill can run on this target now (no engine, no cluster, no stack up), or undefined when one can. */
   unavailable?(): string | undefined
 }
@@ -94,6 +97,12 @@ export class NativePlatform implements Platform {
   }
   get prometheusUrl(): string {
     return this.stack.prometheusUrl
+  }
+  get logsUrl(): string | undefined {
+    return this.stack.processes().some((p) => p.kind === 'victoria-logs') ? this.stack.logsUrl : undefined
+  }
+  get logsUiUrl(): string | undefined {
+    return this.logsUrl && this.stack.logsUiUrl
   }
 
   replicas(kind: Kind): Replica[] {
@@ -282,6 +291,14 @@ export class ComposePlatform implements Platform {
   }
   get prometheusUrl(): string {
     return this.hostUrl('prometheus', 9090)
+  }
+  /** VictoriaLogs where the project runs it (profile victorialogs, or logs on local images); not Elasticsearch. */
+  get logsUrl(): string | undefined {
+    return this.containers('victorialogs').length > 0 ? this.hostUrl('victorialogs', 9428) : undefined
+  }
+  get logsUiUrl(): string | undefined {
+    const url = this.logsUrl
+    return url && `${url}/select/vmui/`
   }
   get toxiproxy(): Toxiproxy {
     const url = this.hostUrl('toxiproxy', 8474)

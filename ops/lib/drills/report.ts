@@ -38,8 +38,18 @@ export interface Report {
   /** Failed requests against what the availability SLO allows over the run's requests. */
   errorBudget?: { allowed: number; failed: number; spent: number }
   measured: Record<string, unknown>
+  /** The error lines the log store holds for each fault window, counted per service (absent: no log store). */
+  errorLines?: ErrorLines[]
   notes: string[]
   seconds: Second[]
+}
+
+export interface ErrorLines {
+  window: string
+  /** The LogsQL query, its time window included, and a link that opens it in the store's UI. */
+  query: string
+  link: string
+  perService: Record<string, number>
 }
 
 export async function writeReport(dir: string, r: Report): Promise<void> {
@@ -79,6 +89,19 @@ function markdown(r: Report): string {
     '',
     '![throughput, errors and latency](chart.svg)',
     '',
+    ...(r.errorLines ?? []).flatMap((e) => [
+      `## Error lines in ${e.window}`,
+      '',
+      '| service | lines |',
+      '| --- | ---: |',
+      ...Object.entries(e.perService)
+        .sort(([, a], [, b]) => b - a)
+        .map(([service, n]) => `| ${service} | ${n} |`),
+      ...(Object.keys(e.perService).length === 0 ? ['| (none) | 0 |'] : []),
+      '',
+      `[\`${e.query.replace(/\|/g, '\\|')}\`](${e.link})`,
+      '',
+    ]),
     '## Measured',
     '',
     '```json',

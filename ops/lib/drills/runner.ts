@@ -12,7 +12,8 @@ import { NativePlatform, apiAddr, metricsAddr, type Kind, type Platform } from '
 import { alertmanagerAlerts } from './alertmanager.ts'
 import { publish } from './annotations.ts'
 import { errorBudgetSpent, sloCriteria, timeline, type Budget, type Criterion, type SloMeasure, type Traffic } from './criteria.ts'
-import { writeReport, type Check, type Report, type Window } from './report.ts'
+import { writeReport, type Check, type ErrorLines, type Report, type Window } from './report.ts'
+import { ERROR_LINES, errorLinesPerService, logsUiLink, timeWindow } from '../logsql.ts'
 import { alive } from '../stack/procs.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
@@ -497,6 +498,27 @@ export class DrillRun {
 
   // ------------------------------------------------------------------------------------------ report
 
+  /**
+   * The error lines of each fault window in the log store, per service, with the query and a link to it; undefined
+   * where the target runs no store it can query (a note says so when the query fails).
+   */
+  private async errorLines(): Promise<ErrorLines[] | undefined> {
+    const url = this.platform.logsUrl
+    const ui = this.platform.logsUiUrl
+    if (!url || !ui) return undefined
+    try {
+      return await Promise.all(
+        this.windows.map(async (w) => {
+          const query = `${timeWindow(w.from, w.to)} ${ERROR_LINES}`
+          return { window: w.label, query, link: logsUiLink(ui, query), perService: await errorLinesPerService(url, w.from, w.to) }
+        }),
+      )
+    } catch (err) {
+      this.notes.push(`the log store did not answer (${(err as Error).message}): no error lines per service`)
+      return undefined
+    }
+  }
+
   async finish(error?: unknown): Promise<Outcome> {
     if (this.load) await this.stopLoad().catch(() => undefined)
     if (error)
@@ -514,6 +536,7 @@ export class DrillRun {
     const firing = [...this.alertsSeen].filter(([a]) => alertNames.includes(a)).map(([alert, startsAt]) => ({ alert, startsAt }))
     const timelines = this.windows.map((w) => timeline(w, this.loadResult?.failures ?? [], firing))
     if (this.alertmanagerError) this.notes.push(`Alertmanager did not answer (${this.alertmanagerError}): time to detect unknown`)
+    const errorLines = await this.errorLines()
     const passed = this.checks.every((c) => c.pass)
     const report: Report = {
       drill: this.drill.name,
@@ -545,6 +568,7 @@ export class DrillRun {
             }
           : {}),
       },
+      ...(errorLines ? { errorLines } : {}),
       notes: this.notes,
       seconds: this.loadResult?.seconds ?? ([] as Second[]),
     }

@@ -138,6 +138,14 @@ export class Stack {
   get alertmanagerUrl(): string {
     return `http://127.0.0.1:${this.ports.alertmanager}`
   }
+  /** VictoriaLogs: the Elasticsearch bulk API the shipper writes to, LogsQL at /select/logsql/query. */
+  get logsUrl(): string {
+    return `http://127.0.0.1:${this.ports.victoriaLogs}`
+  }
+  /** VictoriaLogs' web UI, where a trace's lines are found by `trace.id:<id>`. */
+  get logsUiUrl(): string {
+    return `${this.logsUrl}/select/vmui/`
+  }
   /** toxiproxy's HTTP API; proxies `postgres` and `redis` sit between the app and the stores. */
   get toxiproxyUrl(): string {
     return `http://127.0.0.1:${this.ports.toxiproxy}`
@@ -217,6 +225,7 @@ export class Stack {
       baseUrl: this.baseUrl,
       prometheusUrl: this.prometheusUrl,
       alertmanagerUrl: this.alertmanagerUrl,
+      logsUrl: this.logsUrl,
       toxiproxyUrl: this.toxiproxyUrl,
       databaseUrl: this.databaseUrl,
       redisPrefix: this.redisPrefix,
@@ -248,6 +257,8 @@ export class Stack {
       'prometheus-redis-exporter',
       tool('toxiproxy-server'),
       'redis-server',
+      tool('victoria-logs'),
+      tool('otelcol-opsdrill'),
     ]) {
       if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', bin]).status !== 0)
         throw new StackError(`${bin} is not installed: run \`ops/stack up\` (it installs what is missing)`)
@@ -291,6 +302,7 @@ export class Stack {
       `  API (through nginx)   ${this.baseUrl}            (docs: ${this.baseUrl}/docs)`,
       `  Prometheus            ${this.prometheusUrl}`,
       `  Alertmanager          ${this.alertmanagerUrl}`,
+      `  Logs (VictoriaLogs)   ${this.logsUiUrl}   (search a trace's lines: trace.id:<id>)`,
       `  toxiproxy API         ${this.toxiproxyUrl}            (proxies: postgres :${p.postgresProxy}, redis :${p.redisProxy}, redis-cache :${p.redisCacheProxy})`,
       `  Postgres              ${this.databaseUrl}`,
       `  Redis (queues)        ${this.redisUrl}`,

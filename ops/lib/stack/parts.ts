@@ -42,6 +42,8 @@ export type PartKind =
   | 'nginx'
   | 'prometheus'
   | 'alertmanager'
+  | 'victoria-logs'
+  | 'otelcol'
   | 'supervisor'
 
 /** What a row's functions may use of the stack (Stack implements it). */
@@ -53,6 +55,7 @@ export interface PartContext {
   readonly baseUrl: string
   readonly prometheusUrl: string
   readonly alertmanagerUrl: string
+  readonly logsUrl: string
   readonly toxiproxyUrl: string
   readonly databaseUrl: string
   readonly redisPrefix: string
@@ -344,6 +347,47 @@ export const PARTS: PartSpec[] = [
     timeoutMs: 15_000,
     graceMs: TOOL_GRACE_MS,
     scrape: { job: 'alertmanager', port: (p) => p.alertmanager },
+  },
+  {
+    // The searchable store of the ECS lines (what Elasticsearch is in compose's logs profile).
+    name: 'victoria-logs',
+    kind: 'victoria-logs',
+    needs: [],
+    port: (p) => p.victoriaLogs,
+    probe: (c) => http(`${c.logsUrl}/health`),
+    command: (c) => ({
+      argv: [
+        tool('victoria-logs'),
+        `-httpListenAddr=${local(c.ports.victoriaLogs)}`,
+        `-storageDataPath=${join(c.dir, 'victoria-logs')}`,
+        '-retentionPeriod=7d',
+        // Its caches, not its data: bounded so the store stays a small part of the stack's memory.
+        '-memory.allowedBytes=64MiB',
+      ],
+    }),
+    timeoutMs: 15_000,
+    graceMs: TOOL_GRACE_MS,
+  },
+  {
+    // The log shipper: otelcol/config.yaml, the file compose runs, tailing this stack's logs/ into VictoriaLogs.
+    name: 'otelcol',
+    kind: 'otelcol',
+    needs: ['victoria-logs'],
+    port: (p) => p.otelcolHealth,
+    probe: (_c, at) => http(`http://${local(at)}/`),
+    command: (c) => ({
+      argv: [tool('otelcol-opsdrill'), `--config=${join(ROOT, 'otelcol/config.yaml')}`],
+      env: {
+        ...process.env,
+        OTELCOL_LOG_FILES: join(c.logsDir, '*.log'),
+        OTELCOL_START_AT: 'beginning',
+        LOGS_ES_ENDPOINT: `${c.logsUrl}/insert/elasticsearch`,
+        OTELCOL_STORAGE_DIR: join(c.dir, 'otelcol'),
+        OTELCOL_HEALTH_ENDPOINT: local(c.ports.otelcolHealth),
+      },
+    }),
+    timeoutMs: 15_000,
+    graceMs: TOOL_GRACE_MS,
   },
   {
     // Restarts a crashed API or worker replica (supervisor.ts); last up, first down, so it never sees a stack half

@@ -19,6 +19,10 @@ export interface StackPorts {
   postgresExporter: number
   redisExporter: number
   redisCacheExporter: number
+  /** VictoriaLogs: Elasticsearch bulk API, LogsQL and its web UI (/select/vmui/). */
+  victoriaLogs: number
+  /** The log shipper's (OpenTelemetry Collector) health check. */
+  otelcolHealth: number
   /** api-i listens on apiBase+i (HTTP) and apiMetricsBase+i (/metrics); worker-i on workerMetricsBase+i. */
   apiBase: number
   apiMetricsBase: number
@@ -43,6 +47,8 @@ export const DEFAULT_PORTS: StackPorts = {
   postgresExporter: 9187,
   redisExporter: 9121,
   redisCacheExporter: 9122,
+  victoriaLogs: 9428,
+  otelcolHealth: 13133,
   apiBase: 3000,
   apiMetricsBase: 9400,
   workerMetricsBase: 9500,
