@@ -183,12 +183,12 @@ if (args.length > 0) {
   if (system.length > 0) await runTap(system, 1, 1200)
 } else {
   const systemFiles = testFiles(['test/system'])
-  // The compose and images suites need the local images and the Compose plugin; the other system suites do not. Where
+  // The compose, images and workflows suites need the local images and the Compose plugin; the others do not. Where
   // some are missing (Go builds and apt, minutes on a machine with none: Jaeger is most of it), they are built at nice 19
   // beside the fast suites and the other system suites, which leave CPU idle while they wait on alerts and load
   // phases, and those two suites run last. Built outside tap, so no per-file timeout applies. A failed build is left
   // for those suites to report; present, the check takes about a second.
-  const needImages = systemFiles.filter((f) => /\/(compose|images)\.test\.ts$/.test(f))
+  const needImages = systemFiles.filter((f) => /\/(compose|images|workflows)\.test\.ts$/.test(f))
   const images = needImages.length > 0 && spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0 ? buildImagesBeside() : undefined
   log('fast suites (parallel)')
   await runTap(testFiles(['test/common', 'test/ops', 'test/service', 'test/worker', 'test/observability', 'test/static']), 2)
