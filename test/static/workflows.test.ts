@@ -166,8 +166,12 @@ void t.test(
       const cache = steps.findIndex((s) => s.uses?.startsWith('actions/cache@'))
       t.ok(install >= 0 && cache >= 0 && cache < install, `${f}: actions/cache restores before the bootstrap`)
       t.equal(steps[cache]?.with?.path, '~/.cache/opsdrill', `${f}: caches ~/.cache/opsdrill`)
-      // The versions are pinned in bootstrap.sh: a new pin, a new cache.
-      t.match(String(steps[cache]?.with?.key), /hashFiles\('ops\/lib\/bootstrap\.sh'\)/, `${f}: keyed on ops/lib/bootstrap.sh`)
+      // The versions are pinned in bootstrap.sh, the shipper's components in otelcol/builder.yaml: a new pin, a new cache.
+      t.match(
+        String(steps[cache]?.with?.key),
+        /hashFiles\('ops\/lib\/bootstrap\.sh', 'otelcol\/builder\.yaml'\)/,
+        `${f}: keyed on ops/lib/bootstrap.sh and otelcol/builder.yaml`,
+      )
     }
   },
 )
