@@ -18,6 +18,7 @@ import {
   CAPACITY_API_ENV,
   CLICKS_PER_JOB,
   REPLICA_CORES,
+  WORKER_CORES,
   capacity,
   drain,
   factor,
@@ -289,7 +290,7 @@ export async function scaling(o: RunOptions, rounds = o.short ? 1 : 2): Promise<
   try {
     for (let i = 0; i < rounds; i++)
       for (const n of [1, 2]) ramps.push(await capacity(p, n, capacityOptions(o), `api${n}-${ramps.length + 1}`))
-    const jobs = o.short ? 5_000 : 20_000
+    const jobs = o.short ? 2_000 : 8_000
     const drains: ScalingResult['drains'] = []
     for (const workers of [1, 2]) {
       const linkIds = (await makeData(o.stack.baseUrl, 20)).links.map((l) => l.id)
@@ -411,6 +412,7 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
       factor: r3((d2?.clicksPerSec ?? 0) / Math.max(1, d1?.clicksPerSec ?? 0)),
       jobs: d1?.jobs ?? 0,
       clicks_per_job: CLICKS_PER_JOB,
+      worker_cores: WORKER_CORES,
       clicks_per_sec: s.drains.map((d) => Math.round(d.clicksPerSec)),
       stored: s.drains.map((d) => d.stored),
     },
@@ -537,7 +539,7 @@ export async function report(o: RunOptions): Promise<string> {
     '![scaling throughput](load-results/scaling-throughput.svg)',
     '![scaling latency](load-results/scaling-latency.svg)',
     '',
-    `**Workers.** A backlog of ${f.workers.jobs} jobs of ${f.workers.clicks_per_job} clicks (what the API enqueues, one job per 50 ms flush of its click buffer, at about 200 redirects/s per replica) queued on the paused queue, drained by 1 then 2 workers at the default concurrency (\`CLICK_CONCURRENCY=200\`), timed from resume to an empty queue: ${f.workers.clicks_per_sec.join(' and ')} clicks/s, **x${f.workers.factor.toFixed(2)}**; clicks stored ${f.workers.stored.join(' and ')}. Single-click jobs gave x1.14 twice here: their cost is BullMQ's per-job work in Redis, which a second worker shares.`,
+    `**Workers.** A backlog of ${f.workers.jobs} jobs of ${f.workers.clicks_per_job} clicks (what the API enqueues, one job per 50 ms flush of its click buffer, at about 200 redirects/s per replica) queued on the paused queue, drained by 1 then 2 workers at the default concurrency (\`CLICK_CONCURRENCY=200\`), each held to ${WORKER_CORES} core (the CPU \`k8s/base/worker.yaml\` requests), timed from resume to an empty queue: ${f.workers.clicks_per_sec.join(' and ')} clicks/s, **x${f.workers.factor.toFixed(2)}**; clicks stored ${f.workers.stored.join(' and ')}. Unbounded workers gave nothing for a second one here (single-click jobs x1.14 twice, jobs of 10 clicks x0.86): one already takes what Redis and Postgres leave of the box.`,
     '',
     '## Caching',
     '',

@@ -89,10 +89,15 @@ export function spread(xs: number[]): number {
 
 /**
  * Clicks per job in a drain: the API flushes its click buffer every 50 ms (CLICK_FLUSH_INTERVAL_MS), so at 200
- * redirects/s a replica enqueues jobs of about 10 clicks. Single-click jobs measure BullMQ's per-job cost in Redis,
- * which a second worker shares rather than adds to (x1.14 here at the default concurrency, twice).
+ * redirects/s a replica enqueues jobs of about 10 clicks.
  */
 export const CLICKS_PER_JOB = 10
+/**
+ * Each worker's CPU in a drain: k8s/base/worker.yaml's `requests.cpu: 100m`. Unbounded, one worker at the default
+ * concurrency already takes what the box has left beside Redis and Postgres, and a second one added nothing here
+ * (single-click jobs x1.14 twice; jobs of 10 clicks x0.86).
+ */
+export const WORKER_CORES = 0.1
 
 export interface DrainResult {
   workers: number
@@ -105,7 +110,8 @@ export interface DrainResult {
 }
 
 /**
- * Times `workers` workers at their default concurrency draining `jobs` jobs of CLICKS_PER_JOB clicks for `linkIds`
+ * Times `workers` workers at their default concurrency, each held to WORKER_CORES, draining `jobs` jobs of
+ * CLICKS_PER_JOB clicks for `linkIds`
  * (ops/lib/backlog.ts). The backlog is queued directly, not through redirects, so that it is all waiting when the
  * clock starts.
  */
@@ -119,11 +125,15 @@ export async function drain(
 ): Promise<DrainResult> {
   const queue = clicksQueue(redis.url, redis.prefix)
   try {
+    let undo: (() => void)[] = []
     const scaleWorkers = async (n: number) => {
-      if (n > 0) log?.(`==> click jobs waiting; starting ${n} worker(s) on the paused queue`)
+      if (n > 0) log?.(`==> click jobs waiting; starting ${n} worker(s) on the paused queue, ${WORKER_CORES} core each`)
       await p.scale({ worker: n })
+      undo = p.replicas('worker').map((r) => limitCpu(`${new URL(p.baseUrl).port}-${r.name}`, r.pid!, WORKER_CORES))
     }
-    const r = await timeDrain(queue, { linkIds, jobs, perJob: CLICKS_PER_JOB, workers, scaleWorkers, timeoutSec: 300 })
+    const r = await timeDrain(queue, { linkIds, jobs, perJob: CLICKS_PER_JOB, workers, scaleWorkers, timeoutSec: 300 }).finally(() =>
+      undo.forEach((f) => f()),
+    )
     if (r.seconds === undefined) throw new Error(`${workers} worker(s) did not drain ${r.jobs} click jobs within 300 s`)
     const d = {
       workers,

@@ -65,7 +65,7 @@ export const scaleOut = defineDrill<Measured>({
       runs.push({ api, capacity: c.capacity })
     }
     await restoreApi(d.platform, 2)
-    const jobs = d.short ? 5_000 : 20_000
+    const jobs = d.short ? 2_000 : 8_000
     const linkIds = (await d.makeLinks(20)).map((l) => l.id)
     const perSec = async (workers: number) => {
       d.phase(`worker=${workers}`)
