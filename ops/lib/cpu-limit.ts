@@ -44,11 +44,13 @@ export function limitCpu(name: string, pid: number, cores: number): () => void {
     throw new Error(`could not limit ${name} (pid ${pid}) to ${cores} core(s) in ${dir}: ${(err as Error).message}`, { cause: err })
   }
   return () => {
-    // A cgroup is removable once empty: the process has exited, or moves back to the parent here.
+    // A cgroup is removable once empty: the process has exited, or moves back to the root here; the opsdrill group
+    // goes with its last member (rmdir refuses while another replica's group is in it).
     try {
       for (const p of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
         writeFileSync(join(dir, '..', '..', 'cgroup.procs'), p)
       rmdirSync(dir)
+      rmdirSync(base)
     } catch {
       /* already gone */
     }
