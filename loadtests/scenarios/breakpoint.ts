@@ -2,7 +2,7 @@
 // until the SLO breaks; thresholds with abortOnFail stop the run there. The highest rate served within the SLO is the
 // capacity of the setup under test: `npm run load -- breakpoint` measures it for the running replicas, and
 // `npm run load -- scaling` for 1 and then 2 API replicas. Both raise the login rate limits for the run (one client
-// address makes every login here) and give each replica one core, as the k8s manifests' CPU limit does (ops/load.ts).
+// address makes every login here) and hold each replica to its k8s CPU request, half a core (ops/lib/capacity.ts).
 // k6 itself needs little CPU at these rates, so the replicas, not the load generator, are the bottleneck.
 import type { Options } from 'k6/options'
 import { login, register, type Credentials } from '../lib/api.ts'
@@ -10,7 +10,7 @@ import { assertReady } from '../lib/setup.ts'
 import { profiles } from '../lib/profiles.ts'
 import { COMMON, SLO } from '../lib/thresholds.ts'
 
-const abort = (threshold: string) => ({ threshold, abortOnFail: true, delayAbortEval: '10s' })
+const abort = (threshold: string) => ({ threshold, abortOnFail: true, delayAbortEval: '15s' })
 
 export const options: Options = {
   ...COMMON,

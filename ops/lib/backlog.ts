@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue } from 'bullmq'
-import { defaultJobOptions, QUEUES, type ClickJob } from '../../common/queues.ts'
+import { CLICK_JOBS, defaultJobOptions, QUEUES, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
 
 /** The clicks queue of a stack, straight on its queue Redis; the caller closes it. */
 export function clicksQueue(redisUrl: string, prefix: string): Queue<ClickJob> {
@@ -18,21 +18,30 @@ export function clicksQueue(redisUrl: string, prefix: string): Queue<ClickJob> {
   return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
 }
 
-/** Queues n single-click jobs over the given links, 1,000 per round trip; the click id is the job id. */
-export async function enqueueClicks(queue: Queue, linkIds: string[], n: number): Promise<void> {
+const click = (linkId: string): ClickJob => ({
+  clickId: randomUUID(),
+  linkId,
+  at: new Date().toISOString(),
+  referrer: null,
+  uaFamily: 'Other',
+  country: null,
+})
+
+/**
+ * Queues n jobs over the given links, 1,000 per round trip: single-click jobs (the job id is the click id), or with
+ * perJob > 1 batch jobs of that many clicks, the shape the API enqueues (one job per flush of its click buffer).
+ */
+export async function enqueueClicks(queue: Queue, linkIds: string[], n: number, perJob = 1): Promise<void> {
   const opts = defaultJobOptions(5, 1000)
   for (let i = 0; i < n; i += 1000) {
     const batch = Array.from({ length: Math.min(1000, n - i) }, (_, j) => {
-      const clickId = randomUUID()
-      const data: ClickJob = {
-        clickId,
-        linkId: linkIds[(i + j) % linkIds.length]!,
-        at: new Date().toISOString(),
-        referrer: null,
-        uaFamily: 'Other',
-        country: null,
+      const linkId = linkIds[(i + j) % linkIds.length]!
+      if (perJob === 1) {
+        const data = click(linkId)
+        return { name: CLICK_JOBS.single, data, opts: { ...opts, jobId: data.clickId } }
       }
-      return { name: 'click', data, opts: { ...opts, jobId: clickId } }
+      const data: ClickBatchJob = { clicks: Array.from({ length: perJob }, () => click(linkId)) }
+      return { name: CLICK_JOBS.batch, data, opts }
     })
     await queue.addBulk(batch)
   }
@@ -53,18 +62,26 @@ export async function drained(queue: Queue, timeoutSec: number, pollMs = 100): P
 }
 
 /**
- * Times `workers` workers draining a backlog of `jobs` single-click jobs: the workers are stopped, the backlog is
+ * Times `workers` workers draining a backlog of `jobs` click jobs: the workers are stopped, the backlog is
  * queued on the paused queue, the workers started, and the clock runs from resume to empty. Workers take seconds to
  * boot (a second one later than the first), which would otherwise blur the time. `scaleWorkers(n)` sets the number
  * of workers. `jobs` in the result counts what was waiting at resume.
  */
 export async function timeDrain(
   queue: Queue,
-  o: { linkIds: string[]; jobs: number; workers: number; scaleWorkers: (n: number) => Promise<void>; timeoutSec: number },
+  o: {
+    linkIds: string[]
+    jobs: number
+    /** Clicks per job (1: single-click jobs). */
+    perJob?: number
+    workers: number
+    scaleWorkers: (n: number) => Promise<void>
+    timeoutSec: number
+  },
 ): Promise<{ jobs: number; seconds: number | undefined }> {
   await o.scaleWorkers(0)
   await queue.pause()
-  await enqueueClicks(queue, o.linkIds, o.jobs)
+  await enqueueClicks(queue, o.linkIds, o.jobs, o.perJob)
   const jobs = await pending(queue, 'waiting', 'delayed', 'prioritized')
   await o.scaleWorkers(o.workers)
   await queue.resume()

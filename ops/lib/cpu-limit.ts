@@ -1,6 +1,7 @@
-// A CPU limit on one running process, the way Kubernetes applies `resources.limits.cpu`: a CFS quota in a cgroup of
-// its own (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`). The capacity runs give each API replica the one core that
-// k8s/base/api.yaml gives each pod, so one replica is the bottleneck and a second brings a core of its own.
+// A fixed CPU share for one running process, the way Kubernetes gives a pod its CPU: a CFS quota (cgroup v2
+// `cpu.max`, v1 `cpu.cfs_quota_us`) caps it, a high weight keeps it while other work competes. The capacity runs give
+// each API replica the half core k8s/base/api.yaml requests for a pod, so one replica is the bottleneck and a second
+// brings a share of its own.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -17,7 +18,7 @@ function root(): { dir: string; v2: boolean } {
   )
 }
 
-/** Moves process `pid` (all its threads) into cgroup opsdrill/<name> limited to `cores`; returns the undo. */
+/** Moves process `pid` (all its threads) into cgroup opsdrill/<name>, held to `cores`; returns the undo. */
 export function limitCpu(name: string, pid: number, cores: number): () => void {
   const { dir: base, v2 } = root()
   const dir = join(base, name)
@@ -28,21 +29,28 @@ export function limitCpu(name: string, pid: number, cores: number): () => void {
     }
     mkdirSync(dir, { recursive: true })
     const quota = Math.round(cores * PERIOD_US)
-    if (v2) writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`)
-    else {
+    // The quota caps the process at `cores`; the weight keeps them for it while other work on the box competes (a
+    // process of the root group weighs 1024 in v1, 100 in v2), as a pod's CPU request is kept for it by the kubelet.
+    if (v2) {
+      writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`)
+      writeFileSync(join(dir, 'cpu.weight'), '2000')
+    } else {
       writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US))
       writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota))
+      writeFileSync(join(dir, 'cpu.shares'), String(20 * 1024))
     }
     writeFileSync(join(dir, 'cgroup.procs'), String(pid))
   } catch (err) {
     throw new Error(`could not limit ${name} (pid ${pid}) to ${cores} core(s) in ${dir}: ${(err as Error).message}`, { cause: err })
   }
   return () => {
-    // A cgroup is removable once empty: the process has exited, or moves back to the parent here.
+    // A cgroup is removable once empty: the process has exited, or moves back to the root here; the opsdrill group
+    // goes with its last member (rmdir refuses while another replica's group is in it).
     try {
       for (const p of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
         writeFileSync(join(dir, '..', '..', 'cgroup.procs'), p)
       rmdirSync(dir)
+      rmdirSync(base)
     } catch {
       /* already gone */
     }
