@@ -147,11 +147,13 @@ export const apiLedger = defineDrill<Measured>({
       if (Date.now() >= next) {
         const victim = `api-${(kills.length % 2) + 1}`
         kills.push({ replica: victim, at: Date.now() })
+        // Every killEveryMs from kill to kill, or at once when the victim took longer than that to rejoin (the
+        // supervisor's restart: start-up and nginx's fail_timeout, about 12 s on a busy box).
+        next = Date.now() + killEveryMs
         await d.platform.kill(victim, 'SIGKILL')
         d.log(`kill #${kills.length}: SIGKILL ${victim}, waiting for it to rejoin`)
         await exitWithin(d, victim, 4000)
         await d.platform.rejoin(victim)
-        next = Date.now() + killEveryMs
         await d.progress()
       }
       await sleep(100)

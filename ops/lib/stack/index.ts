@@ -563,7 +563,7 @@ export class Stack {
     await this.exclusive(`supervisor: restart ${seen.name}`, async () => {
       const before = this.readState()?.parts[seen.name]
       if (!before || before.pid !== seen.pid || alive(before) || before.held || before.crashLoop) return
-      this.say(`==> ${seen.name}: pid ${seen.pid} is gone; restarting it (restart ${(before.restarts ?? 0) + 1})`)
+      this.say(`==> ${seen.name}: pid ${seen.pid} is gone; restarting it (try ${(before.failedStarts ?? 0) + 1})`)
       // Right after a SIGKILL the kernel may still hold the dead process's listening port for a moment.
       const until = Date.now() + 5000
       while (Date.now() < until && (await probeOk({ port: before.port }))) await sleep(100)
