@@ -283,18 +283,24 @@ export function buildImages(opts: { rebuild?: boolean; only?: string[]; log: str
     timed(BASES[suite], () => buildBase(suite, opts.log), opts.rebuild && !opts.only?.length)
     if (!imageExists(BASES[suite])) throw new ImagesError(`the base image ${BASES[suite]} did not build: see ${opts.log}`)
   }
+  // An image another is built FROM is built when missing, never rebuilt for it: `--rebuild runner` rebuilds runner.
+  const rebuild = (spec: ImageSpec) => opts.rebuild && (!opts.only?.length || opts.only.includes(spec.name))
   for (const spec of wanted) {
-    timed(tagOf(spec), () => {
-      const dir = context(spec, opts.log)
-      const base = spec.from ? tagOf(IMAGES.find((i) => i.name === spec.from)!) : BASES[spec.suite ?? 'bookworm']
-      try {
-        run(['docker', 'build', '--build-arg', `BASE=${base}`, '--build-arg', `VERSION=${spec.version}`, '-t', tagOf(spec), dir], {
-          log: opts.log,
-        })
-      } finally {
-        rmSync(dir, { recursive: true, force: true })
-      }
-    })
+    timed(
+      tagOf(spec),
+      () => {
+        const dir = context(spec, opts.log)
+        const base = spec.from ? tagOf(IMAGES.find((i) => i.name === spec.from)!) : BASES[spec.suite ?? 'bookworm']
+        try {
+          run(['docker', 'build', '--build-arg', `BASE=${base}`, '--build-arg', `VERSION=${spec.version}`, '-t', tagOf(spec), dir], {
+            log: opts.log,
+          })
+        } finally {
+          rmSync(dir, { recursive: true, force: true })
+        }
+      },
+      rebuild(spec),
+    )
   }
   const failed = results.filter((r) => r.outcome === 'failed')
   if (failed.length > 0) throw new ImagesError(`${failed.map((r) => r.tag).join(', ')} did not build: see ${opts.log}`)

@@ -53,8 +53,6 @@ export interface LoadResult {
   samples: [number, number, 'redirect' | 'api'][]
 }
 
-export type { Live }
-
 export class Load {
   private readonly k6: K6
 
