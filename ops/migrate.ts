@@ -1,5 +1,5 @@
 // npm run db:migrate: applies pending migrations to DATABASE_URL. It logs ECS JSON like the api and worker, since
-// compose and Kubernetes run it as a one-shot container whose logs the log pipeline (filebeat, ECS) ships.
+// compose and Kubernetes run it as a one-shot container whose logs the log shipper (otelcol, ECS) ships.
 import { Type } from 'typebox'
 import { loadConfigOrExit, BaseEnv } from '../common/config.ts'
 import { createLogger } from '../common/logger.ts'

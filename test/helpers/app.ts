@@ -1,6 +1,6 @@
 // Builds a real API instance (real Postgres and Redis) for a test, closed at teardown.
 import { randomBytes } from 'node:crypto'
-import { rmSync } from 'node:fs'
+import { appendFileSync, rmSync } from 'node:fs'
 import pg from 'pg'
 import { Writable } from 'node:stream'
 import { buildApp, type App } from '../../service/app.ts'
@@ -21,14 +21,18 @@ export interface TestApp {
   logs: Record<string, unknown>[]
 }
 
-/** A real app on a fresh database. Logs are captured as parsed ECS lines in `logs`. */
-export async function testApp(t: T, overrides: Record<string, string> = {}, databaseUrl?: string): Promise<TestApp> {
+/**
+ * A real app on a fresh database. Logs are captured as parsed ECS lines in `logs`, and appended as written to
+ * `logFile` when one is given (what a log shipper tails).
+ */
+export async function testApp(t: T, overrides: Record<string, string> = {}, databaseUrl?: string, logFile?: string): Promise<TestApp> {
   const url = databaseUrl ?? (await testDatabase(t))
   const config = apiConfig(url, { LOG_LEVEL: 'info', ...overrides })
   const logs: Record<string, unknown>[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>)
+      if (logFile) appendFileSync(logFile, chunk)
       done()
     },
   })

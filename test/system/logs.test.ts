@@ -5,7 +5,8 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ROOT, stackAt } from '../../ops/lib/stack/index.ts'
 import { alive } from '../../ops/lib/stack/procs.ts'
@@ -13,7 +14,13 @@ import { logsQuery, type LogRow } from '../../ops/lib/logsql.ts'
 
 t.setTimeout(5 * 60_000)
 const stack = stackAt({ offset: 1100, log: (line) => t.comment(line) })
-t.teardown(() => stack.down())
+/** The figures README and otelcol/README quote (the runner shows no messages of a passing file). */
+const figures: Record<string, string> = {}
+t.teardown(async () => {
+  await stack.down()
+  mkdirSync(join(ROOT, '.run'), { recursive: true })
+  writeFileSync(join(ROOT, '.run/logs-suite-figures.json'), `${JSON.stringify(figures, null, 2)}\n`)
+})
 
 /** A sampled request through nginx under a trace id of the test's own; the API logs every sampled request. */
 async function tracedRequest(): Promise<{ traceId: string; requestId: string }> {
@@ -63,6 +70,7 @@ void t.test('when the stack comes up, then VictoriaLogs and the shipper are heal
 void t.test('when a traced request is served, then its log line is found by trace.id within 10 s with its ECS fields', async (t) => {
   const { traceId, requestId } = await tracedRequest()
   const { row, ms } = await storedLine(traceId, 10)
+  figures['request line in the store'] = `${ms} ms`
   t.ok(row, `the API's line of trace ${traceId} is in the store (${ms} ms)`)
   if (!row) return
   const line = writtenLine(traceId) as {
@@ -130,6 +138,7 @@ void t.test('when the store is down while a line is written, then the line arriv
   await sleep(5000)
   await stack.up()
   const { row, ms } = await storedLine(traceId, 30)
+  figures['line written while the store was down, after it came back'] = `${ms} ms`
   t.ok(row, `the line written while the store was down arrived ${ms} ms after the store came back`)
   t.equal(row?.['trace.id'], traceId)
 })
@@ -137,6 +146,7 @@ void t.test('when the store is down while a line is written, then the line arriv
 void t.test('when the log path has run, then its parts report their resident memory (for the README budget)', async (t) => {
   for (const part of stack.processes().filter((p) => p.kind === 'victoria-logs' || p.kind === 'otelcol')) {
     const rss = Number(spawnSync('ps', ['-o', 'rss=', '-p', String(part.pid)], { encoding: 'utf8' }).stdout.trim())
+    figures[`${part.name} resident`] = `${(rss / 1024).toFixed(0)} MiB`
     t.ok(rss > 0, `${part.name}: ${(rss / 1024).toFixed(0)} MiB resident`)
   }
 })
