@@ -30,6 +30,7 @@ import { serverCpuSeconds } from './lib/cpu.ts'
 import { scrape, sumMetric } from './lib/drills/client.ts'
 import { WRK_THREADS, autocannonAtRate, wrk, type Sample } from './bench/generators.ts'
 import { startTrivialServer } from './bench/trivial.ts'
+import { atLeast, atMost, judgedAgainstCeiling, type Check } from './bench/checks.ts'
 import { queueClicks, resetClicks, watchStored, type Ingestion, type Servers } from './bench/ingest.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -315,26 +316,9 @@ rows.push(endToEnd.redirect)
 
 const by = (name: string, and = '') => rows.find((r) => r.name.startsWith(name) && r.name.includes(and))!
 const ratio = (a: Row, b: Row) => a.rps / b.rps
-interface Check {
-  what: string
-  value: number
-  target: string
-  pass: boolean
-  note?: string
-}
-const atLeast = (what: string, value: number, min: number, digits = 2): Check => ({
-  what,
-  value,
-  target: `>= ${min.toFixed(digits)}`,
-  pass: value >= min,
-})
-const atMost = (what: string, value: number, maxMs: number): Check => ({ what, value, target: `<= ${maxMs} ms`, pass: value <= maxMs })
 const generator = by("generator's limit")
 const ceiling = by('ceiling')
 const headroom = generator.rps / ceiling.rps
-/** A ratio to the ceiling decides nothing while the ceiling is within 10% of what the generator itself reaches. */
-const toCeiling = (c: Check): Check =>
-  headroom >= 1 / 0.9 ? c : { ...c, pass: false, note: `undecided: the ceiling is ${(1 / headroom).toFixed(2)} of the generator's limit` }
 /** Observability on against off for one route: the throughput ratio at saturation, the p99 added at a fixed rate. */
 const observabilityCost = (label: string, saturated: string, fixedRate: string) => [
   atLeast(
@@ -350,7 +334,11 @@ const observabilityCost = (label: string, saturated: string, fixedRate: string) 
 ]
 const checks: Check[] = [
   atLeast("generator's limit / ceiling", headroom, 1.2),
-  toCeiling(atLeast('redirect cache on / ceiling', ratio(by('redirect, cache on, observability off'), ceiling), 0.6)),
+  judgedAgainstCeiling(
+    atLeast('redirect cache on / ceiling', ratio(by('redirect, cache on, observability off'), ceiling), 0.6),
+    generator.rps,
+    ceiling.rps,
+  ),
   atLeast('redirect cache on / cache off', ratio(by('redirect, cache on, observability off'), by('redirect, cache off')), 2),
   ...observabilityCost('redirect', 'redirect, cache on', 'redirect at'),
   ...observabilityCost('pg route', 'pg route GET /api/v1/links/:id', 'pg route at'),
