@@ -15,7 +15,7 @@
 // Targets (issue 15): generator >= 1.2x the ceiling; cache-on redirect >= 0.60 of the ceiling and >= 2x cache-off;
 // full observability keeps >= 0.85 of the throughput and adds <= 2 ms to p99; one worker stores >= 20,000 clicks/s
 // with none lost. Prints the tables; writes results.{json,md} to BENCH_OUT (.run/bench).
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -185,6 +185,16 @@ function otlpSink() {
   })
   server.listen(SINK_PORT, '127.0.0.1')
   return { close: () => new Promise((r) => server.close(r)), bytes: () => spansBytes }
+}
+
+// The generator and the trivial server come from Debian's packages: without them the bench says so in one line.
+for (const bin of ['wrk', 'nginx']) {
+  if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) {
+    process.stderr.write(
+      `npm run bench needs ${bin}: install it (sudo apt-get install wrk nginx), or run ops/lib/bootstrap.sh with OPSDRILL_NEED=full\n`,
+    )
+    process.exit(1)
+  }
 }
 
 const { servers, codes, linkIds } = await setup()
