@@ -104,8 +104,13 @@ async function setup() {
   return { servers, codes, linkIds: links.rows.map((r) => r.id) }
 }
 
+/** Every process the bench starts, stopped at the end whatever happens. */
+const children: ChildProcess[] = []
+
 function start(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+  children.push(child)
+  return child
 }
 
 async function stop(child: ChildProcess) {
@@ -227,19 +232,23 @@ log(
 )
 await clear()
 const sink = otlpSink()
-const children: ChildProcess[] = []
 let rows: Row[]
 let workerOnly: Ingestion
 let endToEnd: Ingestion & { redirect: Row }
 try {
-  const pid = (c: ChildProcess) => (children.push(c), c.pid!)
-  const trivial = pid(startTrivialServer(resolve(ROOT, '.run/bench/nginx'), TRIVIAL_PORT))
-  const bare = pid(start(['ops/bench/ceiling.ts'], { PORT: String(PORT) }))
-  const off = pid(await startApi(PORT + 1, { ...obsOff, CACHE_ENABLED: 'true' }, false))
-  const uncached = pid(await startApi(PORT + 2, { ...obsOff, CACHE_ENABLED: 'false' }, false))
-  const on = pid(await startApi(PORT + 3, obsOn, true))
-  const logsOff = pid(await startApi(PORT + 4, { ...obsOn, LOG_LEVEL: 'warn' }, true))
-  const allLogged = pid(await startApi(PORT + 5, { ...obsOn, LOG_SLOW_REQUEST_MS: '0' }, true))
+  const nginx = startTrivialServer(resolve(ROOT, '.run/bench/nginx'), TRIVIAL_PORT)
+  children.push(nginx)
+  const trivial = nginx.pid!
+  const bare = start(['ops/bench/ceiling.ts'], { PORT: String(PORT) }).pid!
+  // Started together: one at a time, their start-up (module loading) took most of the short form's first 20 s.
+  const apis = await Promise.all([
+    startApi(PORT + 1, { ...obsOff, CACHE_ENABLED: 'true' }, false),
+    startApi(PORT + 2, { ...obsOff, CACHE_ENABLED: 'false' }, false),
+    startApi(PORT + 3, obsOn, true),
+    startApi(PORT + 4, { ...obsOn, LOG_LEVEL: 'warn' }, true),
+    startApi(PORT + 5, { ...obsOn, LOG_SLOW_REQUEST_MS: '0' }, true),
+  ])
+  const [off, uncached, on, logsOff, allLogged] = [apis[0].pid!, apis[1].pid!, apis[2].pid!, apis[3].pid!, apis[4].pid!]
   await waitForPort(PORT, 10000, 'the ceiling server')
   await waitForPort(TRIVIAL_PORT, 10000, 'the trivial server (nginx)')
   const res = await fetch(`http://127.0.0.1:${PORT + 1}/api/v1/auth/login`, {
@@ -286,7 +295,6 @@ try {
   await resetClicks(servers.dbUrl)
   await queueClicks(servers.redisUrl, 'benchi', linkIds, INGEST_CLICKS)
   const w1 = startWorker(workerEnv('benchi'))
-  children.push(w1)
   workerOnly = await watchStored(servers, w1.pid!, INGEST_CLICKS, null)
   await stop(w1)
   log(`worker-only: ${workerOnly.stored} of ${workerOnly.expected} stored, ${workerOnly.perSecond} clicks/s`)
@@ -294,9 +302,8 @@ try {
   const seconds = DURATION * 2
   log(`end-to-end: the redirect (observability on) with one worker consuming, ${seconds}s`)
   await resetClicks(servers.dbUrl)
-  const api = pid(await startApi(PORT + 6, { ...obsOn, REDIS_PREFIX: 'benche' }, true))
+  const api = (await startApi(PORT + 6, { ...obsOn, REDIS_PREFIX: 'benche' }, true)).pid!
   const w2 = startWorker(workerEnv('benche'))
-  children.push(w2)
   await measure({ name: 'warm-up', port: PORT + 6, pid: api, paths: hot }, WARMUP)
   const warmed = async () => {
     const [page] = await scrape([`127.0.0.1:${PORT + 106}`])
