@@ -4,10 +4,9 @@
 // the final figure is a count of the clicks table itself.
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Queue } from 'bullmq'
-import { Redis } from 'ioredis'
 import pg from 'pg'
-import { CLICK_JOBS, MAX_CLICKS_PER_JOB, QUEUES, defaultJobOptions, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
+import { CLICK_JOBS, MAX_CLICKS_PER_JOB, defaultJobOptions, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
+import { clicksQueue } from '../lib/backlog.ts'
 import { serverCpuSeconds } from '../lib/cpu.ts'
 
 export interface Servers {
@@ -59,16 +58,15 @@ function clickBatches(linkIds: string[], n: number): ClickBatchJob[] {
 
 /** Queues n clicks in batch jobs of MAX_CLICKS_PER_JOB under prefix, as the API's click buffer adds them. */
 export async function queueClicks(redisUrl: string, prefix: string, linkIds: string[], n: number): Promise<void> {
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null })
-  const queue = new Queue<ClickBatchJob>(QUEUES.clicks, { connection, prefix, defaultJobOptions: defaultJobOptions(5, 1000) })
+  const queue = clicksQueue(redisUrl, prefix)
+  const opts = defaultJobOptions(5, 1000)
   const jobs = clickBatches(linkIds, n)
   for (let i = 0; i < jobs.length; i += 100) {
     await queue.addBulk(
-      jobs.slice(i, i + 100).map((data) => ({ name: CLICK_JOBS.batch, data, opts: { jobId: `b-${data.clicks[0]!.clickId}` } })),
+      jobs.slice(i, i + 100).map((data) => ({ name: CLICK_JOBS.batch, data, opts: { ...opts, jobId: `b-${data.clicks[0]!.clickId}` } })),
     )
   }
   await queue.close()
-  await connection.quit()
 }
 
 /**

@@ -6,7 +6,7 @@ import { Queue } from 'bullmq'
 import { CLICK_JOBS, defaultJobOptions, QUEUES, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
 
 /** The clicks queue of a stack, straight on its queue Redis; the caller closes it. */
-export function clicksQueue(redisUrl: string, prefix: string): Queue<ClickJob> {
+export function clicksQueue(redisUrl: string, prefix: string): Queue<ClickJob | ClickBatchJob> {
   const u = new URL(redisUrl)
   // Connection options, not a client: BullMQ closes the connections it made itself on close().
   const connection = {
@@ -15,7 +15,7 @@ export function clicksQueue(redisUrl: string, prefix: string): Queue<ClickJob> {
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
     maxRetriesPerRequest: null,
   }
-  return new Queue<ClickJob>(QUEUES.clicks, { connection, prefix })
+  return new Queue<ClickJob | ClickBatchJob>(QUEUES.clicks, { connection, prefix })
 }
 
 const click = (linkId: string): ClickJob => ({

@@ -1,0 +1,37 @@
+// The bench's verdicts: each target is one check holding its text, its figure and whether it is met.
+
+export interface Check {
+  what: string
+  value: number
+  target: string
+  pass: boolean
+  /** Why a check that could not decide fails. */
+  note?: string
+}
+
+export const atLeast = (what: string, value: number, min: number, digits = 2): Check => ({
+  what,
+  value,
+  target: `>= ${min.toFixed(digits)}`,
+  pass: value >= min,
+})
+
+export const atMost = (what: string, value: number, maxMs: number): Check => ({
+  what,
+  value,
+  target: `<= ${maxMs} ms`,
+  pass: value <= maxMs,
+})
+
+/** The ceiling may reach at most this share of the generator's own limit for a ratio to it to count (issue 15). */
+export const CEILING_MAX_SHARE_OF_GENERATOR = 0.9
+
+/**
+ * A ratio to the ceiling decides nothing while the ceiling is within 10% of what the generator reaches against a
+ * trivial server: the generator, not the server, may be what the ceiling measured. Such a check fails, saying why.
+ */
+export function judgedAgainstCeiling(c: Check, generatorRps: number, ceilingRps: number): Check {
+  const share = ceilingRps / generatorRps
+  if (share < CEILING_MAX_SHARE_OF_GENERATOR) return c
+  return { ...c, pass: false, note: `undecided: the ceiling is ${share.toFixed(2)} of the generator's limit` }
+}
