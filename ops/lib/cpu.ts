@@ -1,6 +1,7 @@
 // CPU time of the whole box from /proc/stat: what `npm run load` and the scale-out drill report next to their
 // throughput, since on a shared box a replica that adds no throughput usually found no idle CPU to use.
 import { readdirSync, readFileSync } from 'node:fs'
+import { procStat } from './stack/procs.ts'
 
 export interface CpuTicks {
   busy: number
@@ -25,14 +26,8 @@ const USER_HZ = 100
 
 /** utime, stime, cutime and cstime (seconds) and the parent pid of one process, or null when it is gone. */
 function procTimes(pid: number): { self: number; reaped: number; ppid: number } | null {
-  let stat: string
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  } catch {
-    return null
-  }
-  // The command name, in parentheses, may hold spaces: the fields are counted from after its closing parenthesis.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const f = procStat(pid)
+  if (!f) return null
   const n = (i: number) => Number(f[i - 3])
   return { self: (n(14) + n(15)) / USER_HZ, reaped: (n(16) + n(17)) / USER_HZ, ppid: n(4) }
 }

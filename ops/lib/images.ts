@@ -156,6 +156,7 @@ export const NOT_BUILT: Record<string, string> = {
     'Grafana is neither a Debian package nor buildable from the Go module proxy (its UI is built with npm and yarn from its own repository)',
   elasticsearch: 'the Elastic images are not in Debian or the Go module proxy',
   kibana: 'the Elastic images are not in Debian or the Go module proxy',
+  'kibana-setup': "it runs Kibana's image (to provision the data view), which is not in Debian or the Go module proxy",
 }
 
 export interface BuildResult {

@@ -129,7 +129,7 @@ void t.test('when an operator runs status and search, then they print the UI URL
 void t.test('when the store is down while a line is written, then the line arrives after the store is back', async (t) => {
   t.setTimeout(120_000)
   const store = stack.processes().find((p) => p.name === 'victoria-logs')!
-  stack.kill('victoria-logs', 'SIGTERM')
+  await stack.kill('victoria-logs', 'SIGTERM')
   for (let i = 0; i < 100 && alive(store.pid); i++) await sleep(100)
   t.notOk(alive(store.pid), 'VictoriaLogs is stopped')
   const { traceId } = await tracedRequest()

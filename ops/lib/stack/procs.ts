@@ -52,16 +52,24 @@ function bootId(): string {
   return bootIdCache
 }
 
-/** Field 3 (state) and field 22 (starttime) of /proc/<pid>/stat; the name (field 2) may hold spaces and parentheses. */
-function stat(pid: number): { state: string; startTime: number } | undefined {
+/**
+ * The fields of /proc/<pid>/stat after the command name (field 2, which may hold spaces and parentheses): element 0
+ * is field 3 (state), element n is field n + 3. Undefined when the process is gone.
+ */
+export function procStat(pid: number): string[] | undefined {
   let line: string
   try {
     line = readFileSync(`/proc/${pid}/stat`, 'utf8')
   } catch {
     return undefined
   }
-  const rest = line.slice(line.lastIndexOf(')') + 2).split(' ')
-  return { state: rest[0]!, startTime: Number(rest[19]) }
+  return line.slice(line.lastIndexOf(')') + 2).split(' ')
+}
+
+/** Field 3 (state) and field 22 (starttime) of /proc/<pid>/stat. */
+function stat(pid: number): { state: string; startTime: number } | undefined {
+  const rest = procStat(pid)
+  return rest && { state: rest[0]!, startTime: Number(rest[19]) }
 }
 
 /** The identity of a running process (not a zombie), to record when it is started; undefined when it is gone. */

@@ -2,14 +2,8 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { readFileSync } from 'node:fs'
+import { serverCpuSeconds as cpuSeconds } from '../../../ops/lib/cpu.ts'
 import { limitCpu } from '../../../ops/lib/cpu-limit.ts'
-
-/** CPU seconds a process has used (utime + stime from /proc). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(f[11]) + Number(f[12])) / 100
-}
 
 void t.test('when a busy process is limited to 0.2 core, then it uses no more than that', async (t) => {
   const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
