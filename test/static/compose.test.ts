@@ -464,7 +464,11 @@ void t.test("when the shipper writes daily indices, then Kibana's data view and 
   }
   const es = cfg.exporters.elasticsearch
   t.ok(es.logstash_format?.enabled, 'otelcol/config.yaml: daily indices (logstash_format), <logs_index>-YYYY.MM.DD')
-  t.same(es.mapping.allowed_modes, ['bodymap'], 'otelcol/config.yaml: the ECS line is the document, as written (bodymap, the one mode allowed)')
+  t.same(
+    es.mapping.allowed_modes,
+    ['bodymap'],
+    'otelcol/config.yaml: the ECS line is the document, as written (bodymap, the one mode allowed)',
+  )
   const pattern = `${es.logs_index}-*`
   const setup = compose.services['kibana-setup']!.command!
   const view = JSON.parse(setup[setup.indexOf('-d') + 1]!) as { data_view: { title: string; timeFieldName: string } }
