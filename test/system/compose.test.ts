@@ -282,7 +282,10 @@ async function tracedRequest(): Promise<{ traceId: string; requestId: string }> 
   })
   await res.arrayBuffer()
   if (res.status !== 404) throw new Error(`an unknown code answered ${res.status}, not 404`)
-  return { traceId, requestId: res.headers.get('x-request-id') ?? '' }
+  // nginx adds X-Request-Id and the API echoes it: the response carries it twice, joined by fetch as "id, id".
+  const ids = [...new Set((res.headers.get('x-request-id') ?? '').split(', '))]
+  if (ids.length !== 1) throw new Error(`X-Request-Id should be one id, got ${res.headers.get('x-request-id')}`)
+  return { traceId, requestId: ids[0]! }
 }
 
 /** The API's line of a trace in the store, polled for up to `seconds`. */
