@@ -47,8 +47,8 @@ const cannotStart = commit('cannot-start', 'service/server.ts', (s) =>
 )
 const answers500 = commit('answers-500', 'service/routes/redirect.ts', (s) =>
   s.replace(
-    '    async (req, reply) => {\n',
-    "    async (req, reply) => {\n      if (req.params.code) throw new Error('deliberately broken release')\n",
+    '    (req, reply) => {\n',
+    "    (req, reply) => {\n      if (req.params.code) throw new Error('deliberately broken release')\n",
   ),
 )
 
