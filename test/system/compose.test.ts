@@ -351,7 +351,7 @@ void t.test('when the k6 smoke runs in the load profile, then its thresholds pas
 for (const drill of DRILLS) {
   void t.test(`when the ${drill} drill runs on --target compose (short form), then it passes`, async (t) => {
     const t0 = Date.now()
-    // As in the native drills and load suites: on a busy box the latency bounds widen (the error bounds never do).
+    // As in the load and deploy suites: on a busy box the latency bounds widen (the error bounds never do).
     const perCore = loadavg()[0]! / cpus().length
     const SLO_LATENCY_FACTOR = perCore > 1 ? String(Math.min(10, Math.ceil(perCore * 2))) : '1'
     t.comment(`load per core ${perCore.toFixed(2)}: SLO_LATENCY_FACTOR=${SLO_LATENCY_FACTOR}`)
