@@ -5,6 +5,7 @@
 // says so. The logs profile runs its shipper with VictoriaLogs standing in for Elasticsearch behind the same bulk API.
 // No engine is a failure, not a skip: ops/test installs and starts one.
 import t from 'tap'
+import { tracedRequest } from '../helpers/traced.ts'
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
@@ -274,21 +275,6 @@ void t.test('when a traced request starts a job, then Jaeger has one trace from 
   )
 })
 
-/** A sampled request through nginx under a trace id of the test's own: the API logs every sampled request. */
-async function tracedRequest(): Promise<{ traceId: string; requestId: string }> {
-  const traceId = randomBytes(16).toString('hex')
-  const res = await fetch(`${url('NGINX')}/nosuch${randomBytes(3).toString('hex')}`, {
-    headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
-    redirect: 'manual',
-  })
-  await res.arrayBuffer()
-  if (res.status !== 404) throw new Error(`an unknown code answered ${res.status}, not 404`)
-  // nginx adds X-Request-Id and the API echoes it: the response carries it twice, joined by fetch as "id, id".
-  const ids = [...new Set((res.headers.get('x-request-id') ?? '').split(', '))]
-  if (ids.length !== 1) throw new Error(`X-Request-Id should be one id, got ${res.headers.get('x-request-id')}`)
-  return { traceId, requestId: ids[0]! }
-}
-
 /** The API's line of a trace in the store, polled for up to `seconds`. */
 async function storedLine(traceId: string, seconds: number): Promise<{ row?: LogRow; ms: number }> {
   const t0 = Date.now()
@@ -302,7 +288,7 @@ async function storedLine(traceId: string, seconds: number): Promise<{ row?: Log
 }
 
 void t.test('when a traced request is served, then its log line reaches the store and is found by trace.id within 10 s', async (t) => {
-  const { traceId, requestId } = await tracedRequest()
+  const { traceId, requestId } = await tracedRequest(url('NGINX'))
   const { row, ms } = await storedLine(traceId, 10)
   timings['log line in the store (compose)'] = `${ms} ms`
   t.ok(row, `the API's line of trace ${traceId} is in VictoriaLogs (${ms} ms), shipped by otelcol from Docker's json-file log`)
@@ -328,7 +314,7 @@ void t.test('when a traced request is served, then its log line reaches the stor
 void t.test('when the store is stopped while a line is written, then the line arrives after it starts again', async (t) => {
   compose(['stop', 'victorialogs'])
   // Started again whatever happens; first the shipper fails its bulk request and backs off (1 s, 2 s, ...) for 5 s.
-  const { traceId } = await tracedRequest().finally(() => sleep(5000).then(() => compose(['start', 'victorialogs'])))
+  const { traceId } = await tracedRequest(url('NGINX')).finally(() => sleep(5000).then(() => compose(['start', 'victorialogs'])))
   const { row, ms } = await storedLine(traceId, 30)
   timings['log line written while the store was down, after it started'] = `${ms} ms`
   t.ok(row, `the line written while VictoriaLogs was stopped arrived ${ms} ms after it started again`)

@@ -3,7 +3,7 @@
 // trace.id finds it within 10 s with its ECS fields as written. With the store stopped, a line written meanwhile
 // arrives once it is back: the shipper retries, nothing is lost.
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
+import { tracedRequest } from '../helpers/traced.ts'
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -21,21 +21,6 @@ t.teardown(async () => {
   mkdirSync(join(ROOT, '.run'), { recursive: true })
   writeFileSync(join(ROOT, '.run/logs-suite-figures.json'), `${JSON.stringify(figures, null, 2)}\n`)
 })
-
-/** A sampled request through nginx under a trace id of the test's own; the API logs every sampled request. */
-async function tracedRequest(): Promise<{ traceId: string; requestId: string }> {
-  const traceId = randomBytes(16).toString('hex')
-  const res = await fetch(`${stack.baseUrl}/nosuch${randomBytes(3).toString('hex')}`, {
-    headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
-    redirect: 'manual',
-  })
-  await res.arrayBuffer()
-  if (res.status !== 404) throw new Error(`an unknown code answered ${res.status}, not 404`)
-  // nginx adds X-Request-Id and the API echoes it: the response carries it twice, joined by fetch as "id, id".
-  const ids = [...new Set((res.headers.get('x-request-id') ?? '').split(', '))]
-  if (ids.length !== 1) throw new Error(`X-Request-Id should be one id, got ${res.headers.get('x-request-id')}`)
-  return { traceId, requestId: ids[0]! }
-}
 
 /** The ECS line the API wrote to its log file for this trace (what the store must hold). */
 function writtenLine(traceId: string): Record<string, unknown> {
@@ -71,7 +56,7 @@ void t.test('when the stack comes up, then VictoriaLogs and the shipper are heal
 })
 
 void t.test('when a traced request is served, then its log line is found by trace.id within 10 s with its ECS fields', async (t) => {
-  const { traceId, requestId } = await tracedRequest()
+  const { traceId, requestId } = await tracedRequest(stack.baseUrl)
   const { row, ms } = await storedLine(traceId, 10)
   figures['request line in the store'] = `${ms} ms`
   t.ok(row, `the API's line of trace ${traceId} is in the store (${ms} ms)`)
@@ -112,7 +97,7 @@ void t.test('when an operator runs status and search, then they print the UI URL
   const status = cli(['status'])
   t.equal(status.status, 0, status.stderr)
   t.match(status.stdout, `log search (VictoriaLogs): ${stack.logsUiUrl}`, 'status prints the UI URL')
-  const { traceId } = await tracedRequest()
+  const { traceId } = await tracedRequest(stack.baseUrl)
   t.ok((await storedLine(traceId, 10)).row, 'the line is in the store')
   const found = cli(['search', `trace.id:${traceId}`])
   t.equal(found.status, 0, found.stderr)
@@ -135,7 +120,7 @@ void t.test('when the store is down while a line is written, then the line arriv
   await stack.kill('victoria-logs', 'SIGTERM')
   for (let i = 0; i < 100 && alive(store.pid); i++) await sleep(100)
   t.notOk(alive(store.pid), 'VictoriaLogs is stopped')
-  const { traceId } = await tracedRequest()
+  const { traceId } = await tracedRequest(stack.baseUrl)
   t.ok(writtenLine(traceId), 'the API wrote the line while the store was down')
   // Long enough for the shipper to fail its bulk request and retry at least twice (1 s, then 2 s backoff).
   await sleep(5000)
