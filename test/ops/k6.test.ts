@@ -41,7 +41,13 @@ void t.test('when k6 runs through the runner and is stopped, then its live total
   for await (const p of points(k6.pointsFile)) if (p.metric === 'http_reqs') tagged.push(p.data.tags?.testid ?? '')
   t.ok(tagged.length >= 20 && tagged.every((id) => id === 'runner-test'), `every request point carries testid (${tagged.length})`)
   t.equal(summary.metrics.http_reqs?.count, tagged.length, 'summary and points count the same requests')
-  t.equal(srv.hits(), tagged.length, 'the server saw each request the points record')
+  // A stop can land while a request is in flight: the server saw it, k6 dropped its sample. At most one per VU
+  // (the fixture's preAllocatedVUs: 4); a point the server never saw, or more missing than VUs, fails.
+  const unrecorded = srv.hits() - tagged.length
+  t.ok(
+    unrecorded >= 0 && unrecorded <= 4,
+    `the server saw each request the points record, and at most 4 more cut by the stop (${srv.hits()} seen, ${tagged.length} recorded)`,
+  )
   const series = await bucketPoints(k6.pointsFile)
   t.equal(
     series.reduce((a, b) => a + b.reqs, 0),
