@@ -11,6 +11,7 @@ import { QUEUES, defaultJobOptions, type ExportJob, type MaintenanceJob } from '
 import { closeRedis, createRedis } from '../common/redis.ts'
 import { createClicksWorker } from './clicks/clicks.worker.ts'
 import { createExportsWorker } from './exports/exports.worker.ts'
+import { activeCount } from './lib/build-worker.ts'
 import { observeQueues } from './lib/queue-metrics.ts'
 import { createMaintenanceWorker, scheduleMaintenance } from './maintenance/maintenance.worker.ts'
 
@@ -54,6 +55,8 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
   const ctx = { config, connection, log, deadLetters }
   const parts = [createClicksWorker(ctx, db), createExportsWorker(ctx, batchDb), createMaintenanceWorker(ctx, batchDb, exportsQueue)]
   const unobserve = observeQueues(queues)
+  // Jobs each Worker is running now, by queue: what a slow shutdown is waiting for.
+  const activeJobs = () => Object.fromEntries(parts.map((p) => [p.worker.name, activeCount(p.worker)]))
 
   let closing: Promise<void> | undefined
   async function close(): Promise<void> {
@@ -66,11 +69,25 @@ export async function startWorker(config: WorkerConfig, logger?: Logger): Promis
       ['redis', () => closeRedis(connection)],
     ]
     unobserve()
+    const began = performance.now()
     for (const [what, step] of steps) {
+      const start = performance.now()
+      // A step that hangs names itself every 5 s, so a shutdown killed at SHUTDOWN_GRACE_MS says what it waited on.
+      const slow = setInterval(
+        () =>
+          log.warn(
+            { step: what, waitedMs: Math.round(performance.now() - start), active: activeJobs() },
+            `shutdown: still closing ${what}`,
+          ),
+        5000,
+      ).unref()
       // Every step runs even when one fails: a stuck Redis must not keep the Postgres pool open.
-      await step().catch((err: unknown) => log.error({ err }, `shutdown: closing ${what} failed`))
+      await step()
+        .catch((err: unknown) => log.error({ err }, `shutdown: closing ${what} failed`))
+        .finally(() => clearInterval(slow))
+      log.debug({ step: what, tookMs: Math.round(performance.now() - start) }, `shutdown: closed ${what}`)
     }
-    log.info('worker stopped')
+    log.info({ tookMs: Math.round(performance.now() - began) }, 'worker stopped')
   }
 
   try {

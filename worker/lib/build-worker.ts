@@ -33,6 +33,13 @@ export function isLastAttempt(job: Pick<Job, 'attemptsMade' | 'opts'>, err: Erro
   return job.attemptsMade + 1 >= Math.max(1, job.opts.attempts ?? 1)
 }
 
+const running = new WeakMap<Worker, () => number>()
+
+/** Jobs this process is running in the Worker's processor now (BullMQ keeps its own count private). */
+export function activeCount(worker: Worker): number {
+  return running.get(worker)?.() ?? 0
+}
+
 export function buildWorker<D, R>(
   name: QueueName,
   processor: JobProcessor<D, R>,
@@ -43,6 +50,7 @@ export function buildWorker<D, R>(
   // Jobs whose final failure the processor already handled; the `failed` event handles the rest (a job failed by
   // the stalled checker never reaches the processor).
   const handled = new WeakSet<Job>()
+  let inProcessor = 0
 
   async function finalFailure(job: Job<D>, err: Error, attemptsMade: number): Promise<void> {
     try {
@@ -66,6 +74,7 @@ export function buildWorker<D, R>(
   const worker = new Worker<D, R>(
     name,
     async (job, _token, signal) => {
+      inProcessor++
       const start = performance.now()
       const took = () => (performance.now() - start) / 1000
       try {
@@ -81,6 +90,8 @@ export function buildWorker<D, R>(
           await finalFailure(job, e, job.attemptsMade + 1)
         }
         throw err
+      } finally {
+        inProcessor--
       }
     },
     {
@@ -95,6 +106,7 @@ export function buildWorker<D, R>(
     },
   )
 
+  running.set(worker, () => inProcessor)
   worker.on('error', throttledWarn(log, {}, 'worker error'))
   worker.on('active', (job) => {
     // Retries wait out their backoff on purpose; only a job's first run measures queueing delay.
