@@ -2,9 +2,10 @@
 // Elasticsearch bulk API with the headers the shipper sends (otelcol/config.yaml).
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { parse } from 'yaml'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { errorLinesPerService, logsQuery, logsUiLink, timeWindow } from '../../ops/lib/logsql.ts'
 import { freePort } from '../../ops/lib/net.ts'
@@ -78,4 +79,28 @@ void t.test('when a link is made, then it opens the UI on that query', async (t)
   const link = logsUiLink(`${base}/select/vmui/`, 'trace.id:abc log.level:error')
   t.equal(link, `${base}/select/vmui/#/?query=trace.id%3Aabc+log.level%3Aerror`)
   t.equal((await fetch(`${base}/select/vmui/`)).status, 200)
+})
+
+void t.test("when Grafana's trace-to-logs query is filled in, then VictoriaLogs returns that trace's lines only", async (t) => {
+  // The query Grafana's Jaeger datasource sends to the logs datasource for a span (grafana/provisioning): `$$` is the
+  // file's escape for `$`, and Grafana puts the trace id in ${__trace.traceId}. Grafana itself is not run here.
+  const file = resolve(import.meta.dirname, '../../grafana/provisioning/datasources/datasources.yml')
+  const ds = (parse(readFileSync(file, 'utf8')) as { datasources: { uid: string; jsonData?: { tracesToLogsV2?: { query?: string } } }[] })
+    .datasources
+  const template = ds.find((d) => d.uid === 'jaeger')?.jsonData?.tracesToLogsV2?.query ?? ''
+  t.match(template, /\$\$\{__trace\.traceId\}/, 'the query carries the trace id placeholder')
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const query = template.replace('$${__trace.traceId}', traceId)
+  const ms = Date.now() - 10_000
+  await bulk([
+    { ...line(ms, 'opsdrill-api', 'info'), 'trace.id': traceId, message: 'request completed' },
+    { ...line(ms + 1, 'opsdrill-worker', 'error'), 'trace.id': traceId, message: 'job failed' },
+    { ...line(ms + 2, 'opsdrill-api', 'info'), 'trace.id': '0af7651916cd43dd8448eb211c80319c', message: 'another trace' },
+  ])
+  let rows: Record<string, string>[] = []
+  for (let i = 0; i < 40 && rows.length < 2; i++) {
+    rows = await logsQuery(base, `${timeWindow(ms - 1000, ms + 1000)} ${query}`)
+    await sleep(250)
+  }
+  t.same(rows.map((r) => r._msg).sort(), ['job failed', 'request completed'], `${query} finds the trace's two lines`)
 })

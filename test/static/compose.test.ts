@@ -481,9 +481,8 @@ void t.test("when the shipper writes daily indices, then Kibana's data view and 
   const elastic = ds.datasources.find((d) => d.uid === 'elasticsearch')
   t.equal(elastic?.jsonData?.index, pattern, "Grafana's logs datasource reads the shipper's indices")
   t.equal(elastic?.jsonData?.timeField, '@timestamp')
-  t.equal(
-    ds.datasources.find((d) => d.uid === 'jaeger')?.jsonData?.tracesToLogsV2?.datasourceUid,
-    'elasticsearch',
-    'traces link to those logs',
-  )
+  // Grafana expands $LOGS_DATASOURCE from its environment, which is elasticsearch unless set.
+  const linked = ds.datasources.find((d) => d.uid === 'jaeger')?.jsonData?.tracesToLogsV2?.datasourceUid
+  const env = compose.services.grafana!.environment as Record<string, string> | undefined
+  t.equal(`${linked}|${env?.LOGS_DATASOURCE}`, '$LOGS_DATASOURCE|elasticsearch', 'traces link to those logs by default')
 })

@@ -200,7 +200,7 @@ void t.test('when a dashboard is opened, then it shows drill fault windows and v
   }
 })
 
-void t.test('when datasources are provisioned, then Prometheus, Jaeger and Elasticsearch are linked by fixed uids', async (t) => {
+void t.test('when datasources are provisioned, then Prometheus, Jaeger and the logs stores are linked by fixed uids', async (t) => {
   const by = (uid: string) => provisioned.find((d) => d.uid === uid)
   const prom = by('prometheus')
   const jaeger = by('jaeger')
@@ -218,9 +218,44 @@ void t.test('when datasources are provisioned, then Prometheus, Jaeger and Elast
   t.match(jaeger, { type: 'jaeger', url: 'http://jaeger:16686' }, `${datasourcesFile}: Jaeger uid jaeger at http://jaeger:16686`)
   t.match(
     jaeger?.jsonData?.tracesToLogsV2,
-    { datasourceUid: 'elasticsearch', filterByTraceID: true, query: 'trace.id:"$${__trace.traceId}"' },
-    `${datasourcesFile}: a span opens its logs by trace.id`,
+    { datasourceUid: '$LOGS_DATASOURCE', filterByTraceID: true, query: 'trace.id:"$${__trace.traceId}"' },
+    `${datasourcesFile}: a span opens its logs by trace.id, in the store LOGS_DATASOURCE names`,
   )
+  // docker-compose.yml gives Grafana LOGS_DATASOURCE (elasticsearch unless set) and the VictoriaLogs plugin; each
+  // store a profile runs is a provisioned datasource at that service's address.
+  const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+    services: Record<string, { image?: string; environment?: Record<string, string>; profiles?: string[]; command?: string[] }>
+  }
+  const grafana = compose.services.grafana!
+  t.equal(
+    grafana.environment?.LOGS_DATASOURCE,
+    '${LOGS_DATASOURCE:-elasticsearch}',
+    'docker-compose.yml: LOGS_DATASOURCE defaults to elasticsearch',
+  )
+  for (const [uid, service, port] of [
+    ['elasticsearch', 'elasticsearch', 9200],
+    ['victorialogs', 'victorialogs', 9428],
+  ] as const) {
+    t.equal(
+      by(uid)?.url,
+      `http://${service}:${port}`,
+      `${datasourcesFile}: LOGS_DATASOURCE=${uid} is a datasource at http://${service}:${port}`,
+    )
+    t.ok(
+      compose.services[service]?.profiles?.length,
+      `docker-compose.yml: ${service} runs under a profile (${compose.services[service]?.profiles?.join(', ')})`,
+    )
+  }
+  const vl = by('victorialogs')
+  t.equal(vl?.type, 'victoriametrics-logs-datasource', `${datasourcesFile}: VictoriaLogs through its Grafana plugin`)
+  t.match(
+    grafana.environment?.GF_PLUGINS_PREINSTALL ?? '',
+    /(^|,)victoriametrics-logs-datasource@\d+\.\d+\.\d+(,|$)/,
+    'docker-compose.yml: Grafana preinstalls that plugin at a pinned version',
+  )
+  // Grafana links traces to VictoriaLogs from 12.2.0 on (grafana/grafana#105703); older ones offer no link.
+  const [major, minor] = (grafana.image?.split(':')[1] ?? '0.0').split('.').map(Number)
+  t.ok(major! > 12 || (major === 12 && minor! >= 2), `docker-compose.yml: Grafana ${grafana.image} is 12.2 or later`)
   t.match(
     es,
     {
