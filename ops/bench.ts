@@ -17,7 +17,7 @@
 // with none lost. Prints the tables; writes results.{json,md} to BENCH_OUT (.run/bench).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -25,7 +25,7 @@ import pg from 'pg'
 import { Redis } from 'ioredis'
 import { hash } from '@node-rs/argon2'
 import { migrate } from '../common/migrate.ts'
-import { startPostgres, startRedis, waitForPort } from './lib/localdb.ts'
+import { postgresPid, startPostgres, startRedis, stopPostgres, stopRedis, waitForPort } from './lib/localdb.ts'
 import { serverCpuSeconds } from './lib/cpu.ts'
 import { scrape, sumMetric } from './lib/drills/client.ts'
 import { WRK_THREADS, autocannonAtRate, wrk, type Sample } from './bench/generators.ts'
@@ -75,6 +75,11 @@ function log(msg: string) {
 async function setup() {
   const pgh = await startPostgres(resolve(ROOT, '.run/bench/postgres'), 15442)
   const rh = await startRedis(resolve(ROOT, '.run/bench/redis'), 16390)
+  // The bench's own servers end with it (both stops are synchronous, so they run on any exit).
+  process.once('exit', () => {
+    stopPostgres(pgh.dir)
+    stopRedis(rh.dir)
+  })
   const admin = new pg.Client({ connectionString: pgh.url })
   await admin.connect()
   await admin.query('DROP DATABASE IF EXISTS opsdrill_bench WITH (FORCE)')
@@ -99,8 +104,9 @@ async function setup() {
   const info = new Redis(rh.url)
   const redisPid = Number(/process_id:(\d+)/.exec(await info.info('server'))?.[1])
   await info.quit()
-  const postgresPid = Number(readFileSync(resolve(pgh.dir, 'data/postmaster.pid'), 'utf8').split('\n')[0])
-  const servers: Servers = { dbUrl, redisUrl: rh.url, postgresPid, redisPid }
+  const pgPid = postgresPid(pgh.dir, pgh.port)
+  if (pgPid === undefined) throw new Error(`the bench's Postgres in ${pgh.dir} has no running postmaster on port ${pgh.port}`)
+  const servers: Servers = { dbUrl, redisUrl: rh.url, postgresPid: pgPid, redisPid }
   return { servers, codes, linkIds: links.rows.map((r) => r.id) }
 }
 

@@ -16,7 +16,7 @@ import { chromium } from 'playwright-core'
 import { migrate } from '../common/migrate.ts'
 import { QUEUES } from '../common/queues.ts'
 import { addDeadLetter, toDeadLetter } from '../common/deadletters.ts'
-import { startPostgres, startRedis, waitForPort } from './lib/localdb.ts'
+import { startPostgres, startRedis, stopPostgres, stopRedis, waitForPort } from './lib/localdb.ts'
 import { runK6 } from './lib/k6.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -52,6 +52,11 @@ async function main() {
   mkdirSync(OUT, { recursive: true })
   const pgh = await startPostgres(resolve(ROOT, '.run/screenshots/postgres'), 15452)
   const rh = await startRedis(resolve(ROOT, '.run/screenshots/redis'), 16392)
+  // Its own servers end with it (both stops are synchronous, so they run on any exit).
+  process.once('exit', () => {
+    stopPostgres(pgh.dir)
+    stopRedis(rh.dir)
+  })
   const admin = new pg.Client({ connectionString: pgh.url })
   await admin.connect()
   await admin.query('DROP DATABASE IF EXISTS opsdrill_shots WITH (FORCE)')

@@ -45,8 +45,8 @@ async function services(): Promise<{ pgAdmin: string; redis: string; stop: () =>
       log(`testcontainers could not start ${pgImage} and ${redisImage} (${(err as Error).message.split('\n')[0]}): local servers instead`)
     }
   } else log('no Docker engine: local Postgres and Redis')
-  const p = await startPostgres(resolve(ROOT, '.run/test/postgres'), 15432)
-  const r = await startRedis(resolve(ROOT, '.run/test/redis'), 16379)
+  const p = await startPostgres(resolve(ROOT, '.run/test/postgres'), 15432, [], true)
+  const r = await startRedis(resolve(ROOT, '.run/test/redis'), 16379, { role: 'queues' }, true)
   log(`local Postgres and Redis under .run/test (ports 15432, 16379)`)
   return { pgAdmin: p.url, redis: r.url, stop: async () => undefined }
 }

@@ -35,10 +35,33 @@ export interface PostgresHandle {
   port: number
 }
 
-/** Initialises (once) and starts a Postgres cluster in dir on port; returns a superuser URL. */
-export async function startPostgres(dir: string, port: number, extraConf: string[] = []): Promise<PostgresHandle> {
+/** The one-line error for a port some other server holds. */
+function portTaken(port: number, dir: string): Error {
+  return new Error(
+    `port ${port} is held by a server not started from ${dir} (another checkout's, or a leftover): stop it (ss -ltnp 'sport = :${port}' names it) and run again`,
+  )
+}
+
+/** The pid of this folder's running Postgres when it listens on port (postmaster.pid: pid first, port fourth). */
+export function postgresPid(dir: string, port: number): number | undefined {
+  const pidFile = join(dir, 'data', 'postmaster.pid')
+  if (!existsSync(pidFile)) return undefined
+  const lines = readFileSync(pidFile, 'utf8').split('\n')
+  const id = identify(Number(lines[0]))
+  return id && Number(lines[3]) === port ? id.pid : undefined
+}
+
+/**
+ * Initialises (once) and starts a Postgres cluster in dir on port; returns a superuser URL. A server already on the
+ * port is used when it is this folder's; anyone else's is an error, unless `shared` (the test suite's server, which
+ * every checkout on the machine may use).
+ */
+export async function startPostgres(dir: string, port: number, extraConf: string[] = [], shared = false): Promise<PostgresHandle> {
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
-  if (await portOpen(port)) return { url, dir, port }
+  if (await portOpen(port)) {
+    if (shared || postgresPid(dir, port) !== undefined) return { url, dir, port }
+    throw portTaken(port, dir)
+  }
   const data = join(dir, 'data')
   mkdirSync(dir, { recursive: true })
   if (process.getuid?.() === 0) chownSync(dir, uid('postgres'), gid('postgres'))
@@ -93,10 +116,23 @@ export interface RedisHandle {
 /** How a Redis keeps its data: the queues' (AOF, never evicts) or a cache's (memory only, evicts the least recently used). */
 export type RedisServerKind = { role: 'queues'; maxmemory?: string } | { role: 'cache'; maxmemory: string }
 
-/** Starts redis-server in dir on port; by default for queues, with AOF on and noeviction (jobs must never be evicted). */
-export async function startRedis(dir: string, port: number, as: RedisServerKind = { role: 'queues' }): Promise<RedisHandle> {
+/**
+ * Starts redis-server in dir on port; by default for queues, with AOF on and noeviction (jobs must never be evicted).
+ * A server already on the port is used when it is this folder's (its pid file names a live process); anyone else's
+ * is an error, unless `shared`.
+ */
+export async function startRedis(
+  dir: string,
+  port: number,
+  as: RedisServerKind = { role: 'queues' },
+  shared = false,
+): Promise<RedisHandle> {
   const url = `redis://127.0.0.1:${port}`
-  if (await portOpen(port)) return { url, dir, port }
+  if (await portOpen(port)) {
+    const pidFile = join(dir, 'redis.pid')
+    if (shared || (existsSync(pidFile) && identify(Number(readFileSync(pidFile, 'utf8').trim())))) return { url, dir, port }
+    throw portTaken(port, dir)
+  }
   mkdirSync(dir, { recursive: true })
   execFileSync('redis-server', [
     '--port',
