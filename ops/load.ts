@@ -33,7 +33,17 @@ import { cpuBusy, cpuTicks } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
 import { NativePlatform } from './lib/drills/platform.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
-import { k6Version, maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
+import {
+  k6Version,
+  maxSustained,
+  runK6,
+  SCENARIOS,
+  type Bucket,
+  type Figures,
+  type K6Options,
+  type K6Result,
+  type ScenarioName,
+} from './lib/k6.ts'
 import { stackAt, type Balancing, type Part, type Stack } from './lib/stack/index.ts'
 import { queryVector, waitForScrape } from './lib/stack/prometheus.ts'
 
@@ -181,9 +191,11 @@ export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult
 
 /**
  * What the slowed API replica keeps of the CPU in the balancing comparison (a CFS quota, ops/lib/cpu-limit.ts), as a
- * replica on a node with a noisy neighbour would. MEASURED_BELOW
+ * replica on a node with a noisy neighbour would. Measured here at 150 redirects/s (the short form): at 0.05 core
+ * round-robin's p99 was 1.1-11.7 s against least_conn's 62-85 ms (5 runs); at 0.1 core 30 ms against 7 ms and at 0.2
+ * core 530 against 4 ms in one run each, too close to the box's noise or too erratic to assert on.
  */
-export const SLOW_REPLICA_CORES = 0.1
+export const SLOW_REPLICA_CORES = 0.05
 
 export interface BalancingSide {
   run: Run
@@ -229,9 +241,10 @@ async function balancedRun(
   label: string,
   replicas: Part[],
   before: Map<string, number>,
+  during?: K6Options['during'],
 ): Promise<[BalancingSide, Map<string, number>]> {
   const upstreams = replicas.map((r) => `127.0.0.1:${r.port}`)
-  const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') } })
+  const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') }, ...(during ? { during } : {}) })
   const after = await freshCounters(o.stack, BY_REPLICA, 'replica')
   const served = delta(before, after)
   const seen = upstreamCounts(run)
@@ -250,6 +263,9 @@ async function balancedRun(
  * then with round-robin (least_conn first: a backlog the slow replica built under round-robin would otherwise weigh
  * on the next run); then that replica SIGKILLed mid-run (and restarted afterwards). The CPU limit and least_conn are
  * restored whatever happens.
+ *
+ * The limit holds from each run's first redirect to its end, not during k6's setup: a replica that slow sheds
+ * (event-loop delay past MAX_EVENT_LOOP_DELAY_MS, 503), and one refused POST of the setup's links aborts the run.
  */
 export async function balancing(o: RunOptions): Promise<BalancingResult> {
   const say = o.say ?? stdout
@@ -259,18 +275,24 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
   const [even, c1] = await balancedRun(o, 'share', replicas, await freshCounters(o.stack, BY_REPLICA, 'replica'))
 
   const victim = replicas.at(-1)!
-  say(`==> ${victim.name} held to ${SLOW_REPLICA_CORES} core`)
-  const release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, SLOW_REPLICA_CORES)
   const byAlgorithm: Partial<Record<Balancing, BalancingSide>> = {}
+  let release: (() => void) | undefined
+  const slow = async () => {
+    say(`==> ${victim.name} held to ${SLOW_REPLICA_CORES} core`)
+    release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, SLOW_REPLICA_CORES)
+  }
   try {
     let counters = c1
     for (const algorithm of ['least_conn', 'round_robin'] as const) {
       await o.stack.setBalancing(algorithm)
-      ;[byAlgorithm[algorithm], counters] = await balancedRun(o, `slow-${algorithm.replace('_', '-')}`, replicas, counters)
+      const label = `slow-${algorithm.replace('_', '-')}`
+      ;[byAlgorithm[algorithm], counters] = await balancedRun(o, label, replicas, counters, { afterSec: 0, action: slow }).finally(() => {
+        release?.()
+        release = undefined
+      })
     }
   } finally {
-    release()
-    say(`==> ${victim.name} back to the whole box`)
+    say(`==> ${victim.name} back to the whole box; nginx back to least_conn`)
     await o.stack.setBalancing('least_conn')
   }
 
@@ -642,7 +664,7 @@ export async function report(o: RunOptions): Promise<string> {
       (r) => `| ${r} | ${pct(f.balancing.even.shares[r]!)} | ${pct(f.balancing.even.shares_prometheus[r] ?? 0)} |`,
     ),
     '',
-    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core (a CFS quota, as a replica beside a noisy neighbour gets), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
+    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core (a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
     '',
     `| method | redirect p95 | p99 | errors | ${f.balancing.slowed.replica}'s share by X-Upstream | by Prometheus |`,
     '|---|---|---|---|---|---|',
