@@ -28,12 +28,23 @@ import {
   type DrainResult,
 } from './lib/capacity.ts'
 import { lineChart, type Row } from './lib/charts.ts'
+import { limitCpu } from './lib/cpu-limit.ts'
 import { cpuBusy, cpuTicks } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
 import { NativePlatform } from './lib/drills/platform.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
-import { k6Version, maxSustained, runK6, SCENARIOS, type Bucket, type Figures, type K6Result, type ScenarioName } from './lib/k6.ts'
-import { stackAt, type Stack } from './lib/stack/index.ts'
+import {
+  k6Version,
+  maxSustained,
+  runK6,
+  SCENARIOS,
+  type Bucket,
+  type Figures,
+  type K6Options,
+  type K6Result,
+  type ScenarioName,
+} from './lib/k6.ts'
+import { stackAt, type Balancing, type Part, type Stack } from './lib/stack/index.ts'
 import { queryVector, waitForScrape } from './lib/stack/prometheus.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -178,11 +189,27 @@ export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult
 
 // ------------------------------------------------------------------ balancing
 
-export interface BalancingResult {
-  share: Run
-  /** Each replica's share of requests by X-Upstream (k6) and by its own request counter (Prometheus). */
+/**
+ * What the slowed API replica keeps of the CPU in the balancing comparison (a CFS quota, ops/lib/cpu-limit.ts), as a
+ * replica on a node with a noisy neighbour would. Measured here at 150 redirects/s (the short form): at 0.05 core
+ * round-robin's p99 was 1.1-11.7 s against least_conn's 62-85 ms (5 runs); at 0.1 core 30 ms against 7 ms and at 0.2
+ * core 530 against 4 ms in one run each, too close to the box's noise or too erratic to assert on.
+ */
+export const SLOW_REPLICA_CORES = 0.05
+
+export interface BalancingSide {
+  run: Run
+  /** Each replica's share of the requests by X-Upstream (k6) and by its own request counter (Prometheus). */
   sharesK6: Record<string, number>
   sharesPrometheus: Record<string, number>
+}
+
+export interface BalancingResult {
+  /** Both replicas at full speed, least_conn. */
+  even: BalancingSide
+  /** The replica held to SLOW_REPLICA_CORES while the same load ran with least_conn, then with round-robin. */
+  slowed: string
+  byAlgorithm: Record<Balancing, BalancingSide>
   failover: Run
   killed: string
   /** Requests answered by the killed replica after the kill (from X-Upstream): nginx should route around it. */
@@ -203,27 +230,80 @@ const shares = (counts: Record<string, number>) => {
   return Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, total ? v / total : 0]))
 }
 
-/** Even share across the API replicas, then one replica SIGKILLed mid-run (and restarted afterwards). */
+const BY_REPLICA = 'opsdrill_http_request_duration_seconds_count{job="opsdrill-api"}'
+
+/**
+ * One balancing run and each replica's share of it. `before`: the replicas' request counters before it (the counters
+ * after one run are the ones before the next, which saves a wait for a scrape); returns the counters after it.
+ */
+async function balancedRun(
+  o: RunOptions,
+  label: string,
+  replicas: Part[],
+  before: Map<string, number>,
+  during?: K6Options['during'],
+): Promise<[BalancingSide, Map<string, number>]> {
+  const upstreams = replicas.map((r) => `127.0.0.1:${r.port}`)
+  const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') }, ...(during ? { during } : {}) })
+  const after = await freshCounters(o.stack, BY_REPLICA, 'replica')
+  const served = delta(before, after)
+  const seen = upstreamCounts(run)
+  return [
+    {
+      run,
+      sharesK6: shares(Object.fromEntries(replicas.map((r) => [r.name, seen[`127.0.0.1:${r.port}`] ?? 0]))),
+      sharesPrometheus: shares(Object.fromEntries(replicas.map((r) => [r.name, served.get(r.name) ?? 0]))),
+    },
+    after,
+  ]
+}
+
+/**
+ * Even share across the API replicas; then one replica held to SLOW_REPLICA_CORES under the same load with least_conn,
+ * then with round-robin (least_conn first: a backlog the slow replica built under round-robin would otherwise weigh
+ * on the next run); then that replica SIGKILLed mid-run (and restarted afterwards). The CPU limit and least_conn are
+ * restored whatever happens.
+ *
+ * The limit holds from each run's first redirect to its end, not during k6's setup: a replica that slow sheds
+ * (event-loop delay past MAX_EVENT_LOOP_DELAY_MS, 503), and one refused POST of the setup's links aborts the run.
+ */
 export async function balancing(o: RunOptions): Promise<BalancingResult> {
+  const say = o.say ?? stdout
   const replicas = o.stack.replicas('api')
   if (replicas.length < 2) throw new Error('balancing needs at least 2 API replicas: npm run stack -- scale api=2')
-  const UPSTREAMS = replicas.map((r) => `127.0.0.1:${r.port}`).join(',')
-  const byReplica = 'opsdrill_http_request_duration_seconds_count{job="opsdrill-api"}'
-  const before = await freshCounters(o.stack, byReplica, 'replica')
-  const share = await scenario('balancing', o, { label: 'share', env: { UPSTREAMS } })
-  const served = delta(before, await freshCounters(o.stack, byReplica, 'replica'))
-  const sharesK6 = shares(Object.fromEntries(replicas.map((r) => [r.name, upstreamCounts(share)[`127.0.0.1:${r.port}`] ?? 0])))
-  const sharesPrometheus = shares(Object.fromEntries(replicas.map((r) => [r.name, served.get(r.name) ?? 0])))
+  if (o.stack.balancing() !== 'least_conn') await o.stack.setBalancing('least_conn')
+  const [even, c1] = await balancedRun(o, 'share', replicas, await freshCounters(o.stack, BY_REPLICA, 'replica'))
 
   const victim = replicas.at(-1)!
+  const byAlgorithm: Partial<Record<Balancing, BalancingSide>> = {}
+  let release: (() => void) | undefined
+  const slow = async () => {
+    say(`==> ${victim.name} held to ${SLOW_REPLICA_CORES} core`)
+    release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, SLOW_REPLICA_CORES)
+  }
+  try {
+    let counters = c1
+    for (const algorithm of ['least_conn', 'round_robin'] as const) {
+      await o.stack.setBalancing(algorithm)
+      const label = `slow-${algorithm.replace('_', '-')}`
+      ;[byAlgorithm[algorithm], counters] = await balancedRun(o, label, replicas, counters, { afterSec: 0, action: slow }).finally(() => {
+        release?.()
+        release = undefined
+      })
+    }
+  } finally {
+    say(`==> ${victim.name} back to the whole box; nginx back to least_conn`)
+    await o.stack.setBalancing('least_conn')
+  }
+
   let killedAt = 0
   const failover = await scenario('balancing', o, {
     label: 'failover',
-    env: { UPSTREAMS },
+    env: { UPSTREAMS: replicas.map((r) => `127.0.0.1:${r.port}`).join(',') },
     during: {
       afterSec: o.short ? 3 : 20,
       action: async () => {
-        ;(o.say ?? stdout)(`==> SIGKILL ${victim.name} (pid ${victim.pid})`)
+        say(`==> SIGKILL ${victim.name} (pid ${victim.pid})`)
         // Held down: the supervisor would otherwise bring it back mid-scenario and blur what the failover shows.
         await o.stack.kill(victim.name, 'SIGKILL', { stayDown: true })
         killedAt = Date.now() / 1000
@@ -235,7 +315,14 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
   // totals, so compare with what it served before the kill at the same rate.
   const victimCount = upstreamCounts(failover)[`127.0.0.1:${victim.port}`] ?? 0
   const beforeKill = failover.series.filter((b) => b.t < killedAt).reduce((a, b) => a + b.reqs, 0)
-  return { share, sharesK6, sharesPrometheus, failover, killed: victim.name, killedAfterKill: Math.max(0, victimCount - beforeKill) }
+  return {
+    even,
+    slowed: victim.name,
+    byAlgorithm: byAlgorithm as Record<Balancing, BalancingSide>,
+    failover,
+    killed: victim.name,
+    killedAfterKill: Math.max(0, victimCount - beforeKill),
+  }
 }
 
 // ------------------------------------------------------------------ scaling
@@ -398,6 +485,15 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
   })
   const caps = (n: number) => s.ramps.filter((r) => r.replicas === n).map((r) => r1(r.capacity))
   const [d1, d2] = s.drains
+  const rounded = (x: Record<string, number>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, r3(v)]))
+  const balanced = (x: BalancingSide) => ({
+    p95_ms: r1(x.run.figures.redirect?.p95 ?? 0),
+    p99_ms: r1(x.run.figures.redirect?.p99 ?? 0),
+    error_rate: r3(x.run.figures.errorRate),
+    requests: x.run.figures.requests,
+    shares: rounded(x.sharesK6),
+    shares_prometheus: rounded(x.sharesPrometheus),
+  })
   return {
     scaling: {
       api: {
@@ -417,10 +513,10 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
     },
     caching: { pg_latency_ms: CACHING_PG_LATENCY_MS, on: side(c.on), off: side(c.off) },
     balancing: {
-      least_conn: {
-        p99_ms: r1(b.share.figures.redirect?.p99 ?? 0),
-        shares: Object.fromEntries(Object.entries(b.sharesK6).map(([k, v]) => [k, r3(v)])),
-      },
+      even: balanced(b.even),
+      slowed: { replica: b.slowed, cores: SLOW_REPLICA_CORES },
+      least_conn: balanced(b.byAlgorithm.least_conn),
+      round_robin: balanced(b.byAlgorithm.round_robin),
       failover: { killed: b.killed, error_rate: r3(b.failover.figures.errorRate), requests: b.failover.figures.requests },
     },
     autoscale: {
@@ -520,7 +616,9 @@ export async function report(o: RunOptions): Promise<string> {
     ),
     row('caching (cache on)', c.on.run),
     row('caching (cache off)', c.off.run),
-    row('balancing (even share)', b.share),
+    row('balancing (even share)', b.even.run),
+    row(`balancing (${b.slowed} slowed, least_conn)`, b.byAlgorithm.least_conn.run),
+    row(`balancing (${b.slowed} slowed, round-robin)`, b.byAlgorithm.round_robin.run),
     row(`balancing (${b.killed} killed)`, b.failover),
     row('autoscale spike', a.run, `API replicas ${a.rules.api.min} -> ${a.maxApi} -> ${a.finalApi}`),
     '',
@@ -562,9 +660,23 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '| replica | share by X-Upstream | share by Prometheus |',
     '|---|---|---|',
-    ...Object.keys(b.sharesK6).map((r) => `| ${r} | ${pct(b.sharesK6[r]!)} | ${pct(b.sharesPrometheus[r] ?? 0)} |`),
+    ...Object.keys(f.balancing.even.shares).map(
+      (r) => `| ${r} | ${pct(f.balancing.even.shares[r]!)} | ${pct(f.balancing.even.shares_prometheus[r] ?? 0)} |`,
+    ),
     '',
-    `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a second run. Errors over that run: ${pct(b.failover.figures.errorRate)} (${Math.round(b.failover.figures.errorRate * b.failover.figures.requests)} of ${b.failover.figures.requests}).`,
+    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core (a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
+    '',
+    `| method | redirect p95 | p99 | errors | ${f.balancing.slowed.replica}'s share by X-Upstream | by Prometheus |`,
+    '|---|---|---|---|---|---|',
+    ...(['least_conn', 'round_robin'] as const).map((k) => {
+      const x = f.balancing[k]
+      const slow = f.balancing.slowed.replica
+      return `| ${k === 'least_conn' ? '`least_conn`' : 'round-robin'} | ${x.p95_ms} | ${x.p99_ms} | ${pct(x.error_rate)} | ${pct(x.shares[slow] ?? 0)} | ${pct(x.shares_prometheus[slow] ?? 0)} |`
+    }),
+    '',
+    `\`least_conn\` against round-robin: redirect p99 ${f.balancing.least_conn.p99_ms} ms against ${f.balancing.round_robin.p99_ms} ms (x${(f.balancing.round_robin.p99_ms / Math.max(0.1, f.balancing.least_conn.p99_ms)).toFixed(1)} for \`least_conn\`): round-robin keeps sending the slow replica its half, which queues behind its quota, while \`least_conn\` sends it a request only when it has fewer in flight than the other, ${pct(f.balancing.least_conn.shares[f.balancing.slowed.replica] ?? 0)} of them here.`,
+    '',
+    `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a further run, at full speed again. Errors over that run: ${pct(f.balancing.failover.error_rate)} (${Math.round(f.balancing.failover.error_rate * f.balancing.failover.requests)} of ${f.balancing.failover.requests}).`,
     '',
     '## Autoscaling',
     '',
@@ -616,7 +728,14 @@ async function main(): Promise<number> {
     case 'balancing': {
       const r = await balancing(o)
       stdout(
-        `shares by X-Upstream ${JSON.stringify(r.sharesK6)}, by Prometheus ${JSON.stringify(r.sharesPrometheus)}; with ${r.killed} killed: errors ${pct(r.failover.figures.errorRate)}`,
+        [
+          `even: shares by X-Upstream ${JSON.stringify(r.even.sharesK6)}, by Prometheus ${JSON.stringify(r.even.sharesPrometheus)}`,
+          ...(['least_conn', 'round_robin'] as const).map(
+            (k) =>
+              `${r.slowed} at ${SLOW_REPLICA_CORES} core, ${k}: redirect p99 ${ms(r.byAlgorithm[k].run.figures.redirect?.p99)} ms, its share ${pct(r.byAlgorithm[k].sharesK6[r.slowed] ?? 0)}`,
+          ),
+          `with ${r.killed} killed: errors ${pct(r.failover.figures.errorRate)}`,
+        ].join('; '),
       )
       return 0
     }

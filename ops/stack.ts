@@ -1,6 +1,7 @@
 // npm run stack -- up [api=N] [worker=M] | down | status | scale api=N worker=M | restart <name> | logs <name> [lines]
 //                  | search <LogsQL> | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]
 //                  | autoscale [--scale-down-window S] [--period S]   (the k8s HPA and KEDA rules: ops/lib/autoscale.ts)
+//                  | balancing [least_conn|round_robin]   (how nginx balances over the API replicas; least_conn by default)
 // The native stack (no Docker): see ops/README.md for the parts and their ports. ops/stack installs what is missing
 // first, then runs this. `images` builds the images docker compose runs on a machine without a registry
 // (ops/lib/images.ts).
@@ -10,13 +11,13 @@ import { autoscaleCli } from './lib/autoscale.ts'
 import { NativePlatform } from './lib/drills/platform.ts'
 import { buildImages, NOT_BUILT } from './lib/images.ts'
 import { deploy, DeployUsageError, describe } from './lib/stack/deploy.ts'
-import { stackAt, StackError, type PartStatus } from './lib/stack/index.ts'
+import { BALANCING, stackAt, StackError, type Balancing, type PartStatus } from './lib/stack/index.ts'
 import { logsQuery, logsUiLink } from './lib/logsql.ts'
 
 const USAGE =
   'usage: npm run stack -- up [api=N] [worker=M] | down | status | scale [api=N] [worker=M] | restart <name> | logs <name> [lines]\n' +
   '                        | search <LogsQL> | deploy <git-ref> [--repo <path>] | deploy --rollback | images [--rebuild] [name...]\n' +
-  '                        | autoscale [--scale-down-window S] [--period S]'
+  '                        | autoscale [--scale-down-window S] [--period S] | balancing [least_conn|round_robin]'
 
 function counts(args: string[]): { api?: number; worker?: number } {
   const out: { api?: number; worker?: number } = {}
@@ -101,6 +102,16 @@ async function main(): Promise<number> {
       const want = counts(rest)
       if (want.api === undefined && want.worker === undefined) throw new StackError('scale needs api=N and/or worker=M')
       await stack.scale(want)
+      return 0
+    }
+    case 'balancing': {
+      if (rest[0] === undefined) {
+        process.stdout.write(`${stack.balancing()}\n`)
+        return 0
+      }
+      if (!(BALANCING as readonly string[]).includes(rest[0]))
+        throw new StackError(`balancing is one of ${BALANCING.join(', ')} (got "${rest[0]}")`)
+      await stack.setBalancing(rest[0] as Balancing)
       return 0
     }
     case 'restart':

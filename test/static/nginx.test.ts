@@ -9,19 +9,19 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ApiEnv } from '../../common/config.ts'
 import { freePort } from '../../ops/lib/net.ts'
+import { BALANCING, upstreamConf } from '../../ops/lib/stack/targets.ts'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const CONF = resolve(import.meta.dirname, '../../nginx/nginx.conf')
 const COMPOSE_UPSTREAMS = resolve(import.meta.dirname, '../../nginx/upstreams.compose/api.conf')
-const server = (port: number) => `server 127.0.0.1:${port} max_fails=2 fail_timeout=5s;`
 
-/** A prefix directory holding a copy of nginx.conf and an upstreams/api.conf with the given server lines. */
-function prefix(servers: string[], listen?: { main: number; status: number }): string {
+/** A prefix directory holding a copy of nginx.conf and the upstreams/api.conf the native stack writes. */
+function prefix(upstreams: string, listen?: { main: number; status: number }): string {
   const dir = mkdtempSync(join(tmpdir(), 'opsdrill-nginx-'))
   mkdirSync(join(dir, 'upstreams'))
-  writeFileSync(join(dir, 'upstreams/api.conf'), `${servers.join('\n')}\n`)
+  writeFileSync(join(dir, 'upstreams/api.conf'), upstreams)
   if (!listen) copyFileSync(CONF, join(dir, 'nginx.conf'))
   else {
     // Only the listen ports change, so parallel test runs and a running stack on 8080 do not collide.
@@ -52,10 +52,10 @@ async function upstream(status: number): Promise<Upstream> {
   return { port: (srv.address() as AddressInfo).port, hits, close: () => new Promise((r) => srv.close(() => r())) }
 }
 
-async function runNginx(t: Test, servers: string[]): Promise<{ url: string; status: string; log: () => string }> {
+async function runNginx(t: Test, ports: number[]): Promise<{ url: string; status: string; log: () => string }> {
   const main = await freePort()
   const status = await freePort()
-  const dir = prefix(servers, { main, status })
+  const dir = prefix(upstreamConf(ports), { main, status })
   // stdout must be a file (or a real pipe), not Node's default socketpair: nginx opens /dev/stdout for the access
   // log, and Linux cannot reopen a socket through /proc/self/fd (ENXIO).
   const logFile = join(dir, 'out.log')
@@ -84,16 +84,28 @@ async function runNginx(t: Test, servers: string[]): Promise<{ url: string; stat
   throw new Error(`nginx did not start: ${out()}`)
 }
 
-void t.test('when nginx -t checks nginx.conf with a native upstream list, then the config is valid', async (t) => {
-  const dir = prefix([server(3001), server(3002)])
-  const fd = openSync(join(dir, 'out.log'), 'a') // a file, not a socket: nginx -t opens /dev/stdout too
-  const r = spawnSync('nginx', ['-t', '-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
-    encoding: 'utf8',
-    stdio: ['ignore', fd, 'pipe'],
+for (const balancing of BALANCING) {
+  void t.test(`when nginx -t checks nginx.conf with a native upstream list by ${balancing}, then the config is valid`, async (t) => {
+    const dir = prefix(upstreamConf([3001, 3002], balancing))
+    const fd = openSync(join(dir, 'out.log'), 'a') // a file, not a socket: nginx -t opens /dev/stdout too
+    const r = spawnSync('nginx', ['-t', '-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
+      encoding: 'utf8',
+      stdio: ['ignore', fd, 'pipe'],
+    })
+    closeSync(fd)
+    t.equal(r.status, 0, `nginx -t on nginx/nginx.conf failed:\n${r.stderr}`)
+    t.match(r.stderr, /test is successful/)
   })
-  closeSync(fd)
-  t.equal(r.status, 0, `nginx -t on nginx/nginx.conf failed:\n${r.stderr}`)
-  t.match(r.stderr, /test is successful/)
+}
+
+void t.test('when the native stack writes its upstream list, then least_conn is the method unless round-robin is asked for', async (t) => {
+  const methods = (text: string) => text.split('\n').filter((l) => /^\s*(least_conn|ip_hash|hash|random)\b/.test(l))
+  t.same(methods(upstreamConf([3001])), ['least_conn;'], 'least_conn by default')
+  t.same(methods(upstreamConf([3001], 'round_robin')), [], "round-robin: no method directive, nginx's default")
+  t.same(upstreamConf([3001, 3002]).match(/^server .*$/gm), [
+    'server 127.0.0.1:3001 max_fails=2 fail_timeout=5s;',
+    'server 127.0.0.1:3002 max_fails=2 fail_timeout=5s;',
+  ])
 })
 
 void t.test('when nginx.conf is read, then it has no absolute pid or log paths and keeps the upstream policy', async (t) => {
@@ -103,34 +115,45 @@ void t.test('when nginx.conf is read, then it has no absolute pid or log paths a
   t.match(conf, /access_log \/dev\/stdout opsdrill_json;/, 'nginx/nginx.conf: JSON access log to stdout')
   t.notMatch(conf, /^\s*(pid|error_log|access_log|\w+_temp_path)\s+\/(?!dev\/stdout)/m, 'nginx/nginx.conf: an absolute path')
   const upstreamBlock = conf.match(/upstream opsdrill_api \{([\s\S]*?)\n {4}\}/)?.[1] ?? ''
-  for (const d of ['zone opsdrill_api', 'least_conn;', 'include upstreams/api.conf;', 'keepalive 64;']) {
+  for (const d of ['zone opsdrill_api', 'include upstreams/api.conf;', 'keepalive 64;']) {
     t.ok(upstreamBlock.includes(d), `nginx/nginx.conf: upstream opsdrill_api lacks ${d}`)
   }
+  // nginx refuses a second method ("load balancing method redefined"): the included list names it.
+  t.notMatch(
+    upstreamBlock,
+    /^\s*(least_conn|ip_hash|hash|random)\b/m,
+    'nginx/nginx.conf: the balancing method belongs in upstreams/api.conf',
+  )
   t.match(conf, /proxy_next_upstream error timeout http_502;/, "retries on connection errors, timeouts and 502, not on the app's own 503s")
   t.notMatch(conf, /^\s*proxy_next_upstream [^;#]*non_idempotent/m, 'nginx/nginx.conf: POSTs that reached a replica must not be retried')
   t.match(conf, /proxy_next_upstream_tries 3;/)
   t.match(conf, /listen 127\.0\.0\.1:8081;[\s\S]*location = \/nginx_status \{\s*stub_status;/)
 })
 
-void t.test('when the compose upstream list is read, then it re-resolves `api` through Docker DNS on every server line', async (t) => {
-  const text = readFileSync(COMPOSE_UPSTREAMS, 'utf8')
-  const lines = text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'))
-  t.ok(lines.includes('resolver 127.0.0.11 valid=5s ipv6=off;'), 'nginx/upstreams.compose/api.conf: Docker resolver')
-  const servers = lines.filter((l) => l.startsWith('server '))
-  t.ok(servers.length > 0, 'nginx/upstreams.compose/api.conf: no server line')
-  for (const s of servers) t.match(s, /^server [\w.-]+:\d+ max_fails=2 fail_timeout=5s resolve;$/, `nginx/upstreams.compose/api.conf: ${s}`)
-  t.same(
-    lines.filter((l) => !l.startsWith('server ') && !l.startsWith('resolver ')),
-    [],
-    'only server and resolver lines',
-  )
-})
+void t.test(
+  'when the compose upstream list is read, then it balances by least_conn and re-resolves `api` through Docker DNS on every server line',
+  async (t) => {
+    const text = readFileSync(COMPOSE_UPSTREAMS, 'utf8')
+    const lines = text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'))
+    t.ok(lines.includes('least_conn;'), 'nginx/upstreams.compose/api.conf: least_conn')
+    t.ok(lines.includes('resolver 127.0.0.11 valid=5s ipv6=off;'), 'nginx/upstreams.compose/api.conf: Docker resolver')
+    const servers = lines.filter((l) => l.startsWith('server '))
+    t.ok(servers.length > 0, 'nginx/upstreams.compose/api.conf: no server line')
+    for (const s of servers)
+      t.match(s, /^server [\w.-]+:\d+ max_fails=2 fail_timeout=5s resolve;$/, `nginx/upstreams.compose/api.conf: ${s}`)
+    t.same(
+      lines.filter((l) => !l.startsWith('server ') && !l.startsWith('resolver ') && l !== 'least_conn;'),
+      [],
+      'only the method, server and resolver lines',
+    )
+  },
+)
 
 void t.test('when one replica is down, then requests still succeed and X-Upstream names the replicas tried', async (t) => {
   const live = await upstream(200)
   t.teardown(live.close)
   const dead = await freePort()
-  const ngx = await runNginx(t, [server(dead), server(live.port)])
+  const ngx = await runNginx(t, [dead, live.port])
   const upstreams: string[] = []
   for (let i = 0; i < 4; i++) {
     const res = await fetch(`${ngx.url}/api/v1/links`, {
@@ -171,7 +194,7 @@ void t.test('when one replica is down, then requests still succeed and X-Upstrea
 void t.test('when a request carries a traceparent, then its access log line carries the trace id and request id', async (t) => {
   const live = await upstream(200)
   t.teardown(live.close)
-  const ngx = await runNginx(t, [server(live.port)])
+  const ngx = await runNginx(t, [live.port])
   const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
   const res = await fetch(`${ngx.url}/abc123`, { redirect: 'manual', headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
   t.equal(res.status, 200)
@@ -195,7 +218,7 @@ void t.test('when every replica answers 502, then a GET is retried but a POST th
   const b = await upstream(502)
   t.teardown(a.close)
   t.teardown(b.close)
-  const ngx = await runNginx(t, [server(a.port), server(b.port)])
+  const ngx = await runNginx(t, [a.port, b.port])
   const get = await fetch(`${ngx.url}/abc123`, { redirect: 'manual' })
   t.equal(get.status, 502)
   t.equal(a.hits.length + b.hits.length, 2, 'the GET tried both replicas')
@@ -219,7 +242,7 @@ void t.test(
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
     t.teardown(() => new Promise<void>((r) => srv.close(() => r())))
     srv.on('connection', (s) => t.teardown(() => s.destroy()))
-    const ngx = await runNginx(t, [server((srv.address() as AddressInfo).port)])
+    const ngx = await runNginx(t, [(srv.address() as AddressInfo).port])
     const open = () => new Promise<number>((r, j) => srv.getConnections((err, n) => (err ? j(err) : r(n))))
     await Promise.all(Array.from({ length: 16 }, () => fetch(`${ngx.url}/abc123`).then((res) => res.arrayBuffer())))
     t.ok((await open()) > 1, 'the burst opened several upstream connections')

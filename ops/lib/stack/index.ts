@@ -22,11 +22,13 @@ import {
   requireFile,
   writeTargets,
   writeUpstreams,
+  type Balancing,
   type ConfigPaths,
   type PrometheusJob,
   type Target,
 } from './targets.ts'
 
+export { BALANCING, type Balancing } from './targets.ts'
 export { ROOT, type PartKind }
 
 /** How long a command waits for another to finish with state.json (a supervisor's restart takes up to ~75 s). */
@@ -73,6 +75,8 @@ interface State {
   parts: Record<string, Part>
   /** The release replicas start from unless they already run one (set by deploy; absent: the checkout). */
   release?: Release
+  /** How nginx balances over the API replicas (setBalancing; absent: least_conn). */
+  balancing?: Balancing
 }
 
 export interface StackLocation {
@@ -238,6 +242,7 @@ export class Stack {
         writeUpstreams(
           this.configs().upstreamFile,
           replicasOf(s, 'api').map((r) => r.port),
+          s.balancing,
         ),
       nginxTest: () => this.nginxTest(),
       reloadNginx: () => this.reloadNginx(s),
@@ -523,6 +528,27 @@ export class Stack {
     })
   }
 
+  /** How nginx balances over the API replicas. */
+  balancing(): Balancing {
+    return this.readState()?.balancing ?? 'least_conn'
+  }
+
+  /**
+   * Sets how nginx balances over the API replicas, kept across scale and restarts until set again or the stack goes
+   * down. A change reloads nginx (graceful, but a reload under traffic can cost a POST: see restartReplica), so it is
+   * for between load runs.
+   */
+  async setBalancing(balancing: Balancing): Promise<void> {
+    await this.exclusive(`balancing ${balancing}`, async () => {
+      const s = this.state()
+      if (balancing === 'least_conn') delete s.balancing
+      else s.balancing = balancing
+      this.save(s)
+      await this.setUpstreams(s, replicasOf(s, 'api'))
+      this.say(`==> nginx balances over the API replicas by ${balancing}`)
+    })
+  }
+
   /** Sets the release that replicas started from now on run (scale, up after a crash); undefined: the checkout. */
   async setRelease(release: Release | undefined): Promise<void> {
     await this.exclusive('set release', async () => {
@@ -630,6 +656,7 @@ export class Stack {
     const changed = writeUpstreams(
       this.configs().upstreamFile,
       apis.map((r) => r.port),
+      s.balancing,
     )
     if (changed) await this.reloadNginx(s)
   }

@@ -1,5 +1,6 @@
 // The files through which the native stack tells nginx and Prometheus where the replicas are: nginx's upstream list
-// (included by nginx/nginx.conf) and Prometheus's file_sd target lists (read by prometheus/prometheus.yml).
+// (included by nginx/nginx.conf; it names the balancing method too) and Prometheus's file_sd target lists (read by
+// prometheus/prometheus.yml).
 // With the default ports these are the repository's own config files; a stack on offset ports (the test suite) gets
 // copies under its state folder so it never rewrites the files of a stack a user has up.
 import { existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync, rmSync } from 'node:fs'
@@ -58,16 +59,25 @@ export function configPaths(root: string, stateDir: string, ports: StackPorts, o
   }
 }
 
-/** Server lines for the `upstream opsdrill_api` block of nginx/nginx.conf. */
-export function upstreamConf(apiPorts: number[]): string {
+/**
+ * How nginx picks the API replica for a request: `least_conn` (the one with the fewest active requests; the default,
+ * as under compose) or `round_robin` (nginx's own default, named by no directive), which the balancing comparison
+ * runs side by side with it (ops/load.ts).
+ */
+export const BALANCING = ['least_conn', 'round_robin'] as const
+export type Balancing = (typeof BALANCING)[number]
+
+/** The body of the `upstream opsdrill_api` block of nginx/nginx.conf: the balancing method, then the server lines. */
+export function upstreamConf(apiPorts: number[], balancing: Balancing = 'least_conn'): string {
   const lines = apiPorts.map((p) => `server 127.0.0.1:${p} max_fails=2 fail_timeout=5s;`)
-  return `# Written by ops/lib/stack (npm run stack): the API replicas nginx balances over.\n${lines.join('\n')}\n`
+  const method = balancing === 'least_conn' ? 'least_conn;' : '# round-robin: no method directive'
+  return `# Written by ops/lib/stack (npm run stack): how nginx balances, and the API replicas it balances over.\n${method}\n${lines.join('\n')}\n`
 }
 
 /** Writes the upstream list; true when it changed (nginx then needs a reload to see it). */
-export function writeUpstreams(file: string, apiPorts: number[]): boolean {
+export function writeUpstreams(file: string, apiPorts: number[], balancing: Balancing = 'least_conn'): boolean {
   if (apiPorts.length === 0) throw new Error('nginx needs at least one API replica: scale api to 1 or more')
-  const body = upstreamConf(apiPorts)
+  const body = upstreamConf(apiPorts, balancing)
   if (existsSync(file) && readFileSync(file, 'utf8') === body) return false
   atomicWrite(file, body)
   return true
