@@ -60,19 +60,30 @@ async function withCpu<T>(fn: () => Promise<T>): Promise<T & { cpuBusy: number }
   return { ...r, cpuBusy: cpuBusy(a, cpuTicks()) }
 }
 
-async function counters(stack: Stack, query: string, by: string): Promise<Map<string, number>> {
-  const v = await queryVector(stack.prometheusUrl, `sum by (${by}) (${query})`)
-  return new Map(v.map((s) => [s.metric[by] ?? '', s.value]))
+/**
+ * Counter readings per series, each keyed by its whole label set and tagged with its `by` label. Deltas are taken
+ * per series, then summed by `by`: a series that goes stale between two readings (a replica of a stack that ran
+ * before on the same ports, dropping out of Prometheus's 5-minute lookback mid-run) then cannot pull its group's
+ * delta down, as it did once when the sum was taken first (a share of 0.60/0.40 for an even split).
+ */
+type Counters = Map<string, { group: string; value: number }>
+
+async function counters(stack: Stack, query: string, by: string): Promise<Counters> {
+  const v = await queryVector(stack.prometheusUrl, query)
+  return new Map(v.map((s) => [JSON.stringify(Object.entries(s.metric).sort()), { group: s.metric[by] ?? '', value: s.value }]))
 }
 
 /** Counter totals once Prometheus has scraped every API replica after now. */
-async function freshCounters(stack: Stack, query: string, by: string): Promise<Map<string, number>> {
+async function freshCounters(stack: Stack, query: string, by: string): Promise<Counters> {
   await waitForScrape(stack.prometheusUrl, 'opsdrill-api', Date.now() / 1000)
   return counters(stack, query, by)
 }
 
-function delta(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
-  return new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]))
+/** What each group counted between two readings: series in the second, less their first reading (0 if new then). */
+function delta(before: Counters, after: Counters): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const [key, { group, value }] of after) out.set(group, (out.get(group) ?? 0) + value - (before.get(key)?.value ?? 0))
+  return out
 }
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0)
@@ -240,9 +251,9 @@ async function balancedRun(
   o: RunOptions,
   label: string,
   replicas: Part[],
-  before: Map<string, number>,
+  before: Counters,
   during?: K6Options['during'],
-): Promise<[BalancingSide, Map<string, number>]> {
+): Promise<[BalancingSide, Counters]> {
   const upstreams = replicas.map((r) => `127.0.0.1:${r.port}`)
   const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') }, ...(during ? { during } : {}) })
   const after = await freshCounters(o.stack, BY_REPLICA, 'replica')
