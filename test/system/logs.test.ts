@@ -22,14 +22,19 @@ t.teardown(async () => {
   writeFileSync(join(ROOT, '.run/logs-suite-figures.json'), `${JSON.stringify(figures, null, 2)}\n`)
 })
 
-/** The ECS line the API wrote to its log file for this trace (what the store must hold). */
-function writtenLine(traceId: string): Record<string, unknown> {
-  const file = stack.replicas('api')[0]!.logFile
-  const line = readFileSync(file, 'utf8')
-    .split('\n')
-    .find((l) => l.includes(`"id":"${traceId}"`))
-  if (!line) throw new Error(`no line with trace.id ${traceId} in ${file}`)
-  return JSON.parse(line) as Record<string, unknown>
+/**
+ * The ECS line an API replica wrote to its log file for this trace (what the store must hold); nginx picks the
+ * replica. Polled for up to 5 s: pino writes through a buffered stream, so the line can reach the file a moment after
+ * the response (it was not there yet once in .ci/run).
+ */
+async function writtenLine(traceId: string): Promise<Record<string, unknown>> {
+  const files = stack.replicas('api').map((r) => r.logFile)
+  for (let i = 0; i < 50; i++) {
+    const line = files.flatMap((file) => readFileSync(file, 'utf8').split('\n')).find((l) => l.includes(`"id":"${traceId}"`))
+    if (line) return JSON.parse(line) as Record<string, unknown>
+    await sleep(100)
+  }
+  throw new Error(`no line with trace.id ${traceId} in ${files.join(', ')} within 5 s`)
 }
 
 /** Polls the store for the API's line of this trace; undefined when it is not there within `seconds`. */
@@ -61,7 +66,7 @@ void t.test('when a traced request is served, then its log line is found by trac
   figures['request line in the store'] = `${ms} ms`
   t.ok(row, `the API's line of trace ${traceId} is in the store (${ms} ms)`)
   if (!row) return
-  const line = writtenLine(traceId) as {
+  const line = (await writtenLine(traceId)) as {
     '@timestamp': string
     'log.level': string
     'service.name': string
@@ -118,10 +123,12 @@ void t.test('when the store is down while a line is written, then the line arriv
   t.setTimeout(120_000)
   const store = stack.processes().find((p) => p.name === 'victoria-logs')!
   await stack.kill('victoria-logs', 'SIGTERM')
+  // Back up even when a check below fails, so the next test finds the store running.
+  t.teardown(() => stack.up())
   for (let i = 0; i < 100 && alive(store.pid); i++) await sleep(100)
   t.notOk(alive(store.pid), 'VictoriaLogs is stopped')
   const { traceId } = await tracedRequest(stack.baseUrl)
-  t.ok(writtenLine(traceId), 'the API wrote the line while the store was down')
+  t.ok(await writtenLine(traceId), 'the API wrote the line while the store was down')
   // Long enough for the shipper to fail its bulk request and retry at least twice (1 s, then 2 s backoff).
   await sleep(5000)
   await stack.up()
