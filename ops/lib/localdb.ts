@@ -129,8 +129,7 @@ export async function startRedis(
 ): Promise<RedisHandle> {
   const url = `redis://127.0.0.1:${port}`
   if (await portOpen(port)) {
-    const pidFile = join(dir, 'redis.pid')
-    if (shared || (existsSync(pidFile) && identify(Number(readFileSync(pidFile, 'utf8').trim())))) return { url, dir, port }
+    if (shared || redisProcess(dir)) return { url, dir, port }
     throw portTaken(port, dir)
   }
   mkdirSync(dir, { recursive: true })
@@ -157,11 +156,15 @@ export async function startRedis(
   return { url, dir, port }
 }
 
-export function stopRedis(dir: string): void {
+/** This folder's redis-server, read from its pid file now, if that process still runs. */
+function redisProcess(dir: string) {
   const pidFile = join(dir, 'redis.pid')
-  if (!existsSync(pidFile)) return
-  // Read from its pid file now, so only that process (if it still runs) is signalled.
-  const id = identify(Number(readFileSync(pidFile, 'utf8').trim()))
+  return existsSync(pidFile) ? identify(Number(readFileSync(pidFile, 'utf8').trim())) : undefined
+}
+
+export function stopRedis(dir: string): void {
+  // Only the process the pid file names, and only if it still runs, is signalled.
+  const id = redisProcess(dir)
   if (id) signal(id, 'SIGTERM')
 }
 
