@@ -16,7 +16,7 @@ import { migrate } from '../common/migrate.ts'
 import { IMAGES, imageExists, tagOf } from './lib/images.ts'
 import { startPostgres, startRedis } from './lib/localdb.ts'
 import { alive } from './lib/stack/procs.ts'
-import { addTally, emptyTally, runTap as tapRun, tallyLine, tallyOk } from './lib/tap.ts'
+import { addTally, emptyTally, recapLines, runTap as tapRun, tallyLine, tallyOk } from './lib/tap.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 // tap and the test files it starts run on the first `node` on PATH: make it this Node 24, which `npm test` may have
@@ -203,5 +203,5 @@ if (args.length > 0) {
 }
 await dropDatabases(pgAdmin, (name) => name.includes(`_${RUN}`))
 await stop()
-process.stdout.write(`${tallyLine(total)}\n`)
+process.stdout.write(`${recapLines(total)}${tallyLine(total)}\n`)
 process.exit(tallyOk(total) ? 0 : 1)

@@ -12,15 +12,26 @@ export interface Tally {
   skipped: number
   /** What fails the run besides a failed test: a file that never reported, tap's own exit status. */
   problems: string[]
+  /** One line per failed file: its failing assertions, each cut to one short line (the run's recap). */
+  recap: string[]
 }
 
-export const emptyTally = (): Tally => ({ passed: 0, failed: 0, skipped: 0, problems: [] })
+export const emptyTally = (): Tally => ({ passed: 0, failed: 0, skipped: 0, problems: [], recap: [] })
 
 export function addTally(into: Tally, t: Tally): void {
   into.passed += t.passed
   into.failed += t.failed
   into.skipped += t.skipped
   into.problems.push(...t.problems)
+  into.recap.push(...t.recap)
+}
+
+/**
+ * The recap printed just above the tally line, so that the end of a long run's output (what a CI page shows) still
+ * names what failed and why, however long the failures' own output was.
+ */
+export function recapLines(t: Tally): string {
+  return t.recap.length ? `failed:\n${t.recap.map((l) => `  ${l}\n`).join('')}` : ''
 }
 
 export function tallyLine(t: Tally): string {
@@ -97,6 +108,12 @@ export function runTap(files: string[], o: TapOptions): Promise<Tally> {
     if (!a.ok) {
       for (const f of s.failures) write(`      not ok: ${f}\n`)
       write(failureExcerpt(s.lines))
+      const short = (l: string) => (l.length > 160 ? `${l.slice(0, 157)}...` : l)
+      const inner = s.lines
+        .map((l) => /^\s*not ok \d+ - (.*)$/.exec(l.trimEnd())?.[1])
+        .filter((l): l is string => Boolean(l))
+        .map((l) => short(l.replace(/ # time=.*$/, '')))
+      tally.recap.push(`${a.name}: ${(inner.length ? inner : s.failures).slice(0, 6).join(' | ')}`)
     }
   })
   return new Promise((done) => {

@@ -2,7 +2,7 @@
 // (test/fixtures/tap/*.fixture.ts: named so the suite itself never picks them up).
 import t from 'tap'
 import { resolve } from 'node:path'
-import { runTap, tallyLine, tallyOk, type Tally } from '../../ops/lib/tap.ts'
+import { recapLines, runTap, tallyLine, tallyOk, type Tally } from '../../ops/lib/tap.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const fixture = (name: string) => `test/fixtures/tap/${name}.fixture.ts`
@@ -27,6 +27,12 @@ void t.test('when files pass, fail, skip and crash, then each is counted apart a
   t.match(out, /^ +-3\n +\+2$/m, 'with its diff')
   t.match(out, /^FAIL +test\/fixtures\/tap\/crash\.fixture\.ts \(1 passed, 1 failed, exit code 1/m, 'the crash shows its exit code')
   t.match(out, /not ok: \(the file failed outside its tests\)/)
+  // The recap above the tally line names each failing file with its inner failing assertions, one line each.
+  const recap = recapLines(tally)
+  t.match(recap, /^failed:\n/, 'the recap starts with its heading')
+  t.match(recap, /^  test\/fixtures\/tap\/fail\.fixture\.ts: .*arithmetic is wrong on purpose/m, 'it names the failing assertion')
+  t.match(recap, /^  test\/fixtures\/tap\/crash\.fixture\.ts: /m, 'and the crashed file')
+  t.equal(recap.split('\n').length, 4, 'one line per failed file')
 })
 
 void t.test('when only skips and passes come back, then the run passes and shows the skip', async (t) => {

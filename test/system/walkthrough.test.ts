@@ -81,7 +81,10 @@ void t.test("when a newcomer runs the README's walk-through commands as written,
     const { code, output } = await bash(command)
     t.comment(`${command}: exit ${code} in ${((Date.now() - started) / 1000).toFixed(0)} s`)
     if (code !== 0) {
-      t.fail(`README walk-through: \`${command}\` exited ${code}:\n${output}`)
+      // Its output first, then a one-line failure that the run's recap can show whole: the command and its last line.
+      t.comment(output)
+      const last = output.trim().split('\n').at(-1) ?? ''
+      t.fail(`README walk-through: \`${command}\` exited ${code}; its last line: ${last.slice(0, 200)}`)
       return
     }
     t.pass(command)
