@@ -20,6 +20,8 @@ import {
   WORKER_CORES,
   capacity,
   drain,
+  loginCpuSeconds,
+  loginsPerSec,
   factor,
   restoreApi,
   spread,
@@ -29,7 +31,7 @@ import {
 } from './lib/capacity.ts'
 import { lineChart, type Row } from './lib/charts.ts'
 import { limitCpu } from './lib/cpu-limit.ts'
-import { cpuBusy, cpuTicks } from './lib/cpu.ts'
+import { cpuBusy, cpuTicks, serverCpuSeconds } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
 import { NativePlatform } from './lib/drills/platform.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
@@ -209,12 +211,20 @@ export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult
 // ------------------------------------------------------------------ balancing
 
 /**
- * What the slowed API replica keeps of the CPU in the balancing comparison (a CFS quota, ops/lib/cpu-limit.ts), as a
- * replica on a node with a noisy neighbour would. Measured here at 150 redirects/s (the short form): at 0.05 core
- * round-robin's p99 was 1.1-11.7 s against least_conn's 62-85 ms (5 runs); at 0.1 core 30 ms against 7 ms and at 0.2
- * core 530 against 4 ms in one run each, too close to the box's noise or too erratic to assert on.
+ * The slowed API replica in the balancing comparison keeps 1/SLOW_REPLICA_DIVISOR of the CPU its even share of the
+ * load needs (a CFS quota, ops/lib/cpu-limit.ts), as a replica on a node with a noisy neighbour would: its cost per
+ * redirect is measured in the even run first, because a fixed quota slows one box and not another. A fixed 0.05 core
+ * here (about half of what 75 redirects/s needed) gave round-robin a p99 of 1.1-11.7 s against least_conn's 62-85 ms
+ * in 5 runs, and the replica 0.21-0.27 of the requests under least_conn; in a later run, where a redirect cost it less,
+ * the same 0.05 core nearly kept up: round-robin's p99 was 229 ms and least_conn still sent it 0.44.
  */
-export const SLOW_REPLICA_CORES = 0.05
+export const SLOW_REPLICA_DIVISOR = 2
+/** cpu.max takes no quota under 1 ms per 100 ms period. */
+const MIN_SLOW_CORES = 0.01
+
+/** The slowed replica's CPU: 1/SLOW_REPLICA_DIVISOR of what `rps` redirects at `cpuPerRedirect` seconds each take. */
+export const slowReplicaCores = (rps: number, cpuPerRedirect: number): number =>
+  Math.max(MIN_SLOW_CORES, Math.round(((rps * cpuPerRedirect) / SLOW_REPLICA_DIVISOR) * 1000) / 1000)
 
 export interface BalancingSide {
   run: Run
@@ -226,8 +236,11 @@ export interface BalancingSide {
 export interface BalancingResult {
   /** Both replicas at full speed, least_conn. */
   even: BalancingSide
-  /** The replica held to SLOW_REPLICA_CORES while the same load ran with least_conn, then with round-robin. */
+  /** The replica held to `slowCores` while the same load ran with least_conn, then with round-robin. */
   slowed: string
+  /** CPU seconds a redirect cost the slowed replica in the even run, and the cores it was then held to. */
+  cpuPerRedirect: number
+  slowCores: number
   byAlgorithm: Record<Balancing, BalancingSide>
   failover: Run
   killed: string
@@ -278,7 +291,7 @@ async function balancedRun(
 }
 
 /**
- * Even share across the API replicas; then one replica held to SLOW_REPLICA_CORES under the same load with least_conn,
+ * Even share across the API replicas; then one replica held to slowReplicaCores() under the same load with least_conn,
  * then with round-robin (least_conn first: a backlog the slow replica built under round-robin would otherwise weigh
  * on the next run); then that replica SIGKILLed mid-run (and restarted afterwards). The CPU limit and least_conn are
  * restored whatever happens.
@@ -291,14 +304,18 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
   const replicas = o.stack.replicas('api')
   if (replicas.length < 2) throw new Error('balancing needs at least 2 API replicas: npm run stack -- scale api=2')
   if (o.stack.balancing() !== 'least_conn') await o.stack.setBalancing('least_conn')
-  const [even, c1] = await balancedRun(o, 'share', replicas, await freshCounters(o.stack, BY_REPLICA, 'replica'))
-
   const victim = replicas.at(-1)!
+  const cpuBefore = serverCpuSeconds(victim.pid!)
+  const [even, c1] = await balancedRun(o, 'share', replicas, await freshCounters(o.stack, BY_REPLICA, 'replica'))
+  const victimRequests = (even.sharesK6[victim.name] ?? 0) * even.run.figures.requests
+  const cpuPerRedirect = (serverCpuSeconds(victim.pid!) - cpuBefore) / Math.max(1, victimRequests)
+  const slowCores = slowReplicaCores(even.run.figures.rps * (even.sharesK6[victim.name] ?? 0.5), cpuPerRedirect)
+  say(`    a redirect costs ${victim.name} ${(cpuPerRedirect * 1000).toFixed(2)} ms of CPU: it is slowed to ${slowCores} core`)
   const byAlgorithm: Partial<Record<Balancing, BalancingSide>> = {}
   let release: (() => void) | undefined
   const slow = async () => {
-    say(`==> ${victim.name} held to ${SLOW_REPLICA_CORES} core`)
-    release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, SLOW_REPLICA_CORES)
+    say(`==> ${victim.name} held to ${slowCores} core`)
+    release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, slowCores)
   }
   try {
     let counters = c1
@@ -337,6 +354,8 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
   return {
     even,
     slowed: victim.name,
+    cpuPerRedirect,
+    slowCores,
     byAlgorithm: byAlgorithm as Record<Balancing, BalancingSide>,
     failover,
     killed: victim.name,
@@ -421,6 +440,9 @@ export interface AutoscaleResult {
   scaleDownWindowSec: number
   periodSec: number
   maxApi: number
+  /** CPU seconds a login cost a replica before the run, and the spike's rate sized from it. */
+  cpuPerLogin: number
+  spikeRate: number
   /** API replicas once the load was over and the scale-down window had passed. */
   finalApi: number
 }
@@ -439,6 +461,13 @@ export async function autoscaleRun(o: RunOptions): Promise<AutoscaleResult> {
   const apiBefore = o.stack.replicas('api').length
   await p.scale({ api: rules.api.min })
   for (const r of p.replicas('api')) await p.restart(r.name, CAPACITY_API_ENV)
+  // The spike takes twice the CPU the minimum replicas hold at the HPA's target, at what a login costs on this box.
+  const cpuPerLogin = await loginCpuSeconds(p.replicas('api')[0]!)
+  const spikeCores = 2 * rules.api.min * rules.api.cpuRequest * rules.api.targetUtilization
+  const spikeRate = loginsPerSec(spikeCores, cpuPerLogin)
+  say(
+    `    a login costs ${(cpuPerLogin * 1000).toFixed(1)} ms of CPU here: the spike is ${spikeRate} logins/s (${spikeCores.toFixed(1)} cores)`,
+  )
   const stop = new AbortController()
   const scaler = autoscale(
     { platform: p, rules, apiEnv: CAPACITY_API_ENV, periodSec, ...(o.short ? { scaleDownWindowSec } : {}), log: say },
@@ -449,13 +478,24 @@ export async function autoscaleRun(o: RunOptions): Promise<AutoscaleResult> {
     replicas.push({ t: Math.floor(Date.now() / 1000), api: p.replicas('api').length, worker: p.replicas('worker').length })
   const timer = setInterval(sample, 1000)
   try {
-    const run = await scenario('autoscale', o)
+    const run = await scenario('autoscale', o, { env: { PEAK_RATE: String(spikeRate) } })
     const until = Date.now() + (scaleDownWindowSec + 4 * periodSec + 30) * 1000
     while (Date.now() < until && p.replicas('api').length > rules.api.min) await sleep(1000)
     sample()
     const decisions = (stop.abort(), await scaler)
     const maxApi = Math.max(...replicas.map((r) => r.api))
-    return { run, decisions, replicas, rules, scaleDownWindowSec, periodSec, maxApi, finalApi: replicas.at(-1)!.api }
+    return {
+      run,
+      decisions,
+      replicas,
+      rules,
+      scaleDownWindowSec,
+      periodSec,
+      maxApi,
+      finalApi: replicas.at(-1)!.api,
+      cpuPerLogin,
+      spikeRate,
+    }
   } finally {
     clearInterval(timer)
     stop.abort()
@@ -520,6 +560,8 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
         capacity: { '1': caps(1), '2': caps(2) },
         spread: { '1': r3(spread(caps(1))), '2': r3(spread(caps(2))) },
         replica_cores: REPLICA_CORES,
+        cpu_per_login_ms: s.ramps.map((r) => r1(r.cpuPerLogin * 1000)),
+        ramp_peak: s.ramps.map((r) => r.peakRate),
       },
     },
     workers: {
@@ -533,7 +575,7 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
     caching: { pg_latency_ms: CACHING_PG_LATENCY_MS, on: side(c.on), off: side(c.off) },
     balancing: {
       even: balanced(b.even),
-      slowed: { replica: b.slowed, cores: SLOW_REPLICA_CORES },
+      slowed: { replica: b.slowed, cores: b.slowCores, cpu_per_redirect_ms: r3(b.cpuPerRedirect * 1000) },
       least_conn: balanced(b.byAlgorithm.least_conn),
       round_robin: balanced(b.byAlgorithm.round_robin),
       failover: { killed: b.killed, error_rate: r3(b.failover.figures.errorRate), requests: b.failover.figures.requests },
@@ -543,6 +585,8 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
       max_replicas: a.rules.api.max,
       max_replicas_seen: a.maxApi,
       final_replicas: a.finalApi,
+      cpu_per_login_ms: r1(a.cpuPerLogin * 1000),
+      spike_rate: a.spikeRate,
       scale_down_window_s: a.scaleDownWindowSec,
       period_s: a.periodSec,
       decisions: a.decisions.map((d) => ({
@@ -643,7 +687,7 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '## Scaling: what a second API replica carries',
     '',
-    `Logins only (\`POST /api/v1/auth/login\`, one argon2id verification each: the API's CPU-bound route), at an arrival rate that climbs until the API SLO breaks (p99 < 500 ms, errors < 1%), where k6's thresholds abort the run (\`loadtests/scenarios/breakpoint.ts\`). Each replica is held to ${REPLICA_CORES} core, the CPU \`k8s/base/api.yaml\` requests for a pod (a CFS quota, and a weight that keeps it while other work on the box competes), and the login rate limits are raised for the run (one client address and one account make every login). Capacity: the highest 5-second login rate with every second's p99 within the SLO. Runs interleaved 1, 2, 1, 2 replicas.`,
+    `Logins only (\`POST /api/v1/auth/login\`, one argon2id verification each: the API's CPU-bound route), at an arrival rate that climbs until the API SLO breaks (p99 < 500 ms, errors < 1%), toward twice what 2 replicas hold at the CPU a login costs, measured before each run (${f.scaling.api.cpu_per_login_ms.join(', ')} ms; peaks ${f.scaling.api.ramp_peak.join(', ')} logins/s), where k6's thresholds abort the run (\`loadtests/scenarios/breakpoint.ts\`). Each replica is held to ${REPLICA_CORES} core, the CPU \`k8s/base/api.yaml\` requests for a pod (a CFS quota, and a weight that keeps it while other work on the box competes), and the login rate limits are raised for the run (one client address and one account make every login). Capacity: the highest 5-second login rate with every second's p99 within the SLO. Runs interleaved 1, 2, 1, 2 replicas.`,
     '',
     '| API replicas | capacity (logins/s within the SLO), per run |',
     '|---|---|',
@@ -683,7 +727,7 @@ export async function report(o: RunOptions): Promise<string> {
       (r) => `| ${r} | ${pct(f.balancing.even.shares[r]!)} | ${pct(f.balancing.even.shares_prometheus[r] ?? 0)} |`,
     ),
     '',
-    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core (a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
+    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, half of what its share needs at the ${f.balancing.slowed.cpu_per_redirect_ms} ms of CPU a redirect cost it in the even run (a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
     '',
     `| method | redirect p95 | p99 | errors | ${f.balancing.slowed.replica}'s share by X-Upstream | by Prometheus |`,
     '|---|---|---|---|---|---|',
@@ -699,7 +743,7 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     '## Autoscaling',
     '',
-    `\`npm run stack -- autoscale\` applies the manifests' rules to the native stack (ops/lib/autoscale.ts, read from \`k8s/base\`): API replicas ${a.rules.api.min}-${a.rules.api.max} at ${a.rules.api.targetUtilization * 100}% of a ${a.rules.api.cpuRequest}-core CPU request (HPA), workers ${a.rules.worker.min}-${a.rules.worker.max} at ${a.rules.worker.listLength} waiting jobs each (KEDA), reading Prometheus and scaling through the drills' Platform interface. A spike of logins (\`loadtests/scenarios/autoscale.ts\`) from ${a.rules.api.min} replicas; sync every ${a.periodSec} s, scale-down window ${a.scaleDownWindowSec} s${a.scaleDownWindowSec !== a.rules.api.scaleDownWindowSec ? ` (the manifest says ${a.rules.api.scaleDownWindowSec} s; the short form shortens it so the run ends within minutes)` : ''}.`,
+    `\`npm run stack -- autoscale\` applies the manifests' rules to the native stack (ops/lib/autoscale.ts, read from \`k8s/base\`): API replicas ${a.rules.api.min}-${a.rules.api.max} at ${a.rules.api.targetUtilization * 100}% of a ${a.rules.api.cpuRequest}-core CPU request (HPA), workers ${a.rules.worker.min}-${a.rules.worker.max} at ${a.rules.worker.listLength} waiting jobs each (KEDA), reading Prometheus and scaling through the drills' Platform interface. A spike of ${a.spikeRate} logins/s (\`loadtests/scenarios/autoscale.ts\`: twice the CPU the minimum replicas hold at the target, at the ${r1(a.cpuPerLogin * 1000)} ms a login cost here) from ${a.rules.api.min} replicas; sync every ${a.periodSec} s, scale-down window ${a.scaleDownWindowSec} s${a.scaleDownWindowSec !== a.rules.api.scaleDownWindowSec ? ` (the manifest says ${a.rules.api.scaleDownWindowSec} s; the short form shortens it so the run ends within minutes)` : ''}.`,
     '',
     `API replicas rose to **${f.autoscale.max_replicas_seen}** and came back to ${f.autoscale.final_replicas}. Decisions (seconds from the start): ${f.autoscale.decisions.map((d) => `${d.t} s ${d.kind} ${d.from} -> ${d.to} (${d.kind === 'api' ? `CPU ${(d.metric * 100).toFixed(0)}% of request` : `${d.metric} waiting`})`).join('; ') || 'none'}.`,
     '',
@@ -751,7 +795,7 @@ async function main(): Promise<number> {
           `even: shares by X-Upstream ${JSON.stringify(r.even.sharesK6)}, by Prometheus ${JSON.stringify(r.even.sharesPrometheus)}`,
           ...(['least_conn', 'round_robin'] as const).map(
             (k) =>
-              `${r.slowed} at ${SLOW_REPLICA_CORES} core, ${k}: redirect p99 ${ms(r.byAlgorithm[k].run.figures.redirect?.p99)} ms, its share ${pct(r.byAlgorithm[k].sharesK6[r.slowed] ?? 0)}`,
+              `${r.slowed} at ${r.slowCores} core, ${k}: redirect p99 ${ms(r.byAlgorithm[k].run.figures.redirect?.p99)} ms, its share ${pct(r.byAlgorithm[k].sharesK6[r.slowed] ?? 0)}`,
           ),
           `with ${r.killed} killed: errors ${pct(r.failover.figures.errorRate)}`,
         ].join('; '),

@@ -6,6 +6,15 @@ import { pick } from './config.ts'
 
 const rate = (target: number, duration: string) => ({ target, duration })
 
+/**
+ * The top rate of a login ramp or spike: PEAK_RATE when the caller sized it from what a login costs on this box
+ * (ops/lib/capacity.ts loginCpuSeconds), else the figure sized for the 2-core box here (full form, short form).
+ */
+function peakRate(full: number, short: number): number {
+  const given = Number(__ENV.PEAK_RATE || 0)
+  return given > 0 ? Math.ceil(given) : pick(full, short)
+}
+
 function constant(ratePerSec: number, duration: string): Scenario {
   return { executor: 'constant-arrival-rate', rate: ratePerSec, timeUnit: '1s', duration, preAllocatedVUs: 20, maxVUs: 200 }
 }
@@ -31,9 +40,13 @@ export const profiles = {
   soak: (): Scenario => pick(constant(150, '30m'), constant(100, '8s')),
   /**
    * Logins at a rising rate until the SLO breaks (thresholds abort the run there). One login costs about 18 ms of CPU
-   * here, so a replica held to half a core breaks near 27/s and two near 54/s: the ramps pass both.
+   * here, so a replica held to half a core breaks near 27/s and two near 54/s: the ramps pass both. The capacity runs
+   * size the top from the login cost they measure (PEAK_RATE: twice what 2 replicas hold).
    */
-  breakpoint: (): Scenario => pick(ramping(5, [rate(150, '3m')], 400), ramping(5, [rate(100, '40s')], 400)),
+  breakpoint: (): Scenario => {
+    const peak = peakRate(150, 100)
+    return pick(ramping(5, [rate(peak, '3m')], 400), ramping(5, [rate(peak, '40s')], 400))
+  },
   /** Redirects only, Zipf-popular links, at a rate both cache-on and cache-off can serve. */
   caching: (): Scenario => pick(constant(300, '1m'), constant(150, '10s')),
   /** The same redirects at a rate that climbs past what either side serves (thresholds abort the run there). */
@@ -41,12 +54,15 @@ export const profiles = {
   /** Redirects only, long enough to kill a replica in the middle. */
   balancing: (): Scenario => pick(constant(200, '1m'), constant(150, '12s')),
   /**
-   * Logins: quiet, a burst of about 1.3 cores of argon2id (twice what 2 replicas hold at the HPA's 70% of 500m), quiet
-   * again, long enough for the autoscaler's scale-down window to pass.
+   * Logins: quiet, a burst of about 1.4 cores of logins (twice what 2 replicas hold at the HPA's 70% of 500m; sized
+   * from the measured login cost as PEAK_RATE by `npm run load -- autoscale`), quiet again, long enough for the
+   * autoscaler's scale-down window to pass.
    */
-  autoscale: (): Scenario =>
-    pick(
-      ramping(2, [rate(2, '1m'), rate(80, '15s'), rate(80, '3m'), rate(2, '15s'), rate(2, '4m')], 400),
-      ramping(2, [rate(2, '5s'), rate(80, '5s'), rate(80, '40s'), rate(2, '5s'), rate(2, '45s')], 400),
-    ),
+  autoscale: (): Scenario => {
+    const peak = peakRate(80, 80)
+    return pick(
+      ramping(2, [rate(2, '1m'), rate(peak, '15s'), rate(peak, '3m'), rate(2, '15s'), rate(2, '4m')], 400),
+      ramping(2, [rate(2, '5s'), rate(peak, '5s'), rate(peak, '40s'), rate(2, '5s'), rate(2, '45s')], 400),
+    )
+  },
 }

@@ -3,8 +3,8 @@
 // manifests give a pod; and the time N workers take to drain a click backlog at their default concurrency.
 import { clicksQueue, timeDrain } from './backlog.ts'
 import { limitCpu } from './cpu-limit.ts'
-import { cpuBusy, cpuTicks } from './cpu.ts'
-import type { Platform } from './drills/platform.ts'
+import { cpuBusy, cpuTicks, serverCpuSeconds } from './cpu.ts'
+import type { Platform, Replica } from './drills/platform.ts'
 import { maxSustained, runK6, type K6Result } from './k6.ts'
 
 /**
@@ -21,6 +21,40 @@ export const CAPACITY_API_ENV = { RATE_LIMIT_AUTH_MAX: '1000000', RATE_LIMIT_AUT
 export const REPLICA_CORES = 0.5
 /** The API latency objective the capacity is read against (loadtests/lib/thresholds.ts, apiP99Ms). */
 export const API_P99_SLO_MS = 500
+
+/**
+ * CPU seconds one login costs an API replica on this box: a fresh account, 10 logins to warm the route up, then `n`
+ * logins sent one after another straight to the replica, with its process CPU read before and after. The login rates
+ * of the capacity ramp and the autoscale spike are sized from it, because a fixed rate holds on one box only: here a
+ * login costs about 18 ms, and a CI box that did one in under 10 ms served the whole 100/s ramp with 2 replicas and
+ * never passed the HPA target with the 80/s spike.
+ */
+export async function loginCpuSeconds(replica: Replica, n = 30): Promise<number> {
+  if (!replica.pid || !replica.port) throw new Error(`replica ${replica.name} has no pid or port to measure a login on`)
+  const url = `http://${replica.host ?? '127.0.0.1'}:${replica.port}/api/v1/auth`
+  const creds = {
+    email: `calibrate-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`,
+    password: 'correct-horse-battery-staple',
+  }
+  const post = async (path: string, want: number) => {
+    const res = await fetch(`${url}/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(creds),
+    })
+    if (res.status !== want)
+      throw new Error(`${path} on ${replica.name} answered ${res.status}, not ${want}: ${(await res.text()).slice(0, 200)}`)
+    await res.arrayBuffer().catch(() => undefined)
+  }
+  await post('register', 202)
+  for (let i = 0; i < 10; i++) await post('login', 200)
+  const before = serverCpuSeconds(replica.pid)
+  for (let i = 0; i < n; i++) await post('login', 200)
+  return (serverCpuSeconds(replica.pid) - before) / n
+}
+
+/** Logins per second that take `cores` cores at `cpuPerLogin` seconds each. */
+export const loginsPerSec = (cores: number, cpuPerLogin: number): number => Math.ceil(cores / cpuPerLogin)
 
 export interface CapacityOptions {
   short: boolean
@@ -42,7 +76,16 @@ export interface Capacity {
   capacity: number
   /** k6 stopped the run on a crossed threshold (exit code 99), as a breakpoint run should. */
   aborted: boolean
+  /** CPU seconds a login cost a replica on this box (loginCpuSeconds), and the ramp's peak rate sized from it. */
+  cpuPerLogin: number
+  peakRate: number
 }
+
+/**
+ * Where the ramp climbs to: twice what 2 replicas hold at REPLICA_CORES each (about 110 logins/s here), so 1 replica
+ * breaks about a quarter of the way up and 2 about half way, on a fast box as on a slow one.
+ */
+export const rampPeak = (cpuPerLogin: number): number => loginsPerSec(2 * 2 * REPLICA_CORES, cpuPerLogin)
 
 /**
  * The login breakpoint against `replicas` API replicas, each restarted with CAPACITY_API_ENV and held to
@@ -51,6 +94,9 @@ export interface Capacity {
 export async function capacity(p: Platform, replicas: number, o: CapacityOptions, label = `api${replicas}`): Promise<Capacity> {
   await p.scale({ api: replicas })
   for (const r of p.replicas('api')) await p.restart(r.name, CAPACITY_API_ENV)
+  const cpuPerLogin = await loginCpuSeconds(p.replicas('api')[0]!)
+  const peakRate = rampPeak(cpuPerLogin)
+  o.log?.(`    a login costs ${(cpuPerLogin * 1000).toFixed(1)} ms of CPU here: the ramp climbs to ${peakRate} logins/s`)
   const undo = p.replicas('api').map((r) => limitCpu(`${new URL(p.baseUrl).port}-${r.name}`, r.pid!, REPLICA_CORES))
   const ticks = cpuTicks()
   const k6 = await runK6({
@@ -59,11 +105,11 @@ export async function capacity(p: Platform, replicas: number, o: CapacityOptions
     baseUrl: p.baseUrl,
     label,
     ...(o.prometheusUrl ? { prometheusUrl: o.prometheusUrl } : {}),
-    env: Object.fromEntries(Object.entries(o.env ?? {}).filter(([k]) => k !== 'SLO_LATENCY_FACTOR')),
+    env: { ...Object.fromEntries(Object.entries(o.env ?? {}).filter(([k]) => k !== 'SLO_LATENCY_FACTOR')), PEAK_RATE: String(peakRate) },
     ...(o.log ? { log: o.log } : {}),
   }).finally(() => undo.forEach((f) => f()))
   const run = { ...k6, cpuBusy: cpuBusy(ticks, cpuTicks()) }
-  const c = { replicas, run, capacity: maxSustained(run.series, API_P99_SLO_MS), aborted: run.exitCode === 99 }
+  const c = { replicas, run, capacity: maxSustained(run.series, API_P99_SLO_MS), aborted: run.exitCode === 99, cpuPerLogin, peakRate }
   o.log?.(`    ${replicas} API replica(s) at ${REPLICA_CORES} core each: ${c.capacity.toFixed(1)} logins/s within the SLO`)
   return c
 }
