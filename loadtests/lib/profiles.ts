@@ -39,9 +39,10 @@ export const profiles = {
   /** Hours at a moderate rate find leaks and slow drifts; the full form is 30 minutes. */
   soak: (): Scenario => pick(constant(150, '30m'), constant(100, '8s')),
   /**
-   * Logins at a rising rate until the SLO breaks (thresholds abort the run there). One login costs about 18 ms of CPU
-   * here, so a replica held to half a core breaks near 27/s and two near 54/s: the ramps pass both. The capacity runs
-   * size the top from the login cost they measure (PEAK_RATE: twice what 2 replicas hold).
+   * Logins at a rising rate until the SLO breaks (thresholds abort the run there). One login costs about 11.5 ms of CPU
+   * here; with queueing and the quota's throttling a replica held to half a core breaks near 25-40/s and two near
+   * 50-65/s: the ramps pass both. The capacity runs
+   * size the top from the login cost they measure (PEAK_RATE, ops/lib/capacity.ts rampPeak).
    */
   breakpoint: (): Scenario => {
     const peak = peakRate(150, 100)
@@ -54,9 +55,9 @@ export const profiles = {
   /** Redirects only, long enough to kill a replica in the middle. */
   balancing: (): Scenario => pick(constant(200, '1m'), constant(150, '12s')),
   /**
-   * Logins: quiet, a burst of about 1.4 cores of logins (twice what 2 replicas hold at the HPA's 70% of 500m; sized
-   * from the measured login cost as PEAK_RATE by `npm run load -- autoscale`), quiet again, long enough for the
-   * autoscaler's scale-down window to pass.
+   * Logins: quiet, a burst of 1.3x the CPU 2 replicas hold at the HPA's 70% of 500m (sized from the measured login
+   * cost as PEAK_RATE by `npm run load -- autoscale`), quiet again, long enough for the autoscaler's scale-down window
+   * to pass.
    */
   autoscale: (): Scenario => {
     const peak = peakRate(80, 80)

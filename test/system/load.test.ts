@@ -24,7 +24,7 @@ const o: RunOptions = { stack, short: true, say: (line) => t.comment(line), env:
 // earlier runs with the replica slowed during k6's setup as well); the slow replica's share by X-Upstream 0.21-0.27 with
 // least_conn, by Prometheus 0.24-0.28, against 0.50 with round-robin (x1.76 at the closest). 0.05 core was about half
 // of what its share needed then; a later run where it nearly kept up (0.44 vs 0.50) is why the quota is now sized from
-// the redirect cost measured in the even run (ops/load.ts slowReplicaCores).
+// the redirect cost measured in the even run (ops/load.ts slowReplicaCores), to a third of what its share needs.
 const BALANCING_P99_FACTOR = 5
 const BALANCING_SHARE_FACTOR = 1.5
 
