@@ -217,9 +217,10 @@ export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult
  * here (about half of what 75 redirects/s needed) gave round-robin a p99 of 1.1-11.7 s against least_conn's 62-85 ms
  * in 5 runs, and the replica 0.21-0.27 of the requests under least_conn; in a later run, where a redirect cost it less,
  * the same 0.05 core nearly kept up: round-robin's p99 was 229 ms and least_conn still sent it 0.44. At half of what
- * its share needed (0.052 core at 1.49 ms a redirect) least_conn sent it 0.34: a third leaves a clear margin.
+ * its share needed (0.052 core at 1.49 ms a redirect) least_conn sent it 0.34 with no error; at a third (0.032 core)
+ * 0.17, but it shed 1% of the requests (503: event-loop delay past its bound) even under least_conn.
  */
-export const SLOW_REPLICA_DIVISOR = 3
+export const SLOW_REPLICA_DIVISOR = 2
 /** cpu.max takes no quota under 1 ms per 100 ms period. */
 const MIN_SLOW_CORES = 0.01
 
