@@ -33,7 +33,7 @@ import { lineChart, type Row } from './lib/charts.ts'
 import { limitCpu } from './lib/cpu-limit.ts'
 import { cpuBusy, cpuTicks, serverCpuSeconds } from './lib/cpu.ts'
 import { makeData } from './lib/drills/client.ts'
-import { NativePlatform } from './lib/drills/platform.ts'
+import { ComposePlatform, NativePlatform, type Platform } from './lib/drills/platform.ts'
 import { Toxiproxy } from './lib/drills/toxiproxy.ts'
 import {
   k6Version,
@@ -94,6 +94,8 @@ export interface RunOptions {
   stack: Stack
   short: boolean
   baseUrl?: string
+  /** Where k6 streams its samples; the native stack's Prometheus when it runs and this is unset. */
+  prometheusUrl?: string
   say?: Say
   /** -e variables for every run */ env?: Record<string, string>
 }
@@ -101,7 +103,7 @@ export type Run = K6Result & { cpuBusy: number }
 
 export async function scenario(name: ScenarioName, o: RunOptions, extra: Partial<Parameters<typeof runK6>[0]> = {}): Promise<Run> {
   // Samples go to the stack's Prometheus when a stack runs; against another base URL there may be none.
-  const prometheusUrl = o.stack.processes().some((p) => p.kind === 'prometheus') ? o.stack.prometheusUrl : undefined
+  const prometheusUrl = o.prometheusUrl ?? (o.stack.processes().some((p) => p.kind === 'prometheus') ? o.stack.prometheusUrl : undefined)
   return withCpu(() =>
     runK6({
       scenario: name,
@@ -453,14 +455,18 @@ export interface AutoscaleResult {
  * The login spike (loadtests/scenarios/autoscale.ts) with the native autoscaler running (ops/lib/autoscale.ts) from
  * the HPA's minimum; afterwards it waits for the API to come back down to the minimum, then restores the stack.
  * The short form shortens the sync period to 5 s and the scale-down window to 20 s, and says so.
+ *
+ * `platform` runs it elsewhere: on a compose project (`npm run load -- autoscale --target compose`) replicas change
+ * with `docker compose up --scale`, k6 goes through the project's nginx and streams into its Prometheus.
  */
-export async function autoscaleRun(o: RunOptions): Promise<AutoscaleResult> {
+export async function autoscaleRun(o: RunOptions, platform?: Platform): Promise<AutoscaleResult> {
   const say = o.say ?? stdout
-  const p = new NativePlatform(o.stack)
+  const p = platform ?? new NativePlatform(o.stack)
+  if (platform) o = { ...o, baseUrl: platform.baseUrl, prometheusUrl: platform.prometheusUrl }
   const rules = readRules()
   const scaleDownWindowSec = o.short ? 20 : rules.api.scaleDownWindowSec
   const periodSec = o.short ? 5 : rules.api.periodSec
-  const apiBefore = o.stack.replicas('api').length
+  const apiBefore = p.replicas('api').length
   await p.scale({ api: rules.api.min })
   for (const r of p.replicas('api')) await p.restart(r.name, CAPACITY_API_ENV)
   // The spike takes 1.3x the CPU the minimum replicas hold at the HPA's target, at what a login costs on this box (80/s
@@ -762,12 +768,20 @@ export async function report(o: RunOptions): Promise<string> {
 
 // ------------------------------------------------------------------ CLI
 
-function parse(argv: string[]): { what: string; short: boolean; baseUrl?: string } {
-  const out: { what: string; short: boolean; baseUrl?: string } = { what: '', short: process.env.OPSDRILL_SHORT === '1' }
+function parse(argv: string[]): { what: string; short: boolean; baseUrl?: string; target: 'native' | 'compose' } {
+  const out: { what: string; short: boolean; baseUrl?: string; target: 'native' | 'compose' } = {
+    what: '',
+    short: process.env.OPSDRILL_SHORT === '1',
+    target: 'native',
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     if (a === '--short') out.short = true
-    else if (a === '--base-url') out.baseUrl = argv[++i]
+    else if (a === '--target') {
+      const t = argv[++i]
+      if (t !== 'native' && t !== 'compose') throw new Error(`--target must be native or compose (got ${t ?? 'nothing'})`)
+      out.target = t
+    } else if (a === '--base-url') out.baseUrl = argv[++i]
     else if (a.startsWith('--base-url=')) out.baseUrl = a.slice('--base-url='.length)
     else if (!out.what) out.what = a
     else throw new Error(`unexpected argument "${a}"`)
@@ -776,10 +790,24 @@ function parse(argv: string[]): { what: string; short: boolean; baseUrl?: string
 }
 
 async function main(): Promise<number> {
-  const usage = `usage: npm run load -- <${SCENARIOS.join('|')}|scaling|report> [--short] [--base-url URL]`
-  const { what, short, baseUrl } = parse(process.argv.slice(2))
+  const usage = `usage: npm run load -- <${SCENARIOS.join('|')}|scaling|report> [--short] [--base-url URL] | autoscale [--short] [--target native|compose]`
+  const { what, short, baseUrl, target } = parse(process.argv.slice(2))
   const stack = stackAt()
   const o: RunOptions = { stack, short, ...(baseUrl ? { baseUrl } : {}) }
+  if (target === 'compose') {
+    if (what !== 'autoscale')
+      throw new Error(
+        `--target compose runs the autoscale comparison only (got ${what || 'nothing'}): npm run load -- autoscale --target compose`,
+      )
+    const p = new ComposePlatform()
+    const why = p.unavailable()
+    if (why) throw new Error(`cannot autoscale on compose: ${why}`)
+    const r = await autoscaleRun(o, p)
+    stdout(
+      `compose project ${p.project}: API replicas ${r.rules.api.min} -> ${r.maxApi} -> ${r.finalApi}; report: ${r.run.dir}/report.html`,
+    )
+    return r.run.exitCode
+  }
   const needsStack = ['caching', 'balancing', 'scaling', 'breakpoint', 'autoscale', 'report'].includes(what)
   if (needsStack && stack.processes().length === 0)
     throw new Error(`${what} drives the native stack between runs: start it with \`npm run stack -- up\``)

@@ -357,6 +357,36 @@ for (const drill of DRILLS) {
   })
 }
 
+void t.test(
+  'when a spike of logins meets the autoscaler on compose (npm run load -- autoscale --target compose), then API replicas rise above the HPA minimum through `--scale` and come back to it',
+  async (t) => {
+    const t0 = Date.now()
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((done) => {
+      const child = spawn(process.execPath, ['ops/load.ts', 'autoscale', '--short', '--target', 'compose'], { cwd: ROOT, env })
+      let out = ''
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()))
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()))
+      child.on('close', (code) => done({ code, out }))
+    })
+    timings['autoscale on compose (short)'] = `${((Date.now() - t0) / 1000).toFixed(1)} s`
+    const tail = out.split('\n').slice(-25).join('\n')
+    t.equal(code, 0, `npm run load -- autoscale --short --target compose exited 0 (the spike's thresholds held):\n${tail}`)
+    const ups = [...out.matchAll(/autoscale: api (\d+) -> (\d+)/g)].map((m) => [Number(m[1]), Number(m[2])] as const)
+    t.ok(
+      ups.some(([from, to]) => to > from),
+      `the autoscaler scaled the api service up (${ups.map(([a, b]) => `${a}->${b}`).join(', ') || 'no decision'})`,
+    )
+    t.ok(
+      ups.some(([from, to]) => to < from),
+      'and back down',
+    )
+    const m = /API replicas (\d+) -> (\d+) -> (\d+)/.exec(out)
+    t.ok(m && Number(m[2]) > Number(m[1]), `replicas rose above the minimum (${m?.slice(1).join(' -> ') ?? tail})`)
+    t.equal(m?.[3], m?.[1], 'and came back to it after the scale-down window')
+    t.equal(platform.replicas('api').length, 3, "the api service is back at the file's 3 replicas")
+  },
+)
+
 void t.test("when Redis stays down past its alert's `for`, then the recorder behind Alertmanager receives the page", async (t) => {
   // The short redis-down drill stops Redis for about 16 s, under RedisDown's `for: 1m`, and its clicks go to the spool
   // instead of being dropped: no alert reaches Alertmanager from the drills. So this stops Redis for as long as the
