@@ -30,8 +30,8 @@ void t.test('when files pass, fail, skip and crash, then each is counted apart a
   // The recap above the tally line names each failing file with its inner failing assertions, one line each.
   const recap = recapLines(tally)
   t.match(recap, /^failed:\n/, 'the recap starts with its heading')
-  t.match(recap, /^  test\/fixtures\/tap\/fail\.fixture\.ts: .*arithmetic is wrong on purpose/m, 'it names the failing assertion')
-  t.match(recap, /^  test\/fixtures\/tap\/crash\.fixture\.ts: /m, 'and the crashed file')
+  t.match(recap, /^ {2}test\/fixtures\/tap\/fail\.fixture\.ts: .*arithmetic is wrong on purpose/m, 'it names the failing assertion')
+  t.match(recap, /^ {2}test\/fixtures\/tap\/crash\.fixture\.ts: /m, 'and the crashed file')
   t.equal(recap.split('\n').length, 4, 'one line per failed file')
 })
 
