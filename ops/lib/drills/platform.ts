@@ -353,9 +353,12 @@ export class ComposePlatform implements Platform {
   async scale(want: { api?: number; worker?: number }, env?: Record<string, string>): Promise<void> {
     const kinds = (['api', 'worker'] as const).filter((k) => want[k] !== undefined)
     const removed = kinds.some((k) => this.containers(k).length > want[k]!)
-    if (env) for (const k of kinds) this.setOverride(k, env)
+    // Recreated only when the env changes: the autoscaler passes the same env at every step, and recreating the
+    // running replicas to add one took the whole api service down for 6 s mid-spike (502s).
+    let changed = false
+    if (env) for (const k of kinds) changed = this.setOverride(k, env) || changed
     this.killedPids.clear()
-    this.up(kinds, want, env !== undefined)
+    this.up(kinds, want, changed)
     // nginx re-resolves `api` every 5 s (nginx/upstreams.compose): until then it may still pick a removed replica.
     if (removed && kinds.includes('api')) await sleep(6000)
   }
