@@ -85,9 +85,11 @@ export interface Capacity {
 }
 
 /**
- * Where the ramp climbs to: 15% past what 2 replicas at REPLICA_CORES each would serve if every cycle went to logins
- * (100 logins/s here, the fixed peak the factor was first measured with). Queueing and the CFS quota's throttling
- * break the SLO well before that (1 replica near 25-40/s here, 2 near 50-65/s), on a fast box as on a slow one.
+ * The ramp's slope: it reaches this rate in 40 s (short form), 15% past what 2 replicas at REPLICA_CORES each would
+ * serve if every cycle went to logins (100 logins/s here, the fixed peak the factor was first measured with), then
+ * climbs on at the same slope to twice it (loadtests/lib/profiles.ts). Queueing and the CFS quota's throttling break
+ * the SLO before that (1 replica near 25-40/s here, 2 near 50-90/s), on a fast box as on a slow one; once 2 replicas
+ * held to 100/s, hence the second stage.
  */
 export const rampPeak = (cpuPerLogin: number): number => loginsPerSec(1.15 * 2 * REPLICA_CORES, cpuPerLogin)
 
