@@ -56,6 +56,8 @@ void t.test('when an unsampled request fails with a 5xx or is slow, then it has 
     http: { request: { id: 'edge-2', method: 'GET' }, response: { status_code: 200 }, route: '/test/slow' },
   })
   const ns = (lines[1]!.event as { duration: number }).duration
-  t.ok(ns >= 250e6 && ns < 10e9, `event.duration in ns covers the 250 ms handler: ${ns}`)
+  // A timer can fire up to a millisecond early against the high-resolution clock (libuv keeps its loop time in whole
+  // ms): .ci/run once logged 249,753,127 ns for the 250 ms sleep. The bound still tells ns from ms and µs.
+  t.ok(ns >= 245e6 && ns < 10e9, `event.duration in ns covers the 250 ms handler: ${ns}`)
   t.notOk(lines[0]!.trace, 'an unsampled request has no trace id (the gate started no span)')
 })
