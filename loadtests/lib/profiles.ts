@@ -41,8 +41,8 @@ export const profiles = {
   /**
    * Logins at a rising rate until the SLO breaks (thresholds abort the run there). One login costs about 11.5 ms of CPU
    * here; with queueing and the quota's throttling a replica held to half a core breaks near 25-40/s and two near
-   * 50-65/s: the ramps pass both. The capacity runs
-   * size the top from the login cost they measure (PEAK_RATE, ops/lib/capacity.ts rampPeak).
+   * 50-90/s: the ramps pass both. The capacity runs size the ramp from the login cost they measure (PEAK_RATE,
+   * ops/lib/capacity.ts rampPeak).
    */
   breakpoint: (): Scenario => {
     // Up to the peak, then on at the same slope to twice it: the SLO breaks on the way (2 replicas once held the whole

@@ -102,7 +102,9 @@ export async function capacity(p: Platform, replicas: number, o: CapacityOptions
   for (const r of p.replicas('api')) await p.restart(r.name, CAPACITY_API_ENV)
   const cpuPerLogin = await loginCpuSeconds(p.replicas('api')[0]!)
   const peakRate = rampPeak(cpuPerLogin)
-  o.log?.(`    a login costs ${(cpuPerLogin * 1000).toFixed(1)} ms of CPU here: the ramp climbs to ${peakRate} logins/s`)
+  o.log?.(
+    `    a login costs ${(cpuPerLogin * 1000).toFixed(1)} ms of CPU here: the ramp passes ${peakRate} logins/s at 40 s (short form) and climbs on to ${2 * peakRate}`,
+  )
   const undo = p.replicas('api').map((r) => limitCpu(`${new URL(p.baseUrl).port}-${r.name}`, r.pid!, REPLICA_CORES))
   const ticks = cpuTicks()
   const k6 = await runK6({
