@@ -104,7 +104,12 @@ export const ApiEnv = Type.Object({
   METRICS_ENABLED: Bool(true, 'false turns off the per-request HTTP histogram (for the observability-cost benchmark)'),
   MIGRATE_ON_START: Bool(false),
   SHUTDOWN_GRACE_MS: Int(10000, 100),
-  SHUTDOWN_READINESS_DELAY_MS: Int(1000, 0, 'time readiness reports 503 and responses close their connections before the listener closes'),
+  SHUTDOWN_READINESS_DELAY_MS: Int(1000, 0, 'time readiness reports 503, keep-alive connections kept, before the listener closes'),
+  SHUTDOWN_IDLE_GRACE_MS: Int(
+    1000,
+    0,
+    "time after the listener closes that idle keep-alive connections stay open for the proxy to close (above nginx's keepalive_timeout, 750 ms)",
+  ),
   // Shedding keys on event-loop delay, the symptom of unbounded latency. Utilisation near 1 is normal at full load
   // (and while modules load at start), so it is off unless set.
   MAX_EVENT_LOOP_DELAY_MS: Int(500, 0, 'event-loop delay (ms) above which requests get 503 + Retry-After; 0 disables'),

@@ -91,9 +91,9 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
   // Callback style: an async hook allocates a promise and a microtask on every response.
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id)
-    // While draining, end keep-alive connections after their in-flight response: server.close() closes only the
-    // connections idle at that moment, so one that finishes later would hold the shutdown until the grace timeout.
-    if (app.shuttingDown) reply.header('connection', 'close')
+    // Once the listener has closed in a shutdown (service/server.ts), end each keep-alive connection after its
+    // response: closing only the idle ones would leave the busy ones holding the shutdown until the grace timeout.
+    if (app.shuttingDown && !app.server.listening) reply.header('connection', 'close')
     done(null, payload)
   })
 

@@ -1,8 +1,10 @@
 // Runs the API: config, logger, metrics listener, listen, and graceful shutdown.
-// SIGTERM: readiness turns 503 and responses close their connections for SHUTDOWN_READINESS_DELAY_MS, then the listener
-// closes, in-flight requests finish, idle keep-alive connections close, pools close, exit 0;
+// SIGTERM: readiness turns 503 for SHUTDOWN_READINESS_DELAY_MS, then the listener closes while the open keep-alive
+// connections stay: each response on them now carries `Connection: close`, and the proxy gets SHUTDOWN_IDLE_GRACE_MS to
+// retire its idle ones; then the rest close when idle, in-flight requests finish, pools close, exit 0;
 // past SHUTDOWN_GRACE_MS close-with-grace exits 1.
 import closeWithGrace from 'close-with-grace'
+import { Server } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ApiEnv, loadConfigOrExit } from '../common/config.ts'
 import { createLogger } from '../common/logger.ts'
@@ -28,10 +30,18 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger }, async ({ signal, err
   if (err) logger.error({ err }, 'shutting down after an uncaught error')
   else logger.info({ signal }, 'shutting down: draining')
   app.shuttingDown = true
-  // Give load balancers time to see readiness fail before the listener closes. Meanwhile each response carries
-  // `Connection: close` (app.ts), so the proxy retires the connections it reuses; closing an idle one it might be
-  // sending a POST on at that very moment is what loses a request (the rolling-restart drill saw a 502 that way).
+  // Two races lose a request nginx must not resend (a POST that reached the replica), and the order below avoids both:
+  // - a connection nginx opens in the instant the listener closes sits accepted by the kernel, not yet by Node, and is
+  //   reset; so while readiness fails, responses keep their connections alive, and nginx opens no new ones here;
+  // - a request nginx writes on an idle connection in the instant the server closes it is lost too; so the listener
+  //   closes alone (net.Server's close: http.Server's would close the idle connections with it), responses from then
+  //   on carry `Connection: close` (app.ts), nginx gets SHUTDOWN_IDLE_GRACE_MS to close its idle ones (its upstream
+  //   keepalive_timeout is shorter), and its new connections are refused, which it retries on another replica.
+  // Answering with `Connection: close` from SIGTERM on (as before) made nginx open a new connection for every request
+  // in the drain, and the compose rolling-restart drill in CI lost a POST to the first race (502).
   if (config.SHUTDOWN_READINESS_DELAY_MS > 0) await sleep(config.SHUTDOWN_READINESS_DELAY_MS)
+  Server.prototype.close.call(app.server)
+  if (config.SHUTDOWN_IDLE_GRACE_MS > 0) await sleep(config.SHUTDOWN_IDLE_GRACE_MS)
   await app.close()
   await metricsServer.close()
   await flushTelemetry()

@@ -2,7 +2,8 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
-import { connect, type AddressInfo } from 'node:net'
+import { connect, type AddressInfo, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
 import { apiConfig, redisPrefix, redisUrl, testDatabase, TEST_JWT_SECRET } from '../helpers/env.ts'
@@ -154,5 +155,95 @@ void t.test(
       `both requests are answered in full:\n${data}`,
     )
     t.match(responses[1], /^connection: close\r$/im, 'the second answer closes the connection')
+  },
+)
+
+/** One GET on a raw keep-alive socket: the status and the headers of its response (its body read and dropped). */
+function rawGet(socket: Socket, path: string): Promise<{ status: number; headers: string }> {
+  return new Promise((done, fail) => {
+    let buf = ''
+    const onData = (chunk: Buffer) => {
+      buf += chunk.toString()
+      const end = buf.indexOf('\r\n\r\n')
+      if (end < 0) return
+      const headers = buf.slice(0, end)
+      const length = Number(headers.match(/^content-length: (\d+)\r?$/im)?.[1] ?? 0)
+      if (buf.length < end + 4 + length) return
+      socket.off('data', onData).off('close', onClose)
+      done({ status: Number(headers.match(/^HTTP\/1\.1 (\d{3})/)?.[1]), headers })
+    }
+    const onClose = () => fail(new Error(`the connection closed before the response to ${path} (read: ${JSON.stringify(buf)})`))
+    socket.on('data', onData).once('close', onClose)
+    socket.write(`GET ${path} HTTP/1.1\r\nhost: test\r\n\r\n`)
+  })
+}
+
+void t.test(
+  'when SIGTERM arrives, then keep-alive connections stay open through the drain: responses keep them alive until the listener closes, an idle one is still open SHUTDOWN_IDLE_GRACE_MS after it, and the next response on it closes it',
+  async (t) => {
+    // nginx must neither open new connections to a replica about to close its listener (a connection the kernel has
+    // accepted and Node not yet is reset when it closes), nor have an idle one closed under a request it is writing:
+    // both lose a POST nginx does not resend (service/server.ts).
+    const port = await freePort()
+    const child = spawn(process.execPath, ['service/server.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: await testDatabase(t),
+        REDIS_URL: redisUrl(),
+        REDIS_PREFIX: redisPrefix(),
+        JWT_SECRET: TEST_JWT_SECRET,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        METRICS_HOST: '127.0.0.1',
+        METRICS_PORT: '0',
+        SHUTDOWN_READINESS_DELAY_MS: '1500',
+        SHUTDOWN_IDLE_GRACE_MS: '3000',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+    t.teardown(() => {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    })
+    t.ok(await eventually(async () => out.includes('opsdrill-api listening'), 15000), `the server started: ${out.slice(-300)}`)
+    const open = async () => {
+      const s = connect(port, '127.0.0.1')
+      await once(s, 'connect')
+      t.teardown(() => s.destroy())
+      return s
+    }
+    const [other, idle] = [await open(), await open()]
+    let idleClosedAt = 0
+    idle.once('close', () => (idleClosedAt = Date.now()))
+    t.equal((await rawGet(idle, '/healthz')).status, 200, 'the idle connection served a request before SIGTERM')
+
+    child.kill('SIGTERM')
+    t.ok(await eventually(async () => out.includes('shutting down: draining'), 2000, 20), 'the server logs that it drains')
+    const draining = await rawGet(other, '/readyz')
+    t.equal(draining.status, 503, 'readiness fails while draining')
+    t.notMatch(draining.headers, /^connection: close\r?$/im, 'a response before the listener closes keeps its connection alive')
+    t.equal((await rawGet(other, '/healthz')).status, 200, 'the same connection serves the next request')
+
+    const refused = () =>
+      new Promise<boolean>((done) => {
+        const s = connect(port, '127.0.0.1')
+        s.once('connect', () => (s.destroy(), done(false))).once('error', () => done(true))
+      })
+    t.ok(await eventually(refused, 4000, 50), 'new connections are refused once the listener closes')
+    const listenerClosedAt = Date.now()
+    await sleep(2000)
+    t.equal(idleClosedAt, 0, 'the idle keep-alive connection is still open 2 s after the listener closed (grace 3 s)')
+    const last = await rawGet(idle, '/healthz')
+    t.equal(last.status, 200, 'a request on it is still served')
+    t.match(last.headers, /^connection: close\r?$/im, 'and its response closes the connection')
+    t.ok(await eventually(async () => idleClosedAt > 0, 1000, 20), 'the server closed it after that response')
+    t.ok(idleClosedAt - listenerClosedAt < 3000, `within the grace (${idleClosedAt - listenerClosedAt} ms after the listener closed)`)
+    const [code] = await exited
+    t.equal(code, 0, `exit code 0 once the other connection was closed at the grace's end: ${out.slice(-300)}`)
   },
 )

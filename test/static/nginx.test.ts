@@ -230,10 +230,10 @@ void t.test('when every replica answers 502, then a GET is retried but a POST th
 })
 
 void t.test(
-  'when an API replica starts draining, then nginx has closed its idle keep-alive connections before the listener closes',
+  'when an API replica stops listening, then nginx has closed its idle keep-alive connections before the replica closes them (SHUTDOWN_IDLE_GRACE_MS)',
   async (t) => {
-    // The replica closes only idle connections when its listener closes (service/server.ts); nginx must have closed
-    // them first, or a POST it sends on one at that moment gets a 502 it may not retry.
+    // The replica closes the idle connections SHUTDOWN_IDLE_GRACE_MS after its listener closes (service/server.ts);
+    // nginx must have closed them first, or a POST it sends on one at that moment gets a 502 it may not retry.
     const srv = createServer((req, res) => {
       req.resume()
       req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), 50))
@@ -246,8 +246,8 @@ void t.test(
     const open = () => new Promise<number>((r, j) => srv.getConnections((err, n) => (err ? j(err) : r(n))))
     await Promise.all(Array.from({ length: 16 }, () => fetch(`${ngx.url}/abc123`).then((res) => res.arrayBuffer())))
     t.ok((await open()) > 1, 'the burst opened several upstream connections')
-    const drainMs = (ApiEnv.properties.SHUTDOWN_READINESS_DELAY_MS as unknown as { default: number }).default
-    await sleep(drainMs)
-    t.equal(await open(), 0, `idle upstream connections still open ${drainMs} ms (SHUTDOWN_READINESS_DELAY_MS) after the last request`)
+    const graceMs = (ApiEnv.properties.SHUTDOWN_IDLE_GRACE_MS as unknown as { default: number }).default
+    await sleep(graceMs)
+    t.equal(await open(), 0, `idle upstream connections still open ${graceMs} ms (SHUTDOWN_IDLE_GRACE_MS) after the last request`)
   },
 )
