@@ -23,6 +23,8 @@ import {
   loginCpuSeconds,
   loginsPerSec,
   factor,
+  quotaForRate,
+  type HeldReplica,
   restoreApi,
   spread,
   type Capacity,
@@ -213,22 +215,24 @@ export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult
 // ------------------------------------------------------------------ balancing
 
 /**
- * The slowed API replica in the balancing comparison keeps 1/SLOW_REPLICA_DIVISOR of the CPU its even share of the
- * load needs (a CFS quota, ops/lib/cpu-limit.ts), as a replica on a node with a noisy neighbour would: its cost per
- * redirect is measured in the even run first, because a fixed quota slows one box and not another. A fixed 0.05 core
- * here (about half of what 75 redirects/s needed) gave round-robin a p99 of 1.1-11.7 s against least_conn's 62-85 ms
- * in 5 runs, and the replica 0.21-0.27 of the requests under least_conn; in a later run, where a redirect cost it less,
- * the same 0.05 core nearly kept up: round-robin's p99 was 229 ms and least_conn still sent it 0.44. At half of what
- * its share needed (0.052 core at 1.49 ms a redirect) least_conn sent it 0.34 with no error; at a third (0.032 core)
- * 0.17, but it shed 1% of the requests (503: event-loop delay past its bound) even under least_conn.
+ * The slowed API replica in the balancing comparison is held to a CPU quota (a CFS quota, ops/lib/cpu-limit.ts, as a
+ * replica on a node with a noisy neighbour gets) under which it serves, saturated, 1/SLOW_REPLICA_DIVISOR of the
+ * redirects its even share brings: found by probing it under quotas before the runs (ops/lib/capacity.ts quotaForRate).
+ * A fixed quota slows one box and not another: a fixed 0.05 core here gave round-robin a p99 of 1.1-11.7 s against
+ * least_conn's 62-85 ms in 5 runs, and the replica 0.21-0.27 of the requests under least_conn; in a later run the same
+ * 0.05 core nearly kept up (round-robin's p99 229 ms, least_conn still sent it 0.44). A quota sized from CPU per
+ * request did no better: half of what the replica used at its steady share (0.034-0.049 core) let it serve nearly all
+ * of it (least_conn 0.42-0.46, round-robin's p99 176-192 ms), because a redirect costs it 0.9-1.4 ms at a steady 75/s
+ * and 0.04-0.08 ms saturated, which is what a replica under a quota is.
  */
 export const SLOW_REPLICA_DIVISOR = 2
-/** cpu.max takes no quota under 1 ms per 100 ms period. */
-const MIN_SLOW_CORES = 0.01
-
-/** The slowed replica's CPU: 1/SLOW_REPLICA_DIVISOR of what `rps` redirects at `cpuPerRedirect` seconds each take. */
-export const slowReplicaCores = (rps: number, cpuPerRedirect: number): number =>
-  Math.max(MIN_SLOW_CORES, Math.round(((rps * cpuPerRedirect) / SLOW_REPLICA_DIVISOR) * 1000) / 1000)
+/**
+ * The slow replica's CFS period, and the least quota it allows (cpu.max takes none under 1 ms a period). At the default
+ * 100 ms period the least, 0.01 core, still served 83 redirects/s here (where its share was 149/s): a faster box would
+ * keep up. Its stalls are up to a period long, well under the API's load-shedding bound on event-loop delay (500 ms).
+ */
+const SLOW_PERIOD_US = 200_000
+const MIN_SLOW_CORES = 1000 / SLOW_PERIOD_US
 
 export interface BalancingSide {
   run: Run
@@ -242,9 +246,12 @@ export interface BalancingResult {
   even: BalancingSide
   /** The replica held to `slowCores` while the same load ran with least_conn, then with round-robin. */
   slowed: string
-  /** CPU seconds a redirect cost the slowed replica in the even run, and the cores it was then held to. */
-  cpuPerRedirect: number
+  /** Over the even run's steady window: the redirects a second the slowed replica served, and the cores it used. */
+  shareRps: number
+  usedCores: number
+  /** The quota it was then held to, and what it served under that quota saturated (HeldReplica.rps). */
   slowCores: number
+  held: HeldReplica
   byAlgorithm: Record<Balancing, BalancingSide>
   failover: Run
   killed: string
@@ -266,7 +273,8 @@ const shares = (counts: Record<string, number>) => {
   return Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, total ? v / total : 0]))
 }
 
-const BY_REPLICA = 'opsdrill_http_request_duration_seconds_count{job="opsdrill-api"}'
+/** Redirects only: k6's setup (logins, link creations) runs before the limit and is spread evenly. */
+const BY_REPLICA = 'opsdrill_http_request_duration_seconds_count{job="opsdrill-api",route="/:code"}'
 
 /**
  * One balancing run and each replica's share of it. `before`: the replicas' request counters before it (the counters
@@ -278,9 +286,13 @@ async function balancedRun(
   replicas: Part[],
   before: Counters,
   during?: K6Options['during'],
+  ended?: () => void,
 ): Promise<[BalancingSide, Counters]> {
   const upstreams = replicas.map((r) => `127.0.0.1:${r.port}`)
-  const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') }, ...(during ? { during } : {}) })
+  const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') }, ...(during ? { during } : {}) }).finally(
+    ended,
+  )
+  // Read after `ended` lifted the slow replica's limit: held to a few ms of CPU a period, it answered no scrape in time.
   const after = await freshCounters(o.stack, BY_REPLICA, 'replica')
   const served = delta(before, after)
   const seen = upstreamCounts(run)
@@ -295,7 +307,7 @@ async function balancedRun(
 }
 
 /**
- * Even share across the API replicas; then one replica held to slowReplicaCores() under the same load with least_conn,
+ * Even share across the API replicas; then one replica held to the quota quotaForRate() finds under the same load with least_conn,
  * then with round-robin (least_conn first: a backlog the slow replica built under round-robin would otherwise weigh
  * on the next run); then that replica SIGKILLed mid-run (and restarted afterwards). The CPU limit and least_conn are
  * restored whatever happens.
@@ -309,27 +321,58 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
   if (replicas.length < 2) throw new Error('balancing needs at least 2 API replicas: npm run stack -- scale api=2')
   if (o.stack.balancing() !== 'least_conn') await o.stack.setBalancing('least_conn')
   const victim = replicas.at(-1)!
-  const cpuBefore = serverCpuSeconds(victim.pid!)
-  const [even, c1] = await balancedRun(o, 'share', replicas, await freshCounters(o.stack, BY_REPLICA, 'replica'))
-  const victimRequests = (even.sharesK6[victim.name] ?? 0) * even.run.figures.requests
-  const cpuPerRedirect = (serverCpuSeconds(victim.pid!) - cpuBefore) / Math.max(1, victimRequests)
-  const slowCores = slowReplicaCores(even.run.figures.rps * (even.sharesK6[victim.name] ?? 0.5), cpuPerRedirect)
-  say(`    a redirect costs ${victim.name} ${(cpuPerRedirect * 1000).toFixed(2)} ms of CPU: it is slowed to ${slowCores} core`)
+  // The steady window: after the JIT's warm-up, ending before the scenario does (12 s short, 60 s full).
+  const steady = o.short ? { afterSec: 3, sec: 7 } : { afterSec: 10, sec: 40 }
+  let window: { from: number; to: number; cpu: number } | undefined
+  const measure = async () => {
+    const [cpu0, from] = [serverCpuSeconds(victim.pid!), Date.now() / 1000]
+    await sleep(steady.sec * 1000)
+    window = { from, to: Date.now() / 1000, cpu: serverCpuSeconds(victim.pid!) - cpu0 }
+  }
+  const c0 = await freshCounters(o.stack, BY_REPLICA, 'replica')
+  const [even] = await balancedRun(o, 'share', replicas, c0, { afterSec: steady.afterSec, action: measure })
+  if (!window)
+    throw new Error(
+      `the even run ended before its steady window (${steady.afterSec}-${steady.afterSec + steady.sec} s) was measured: ${even.run.dir}`,
+    )
+  const { from, to, cpu } = window
+  const usedCores = cpu / (to - from)
+  // k6's per-second buckets inside the window, at the replica's share.
+  const inWindow = even.run.series.filter((b) => b.t >= Math.ceil(from) && b.t + 1 <= Math.floor(to))
+  const shareRps = (inWindow.reduce((a, b) => a + b.reqs, 0) / Math.max(1, inWindow.length)) * (even.sharesK6[victim.name] ?? 0.5)
+  say(
+    `    ${victim.name} served ${shareRps.toFixed(0)} redirects/s with ${usedCores.toFixed(3)} core: finding the quota for ${(shareRps / SLOW_REPLICA_DIVISOR).toFixed(0)}/s`,
+  )
+  const held = await quotaForRate(victim, shareRps / SLOW_REPLICA_DIVISOR, {
+    startCores: usedCores,
+    minCores: MIN_SLOW_CORES,
+    periodUs: SLOW_PERIOD_US,
+    probeSec: o.short ? 1.5 : 3,
+    log: say,
+  })
+  const slowCores = held.cores
+  say(
+    `    ${victim.name} is slowed to ${slowCores} core: ${held.rps.toFixed(0)} redirects/s saturated, against its share's ${shareRps.toFixed(0)}/s`,
+  )
   const byAlgorithm: Partial<Record<Balancing, BalancingSide>> = {}
   let release: (() => void) | undefined
   const slow = async () => {
     say(`==> ${victim.name} held to ${slowCores} core`)
-    release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, slowCores)
+    release = limitCpu(`${o.stack.ports.nginx}-${victim.name}`, victim.pid!, slowCores, SLOW_PERIOD_US)
   }
   try {
-    let counters = c1
+    // Read again: the probes' redirects went straight to the replica.
+    let counters = await freshCounters(o.stack, BY_REPLICA, 'replica')
     for (const algorithm of ['least_conn', 'round_robin'] as const) {
       await o.stack.setBalancing(algorithm)
       const label = `slow-${algorithm.replace('_', '-')}`
-      ;[byAlgorithm[algorithm], counters] = await balancedRun(o, label, replicas, counters, { afterSec: 0, action: slow }).finally(() => {
+      const lift = () => {
         release?.()
         release = undefined
-      })
+      }
+      ;[byAlgorithm[algorithm], counters] = await balancedRun(o, label, replicas, counters, { afterSec: 0, action: slow }, lift).finally(
+        lift,
+      )
     }
   } finally {
     say(`==> ${victim.name} back to the whole box; nginx back to least_conn`)
@@ -358,7 +401,9 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
   return {
     even,
     slowed: victim.name,
-    cpuPerRedirect,
+    shareRps,
+    usedCores,
+    held,
     slowCores,
     byAlgorithm: byAlgorithm as Record<Balancing, BalancingSide>,
     failover,
@@ -584,7 +629,14 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
     caching: { pg_latency_ms: CACHING_PG_LATENCY_MS, on: side(c.on), off: side(c.off) },
     balancing: {
       even: balanced(b.even),
-      slowed: { replica: b.slowed, cores: b.slowCores, cpu_per_redirect_ms: r3(b.cpuPerRedirect * 1000) },
+      slowed: {
+        replica: b.slowed,
+        cores: b.slowCores,
+        held_rps: r3(b.held.rps),
+        share_rps: r3(b.shareRps),
+        used_cores: r3(b.usedCores),
+        probes: b.held.probes,
+      },
       least_conn: balanced(b.byAlgorithm.least_conn),
       round_robin: balanced(b.byAlgorithm.round_robin),
       failover: { killed: b.killed, error_rate: r3(b.failover.figures.errorRate), requests: b.failover.figures.requests },
@@ -736,7 +788,7 @@ export async function report(o: RunOptions): Promise<string> {
       (r) => `| ${r} | ${pct(f.balancing.even.shares[r]!)} | ${pct(f.balancing.even.shares_prometheus[r] ?? 0)} |`,
     ),
     '',
-    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, half of what its share needs at the ${f.balancing.slowed.cpu_per_redirect_ms} ms of CPU a redirect cost it in the even run (a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
+    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, under which it served ${f.balancing.slowed.held_rps} redirects/s saturated in a probe before the runs, about half of its share's ${f.balancing.slowed.share_rps}/s in the even run (where it used ${f.balancing.slowed.used_cores} core; a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
     '',
     `| method | redirect p95 | p99 | errors | ${f.balancing.slowed.replica}'s share by X-Upstream | by Prometheus |`,
     '|---|---|---|---|---|---|',

@@ -56,6 +56,112 @@ export async function loginCpuSeconds(replica: Replica, n = 40, concurrency = 4)
   return (serverCpuSeconds(replica.pid) - before) / (Math.ceil(n / concurrency) * concurrency)
 }
 
+/** A fresh account's short link on one replica, created straight on it, and a way to follow it there. */
+export async function calibrationLink(replica: Replica): Promise<{ code: string; follow: () => Promise<number> }> {
+  if (!replica.port) throw new Error(`replica ${replica.name} has no port to calibrate on`)
+  const base = `http://${replica.host ?? '127.0.0.1'}:${replica.port}`
+  const creds = {
+    email: `calibrate-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`,
+    password: 'correct-horse-battery-staple',
+  }
+  const call = async (path: string, want: number, body: unknown, token?: string) => {
+    const res = await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    })
+    const text = await res.text()
+    if (res.status !== want) throw new Error(`${path} on ${replica.name} answered ${res.status}, not ${want}: ${text.slice(0, 200)}`)
+    return JSON.parse(text || '{}') as Record<string, string>
+  }
+  await call('/api/v1/auth/register', 202, creds)
+  const { accessToken } = await call('/api/v1/auth/login', 200, creds)
+  const { code } = await call('/api/v1/links', 201, { url: 'https://example.com/calibrate' }, accessToken)
+  const follow = async () => {
+    const res = await fetch(`${base}/${code!}`, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
+    await res.arrayBuffer()
+    return res.status
+  }
+  return { code: code!, follow }
+}
+
+/**
+ * Redirects a second `follow` gets answered with 302 over `sec` seconds, from `concurrency` streams that each send the
+ * next as soon as the last is answered: what the replica serves saturated. Other answers are counted apart.
+ */
+export async function saturatedRate(follow: () => Promise<number>, sec: number, concurrency = 16): Promise<{ rps: number; other: number }> {
+  const until = performance.now() + sec * 1000
+  let [ok, other] = [0, 0]
+  const t0 = performance.now()
+  const stream = async () => {
+    while (performance.now() < until) {
+      if ((await follow().catch(() => 0)) === 302) ok++
+      else other++
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, stream))
+  return { rps: ok / ((performance.now() - t0) / 1000), other }
+}
+
+export interface HeldReplica {
+  /** The quota found, and the redirects a second the replica served saturated under it (the last probe). */
+  cores: number
+  rps: number
+  /** Every probe, in order. */
+  probes: { cores: number; rps: number; other: number }[]
+}
+
+/**
+ * The CPU quota under which a replica serves about `targetRps` redirects a second, saturated: probes of `probeSec`
+ * under a quota, the next quota read off a line through the last two probes (a replica's throughput grows about
+ * linearly with its quota past what its timers and scrapes take), until one lands within 0.6-1.0x the target, or
+ * after 5 probes the lowest that did not exceed it. Used to slow a replica to a known fraction of its share: a quota
+ * derived from CPU per request does not give one, because what a redirect costs depends on the load (1 ms at a steady
+ * 75/s, 0.04-0.08 ms saturated, here) and the replica's own background work takes a share of any quota.
+ */
+export async function quotaForRate(
+  replica: Replica,
+  targetRps: number,
+  opts: { startCores: number; minCores: number; periodUs: number; probeSec: number; log?: (line: string) => void },
+): Promise<HeldReplica> {
+  if (!replica.pid) throw new Error(`replica ${replica.name} has no pid to hold to a quota`)
+  const { follow } = await calibrationLink(replica)
+  for (let i = 0; i < 200; i++) await follow()
+  const probes: HeldReplica['probes'] = []
+  const probe = async (cores: number) => {
+    const release = limitCpu(`calibrate-${replica.name}-${process.pid}`, replica.pid!, cores, opts.periodUs)
+    try {
+      const r = await saturatedRate(follow, opts.probeSec)
+      probes.push({ cores, ...r })
+      opts.log?.(
+        `    ${replica.name} at ${cores} core: ${r.rps.toFixed(0)} redirects/s saturated${r.other ? ` (${r.other} other answers)` : ''}`,
+      )
+      return r.rps
+    } finally {
+      release()
+      // The backlog a probe left drains before the next one, at full speed.
+      await new Promise((ok) => setTimeout(ok, 300))
+    }
+  }
+  const round = (c: number) => Math.max(opts.minCores, Math.round(c * 1000) / 1000)
+  let [q0, r0] = [round(opts.startCores), await probe(round(opts.startCores))]
+  let q1 = round(q0 / 2)
+  for (let i = 1; i < 5; i++) {
+    const r1 = await probe(q1)
+    if (r1 <= targetRps && r1 >= 0.6 * targetRps) break
+    if (q1 === opts.minCores && r1 < targetRps) break
+    // The line through the last two probes; a flat or inverted one halves or doubles instead.
+    const slope = (r1 - r0) / (q1 - q0)
+    const next = slope > 0 && Number.isFinite(slope) ? q1 + (0.8 * targetRps - r1) / slope : r1 > targetRps ? q1 / 2 : q1 * 2
+    ;[q0, r0] = [q1, r1]
+    q1 = round(Math.min(next, opts.startCores))
+    if (q1 === q0) break
+  }
+  const fit = probes.filter((p) => p.rps <= targetRps)
+  const best = fit.length ? fit.reduce((a, b) => (b.rps > a.rps ? b : a)) : probes.reduce((a, b) => (b.rps < a.rps ? b : a))
+  return { cores: best.cores, rps: best.rps, probes }
+}
+
 /** Logins per second that take `cores` cores at `cpuPerLogin` seconds each. */
 export const loginsPerSec = (cores: number, cpuPerLogin: number): number => Math.ceil(cores / cpuPerLogin)
 

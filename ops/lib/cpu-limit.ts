@@ -18,8 +18,12 @@ function root(): { dir: string; v2: boolean } {
   )
 }
 
-/** Moves process `pid` (all its threads) into cgroup opsdrill/<name>, held to `cores`; returns the undo. */
-export function limitCpu(name: string, pid: number, cores: number): () => void {
+/**
+ * Moves process `pid` (all its threads) into cgroup opsdrill/<name>, held to `cores`; returns the undo. The quota is
+ * per `periodUs` (100 ms, the kernel's default) and at least 1 ms: a longer period allows a smaller share, in stalls
+ * as long as the period.
+ */
+export function limitCpu(name: string, pid: number, cores: number, periodUs = PERIOD_US): () => void {
   const { dir: base, v2 } = root()
   const dir = join(base, name)
   try {
@@ -28,14 +32,14 @@ export function limitCpu(name: string, pid: number, cores: number): () => void {
       writeFileSync(join(base, 'cgroup.subtree_control'), '+cpu')
     }
     mkdirSync(dir, { recursive: true })
-    const quota = Math.round(cores * PERIOD_US)
+    const quota = Math.max(1000, Math.round(cores * periodUs))
     // The quota caps the process at `cores`; the weight keeps them for it while other work on the box competes (a
     // process of the root group weighs 1024 in v1, 100 in v2), as a pod's CPU request is kept for it by the kubelet.
     if (v2) {
-      writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`)
+      writeFileSync(join(dir, 'cpu.max'), `${quota} ${periodUs}`)
       writeFileSync(join(dir, 'cpu.weight'), '2000')
     } else {
-      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US))
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(periodUs))
       writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota))
       writeFileSync(join(dir, 'cpu.shares'), String(20 * 1024))
     }
