@@ -2,10 +2,11 @@
 import http from 'k6/http'
 import exec from 'k6/execution'
 import { BASE_URL } from './config.ts'
-import { registerAndLogin, targetUrl, type Link } from './api.ts'
+import { registerAndLogin, targetUrl, type Link, type Session } from './api.ts'
 
 export interface Data {
-  token: string
+  /** The user the links belong to; tokenFor(session) is a current token for it. */
+  session: Session
   links: Link[]
 }
 
@@ -19,7 +20,8 @@ export function assertReady(): void {
 /** Registers a user and creates n links, 50 per batch request. */
 export function setupData(n: number): Data {
   assertReady()
-  const token = registerAndLogin()
+  const session = registerAndLogin()
+  const token = session.token
   const links: Link[] = []
   for (let start = 0; start < n; start += 50) {
     const reqs = []
@@ -42,5 +44,5 @@ export function setupData(n: number): Data {
       links.push({ id: body.id, code: body.code })
     }
   }
-  return { token, links }
+  return { session, links }
 }

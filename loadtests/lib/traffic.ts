@@ -1,5 +1,5 @@
 // The traffic mix of a link shortener: mostly redirects (Zipf-popular links), some link creation, a few stats reads.
-import { createLink, redirect, stats, targetUrl } from './api.ts'
+import { createLink, redirect, stats, targetUrl, tokenFor } from './api.ts'
 import type { Data } from './setup.ts'
 import { zipf, type Zipf } from './zipf.ts'
 
@@ -14,6 +14,6 @@ export function pickLink(data: Data) {
 export function mixedTraffic(data: Data): void {
   const r = Math.random()
   if (r < 0.9) redirect(pickLink(data).code)
-  else if (r < 0.98) createLink(data.token, targetUrl(Math.floor(Math.random() * 1e9)))
-  else stats(data.token, pickLink(data).id)
+  else if (r < 0.98) createLink(tokenFor(data.session), targetUrl(Math.floor(Math.random() * 1e9)))
+  else stats(tokenFor(data.session), pickLink(data).id)
 }
