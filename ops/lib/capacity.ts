@@ -209,7 +209,7 @@ export async function capacity(p: Platform, replicas: number, o: CapacityOptions
   const cpuPerLogin = await loginCpuSeconds(p.replicas('api')[0]!)
   const peakRate = rampPeak(cpuPerLogin)
   o.log?.(
-    `    a login costs ${(cpuPerLogin * 1000).toFixed(1)} ms of CPU here: the ramp passes ${peakRate} logins/s at 40 s (short form) and climbs on to ${2 * peakRate}`,
+    `    a login costs ${(cpuPerLogin * 1000).toFixed(1)} ms of CPU here: the ramp passes ${peakRate} logins/s at ${o.short ? '40 s' : '3 min'} and climbs on to ${2 * peakRate}`,
   )
   const undo = p.replicas('api').map((r) => limitCpu(`${new URL(p.baseUrl).port}-${r.name}`, r.pid!, REPLICA_CORES))
   const ticks = cpuTicks()
