@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
@@ -13,41 +14,48 @@ import { freePort } from '../../ops/lib/net.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 
+/** service/server.ts in a process of its own on a free port, with `env` over the test's stores; resolves once it listens. */
+async function startServer(t: Test, env: Record<string, string>) {
+  const [port, databaseUrl] = [await freePort(), await testDatabase(t)]
+  const child = spawn(process.execPath, ['service/server.ts'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl(),
+      REDIS_PREFIX: redisPrefix(),
+      JWT_SECRET: TEST_JWT_SECRET,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      METRICS_HOST: '127.0.0.1',
+      METRICS_PORT: '0',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const srv = { port, databaseUrl, child, out: '', exited: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> }
+  child.stdout.on('data', (c: Buffer) => (srv.out += c.toString()))
+  child.stderr.on('data', (c: Buffer) => (srv.out += c.toString()))
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  t.ok(await eventually(async () => srv.out.includes('opsdrill-api listening'), 15000), `the server started: ${srv.out.slice(-300)}`)
+  return srv
+}
+
 void t.test(
   'when SIGTERM arrives with a request in flight, then readiness turns 503, the request completes in full, and the process exits 0 within SHUTDOWN_GRACE_MS',
   async (t) => {
-    const databaseUrl = await testDatabase(t)
-    const port = await freePort()
     const grace = 8000
-    const child = spawn(process.execPath, ['service/server.ts'], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH,
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: redisUrl(),
-        REDIS_PREFIX: redisPrefix(),
-        JWT_SECRET: TEST_JWT_SECRET,
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        METRICS_HOST: '127.0.0.1',
-        METRICS_PORT: '0',
-        SHUTDOWN_READINESS_DELAY_MS: '1500',
-        SHUTDOWN_GRACE_MS: String(grace),
-        LOG_LEVEL: 'info',
-        // The held INSERT must outlive the drain: statement timeouts above the test's hold time.
-        PG_STATEMENT_TIMEOUT_MS: '20000',
-        PG_QUERY_TIMEOUT_MS: '20000',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const srv = await startServer(t, {
+      SHUTDOWN_READINESS_DELAY_MS: '1500',
+      SHUTDOWN_GRACE_MS: String(grace),
+      // The held INSERT must outlive the drain: statement timeouts above the test's hold time.
+      PG_STATEMENT_TIMEOUT_MS: '20000',
+      PG_QUERY_TIMEOUT_MS: '20000',
     })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-    t.teardown(() => {
-      if (child.exitCode === null) child.kill('SIGKILL')
-    })
-    t.ok(await eventually(async () => out.includes('opsdrill-api listening'), 15000), `the server started: ${out.slice(-300)}`)
+    const { port, child, exited, databaseUrl } = srv
     const base = `http://127.0.0.1:${port}`
     // Listening is logged before the first request is routed: wait until real routes are served.
     t.ok(await eventually(async () => (await fetch(`${base}/api/v1/links`)).status === 401, 5000, 100), 'the API serves requests')
@@ -78,7 +86,7 @@ void t.test(
 
     const killedAt = Date.now()
     child.kill('SIGTERM')
-    t.ok(await eventually(async () => out.includes('shutting down: draining'), 2000), 'the server logs that it drains')
+    t.ok(await eventually(async () => srv.out.includes('shutting down: draining'), 2000), 'the server logs that it drains')
     const ready = await fetch(`${base}/readyz`)
     t.equal(ready.status, 503, 'a new request to /readyz gets 503 while draining')
     t.match(await ready.json(), { status: 'shutting down' })
@@ -110,7 +118,7 @@ void t.test(
     t.equal(signal, null)
     t.equal(code, 0, 'exit code 0')
     t.ok(Date.now() - killedAt < grace, `exited ${Date.now() - killedAt} ms after SIGTERM (grace ${grace} ms)`)
-    t.match(out, 'shutdown complete')
+    t.match(srv.out, 'shutdown complete')
   },
 )
 
@@ -184,33 +192,8 @@ void t.test(
     // nginx must neither open new connections to a replica about to close its listener (a connection the kernel has
     // accepted and Node not yet is reset when it closes), nor have an idle one closed under a request it is writing:
     // both lose a POST nginx does not resend (service/server.ts).
-    const port = await freePort()
-    const child = spawn(process.execPath, ['service/server.ts'], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH,
-        DATABASE_URL: await testDatabase(t),
-        REDIS_URL: redisUrl(),
-        REDIS_PREFIX: redisPrefix(),
-        JWT_SECRET: TEST_JWT_SECRET,
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        METRICS_HOST: '127.0.0.1',
-        METRICS_PORT: '0',
-        SHUTDOWN_READINESS_DELAY_MS: '1500',
-        SHUTDOWN_IDLE_GRACE_MS: '3000',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-    t.teardown(() => {
-      if (child.exitCode === null) child.kill('SIGKILL')
-    })
-    t.ok(await eventually(async () => out.includes('opsdrill-api listening'), 15000), `the server started: ${out.slice(-300)}`)
+    const srv = await startServer(t, { SHUTDOWN_READINESS_DELAY_MS: '1500', SHUTDOWN_IDLE_GRACE_MS: '3000' })
+    const { port, child, exited } = srv
     const open = async () => {
       const s = connect(port, '127.0.0.1')
       await once(s, 'connect')
@@ -223,7 +206,7 @@ void t.test(
     t.equal((await rawGet(idle, '/healthz')).status, 200, 'the idle connection served a request before SIGTERM')
 
     child.kill('SIGTERM')
-    t.ok(await eventually(async () => out.includes('shutting down: draining'), 2000, 20), 'the server logs that it drains')
+    t.ok(await eventually(async () => srv.out.includes('shutting down: draining'), 2000, 20), 'the server logs that it drains')
     const draining = await rawGet(other, '/readyz')
     t.equal(draining.status, 503, 'readiness fails while draining')
     t.notMatch(draining.headers, /^connection: close\r?$/im, 'a response before the listener closes keeps its connection alive')
@@ -244,6 +227,6 @@ void t.test(
     t.ok(await eventually(async () => idleClosedAt > 0, 1000, 20), 'the server closed it after that response')
     t.ok(idleClosedAt - listenerClosedAt < 3000, `within the grace (${idleClosedAt - listenerClosedAt} ms after the listener closed)`)
     const [code] = await exited
-    t.equal(code, 0, `exit code 0 once the other connection was closed at the grace's end: ${out.slice(-300)}`)
+    t.equal(code, 0, `exit code 0 once the other connection was closed at the grace's end: ${srv.out.slice(-300)}`)
   },
 )
