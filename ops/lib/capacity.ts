@@ -30,41 +30,28 @@ export const API_P99_SLO_MS = 500
  * replicas also never passed the HPA target with the fixed 80/s spike.
  */
 export async function loginCpuSeconds(replica: Replica, n = 40, concurrency = 4): Promise<number> {
-  if (!replica.pid || !replica.port) throw new Error(`replica ${replica.name} has no pid or port to measure a login on`)
-  const url = `http://${replica.host ?? '127.0.0.1'}:${replica.port}/api/v1/auth`
-  const creds = {
-    email: `calibrate-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`,
-    password: 'correct-horse-battery-staple',
-  }
-  const post = async (path: string, want: number) => {
-    const res = await fetch(`${url}/${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(creds),
-    })
-    if (res.status !== want)
-      throw new Error(`${path} on ${replica.name} answered ${res.status}, not ${want}: ${(await res.text()).slice(0, 200)}`)
-    await res.arrayBuffer().catch(() => undefined)
-  }
-  await post('register', 202)
-  for (let i = 0; i < 10; i++) await post('login', 200)
+  if (!replica.pid) throw new Error(`replica ${replica.name} has no pid to measure a login on`)
+  const api = replicaApi(replica)
+  await api.post('/api/v1/auth/register', 202, api.creds)
+  for (let i = 0; i < 10; i++) await api.post('/api/v1/auth/login', 200, api.creds)
   const before = serverCpuSeconds(replica.pid)
   const stream = async () => {
-    for (let i = 0; i < n / concurrency; i++) await post('login', 200)
+    for (let i = 0; i < n / concurrency; i++) await api.post('/api/v1/auth/login', 200, api.creds)
   }
   await Promise.all(Array.from({ length: concurrency }, stream))
   return (serverCpuSeconds(replica.pid) - before) / (Math.ceil(n / concurrency) * concurrency)
 }
 
-/** A fresh account's short link on one replica, created straight on it, and a way to follow it there. */
-export async function calibrationLink(replica: Replica): Promise<{ code: string; follow: () => Promise<number> }> {
+/** Calls straight to one replica, bypassing nginx, as a fresh calibration account. */
+function replicaApi(replica: Replica) {
   if (!replica.port) throw new Error(`replica ${replica.name} has no port to calibrate on`)
   const base = `http://${replica.host ?? '127.0.0.1'}:${replica.port}`
   const creds = {
     email: `calibrate-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`,
     password: 'correct-horse-battery-staple',
   }
-  const call = async (path: string, want: number, body: unknown, token?: string) => {
+  /** POSTs `body` as JSON and returns the parsed answer, or throws naming the replica when the status is not `want`. */
+  const post = async (path: string, want: number, body: unknown, token?: string) => {
     const res = await fetch(`${base}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -74,11 +61,17 @@ export async function calibrationLink(replica: Replica): Promise<{ code: string;
     if (res.status !== want) throw new Error(`${path} on ${replica.name} answered ${res.status}, not ${want}: ${text.slice(0, 200)}`)
     return JSON.parse(text || '{}') as Record<string, string>
   }
-  await call('/api/v1/auth/register', 202, creds)
-  const { accessToken } = await call('/api/v1/auth/login', 200, creds)
-  const { code } = await call('/api/v1/links', 201, { url: 'https://example.com/calibrate' }, accessToken)
+  return { base, creds, post }
+}
+
+/** A fresh account's short link on one replica, created straight on it, and a way to follow it there. */
+export async function calibrationLink(replica: Replica): Promise<{ code: string; follow: () => Promise<number> }> {
+  const api = replicaApi(replica)
+  await api.post('/api/v1/auth/register', 202, api.creds)
+  const { accessToken } = await api.post('/api/v1/auth/login', 200, api.creds)
+  const { code } = await api.post('/api/v1/links', 201, { url: 'https://example.com/calibrate' }, accessToken)
   const follow = async () => {
-    const res = await fetch(`${base}/${code!}`, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
+    const res = await fetch(`${api.base}/${code!}`, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
     await res.arrayBuffer()
     return res.status
   }
