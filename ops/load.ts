@@ -218,12 +218,9 @@ export async function caching(o: RunOptions, repeats = 1): Promise<CachingResult
  * The slowed API replica in the balancing comparison is held to a CPU quota (a CFS quota, ops/lib/cpu-limit.ts, as a
  * replica on a node with a noisy neighbour gets) under which it serves, saturated, 1/SLOW_REPLICA_DIVISOR of the
  * redirects its even share brings: found by probing it under quotas before the runs (ops/lib/capacity.ts quotaForRate).
- * A fixed quota slows one box and not another: a fixed 0.05 core here gave round-robin a p99 of 1.1-11.7 s against
- * least_conn's 62-85 ms in 5 runs, and the replica 0.21-0.27 of the requests under least_conn; in a later run the same
- * 0.05 core nearly kept up (round-robin's p99 229 ms, least_conn still sent it 0.44). A quota sized from CPU per
- * request did no better: half of what the replica used at its steady share (0.034-0.049 core) let it serve nearly all
- * of it (least_conn 0.42-0.46, round-robin's p99 176-192 ms), because a redirect costs it 0.9-1.4 ms at a steady 75/s
- * and 0.04-0.08 ms saturated, which is what a replica under a quota is.
+ * A fixed quota, or one sized from CPU per request, slows one box and not another: a redirect costs a replica about
+ * 1 ms of CPU at a steady 75/s and 0.04-0.08 ms saturated, which is what a replica under a quota is (the runs behind
+ * this are in the commit that made the change).
  */
 export const SLOW_REPLICA_DIVISOR = 2
 /**

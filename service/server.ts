@@ -37,8 +37,6 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger }, async ({ signal, err
   //   closes alone (net.Server's close: http.Server's would close the idle connections with it), responses from then
   //   on carry `Connection: close` (app.ts), nginx gets SHUTDOWN_IDLE_GRACE_MS to close its idle ones (its upstream
   //   keepalive_timeout is shorter), and its new connections are refused, which it retries on another replica.
-  // Answering with `Connection: close` from SIGTERM on (as before) made nginx open a new connection for every request
-  // in the drain, and the compose rolling-restart drill in CI lost a POST to the first race (502).
   if (config.SHUTDOWN_READINESS_DELAY_MS > 0) await sleep(config.SHUTDOWN_READINESS_DELAY_MS)
   Server.prototype.close.call(app.server)
   if (config.SHUTDOWN_IDLE_GRACE_MS > 0) await sleep(config.SHUTDOWN_IDLE_GRACE_MS)
