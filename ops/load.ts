@@ -230,6 +230,13 @@ export const SLOW_REPLICA_DIVISOR = 2
  */
 const SLOW_PERIOD_US = 200_000
 const MIN_SLOW_CORES = 1000 / SLOW_PERIOD_US
+/**
+ * The slowed runs' length, in both forms. Under round-robin the slow replica's requests queue from the first second
+ * and the oldest reach nginx's proxy_read_timeout (15 s) as the run ends; over the full form's minute, every two such
+ * timeouts (max_fails) took it out of rotation for fail_timeout, and the run showed nginx's failure handling (1.6% of
+ * the answers from it) instead of what round-robin does with a slow replica.
+ */
+const SLOW_RUN = '12s'
 
 export interface BalancingSide {
   run: Run
@@ -284,11 +291,11 @@ async function balancedRun(
   before: Counters,
   during?: K6Options['during'],
   ended?: () => void,
+  duration?: string,
 ): Promise<[BalancingSide, Counters]> {
   const upstreams = replicas.map((r) => `127.0.0.1:${r.port}`)
-  const run = await scenario('balancing', o, { label, env: { UPSTREAMS: upstreams.join(',') }, ...(during ? { during } : {}) }).finally(
-    ended,
-  )
+  const env = { UPSTREAMS: upstreams.join(','), ...(duration ? { DURATION: duration } : {}) }
+  const run = await scenario('balancing', o, { label, env, ...(during ? { during } : {}) }).finally(ended)
   // Read after `ended` lifted the slow replica's limit: held to a few ms of CPU a period, it answered no scrape in time.
   const after = await freshCounters(o.stack, BY_REPLICA, 'replica')
   const served = delta(before, after)
@@ -367,9 +374,15 @@ export async function balancing(o: RunOptions): Promise<BalancingResult> {
         release?.()
         release = undefined
       }
-      ;[byAlgorithm[algorithm], counters] = await balancedRun(o, label, replicas, counters, { afterSec: 0, action: slow }, lift).finally(
+      ;[byAlgorithm[algorithm], counters] = await balancedRun(
+        o,
+        label,
+        replicas,
+        counters,
+        { afterSec: 0, action: slow },
         lift,
-      )
+        SLOW_RUN,
+      ).finally(lift)
     }
   } finally {
     say(`==> ${victim.name} back to the whole box; nginx back to least_conn`)
@@ -559,15 +572,16 @@ export async function autoscaleRun(o: RunOptions, platform?: Platform): Promise<
 
 const ms = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(1))
 /**
- * What round-robin did with the slow replica, from its share of the answered requests. It sends it every other
- * request, which queue behind its quota; a run longer than nginx's proxy_read_timeout (15 s) also sees those time out,
- * and two failures (max_fails) take the replica out of rotation for fail_timeout, so fewer of its answers are counted.
- * The full form's 1-minute run answered 1.6% from it where the 12-second short form answers half.
+ * What round-robin did with the slow replica, from its share of the requests and the run's errors. It sends it every
+ * other request, which queue behind its quota; those past nginx's proxy_read_timeout (15 s) fail, and two failures
+ * (max_fails) take the replica out of rotation for fail_timeout, so a run long enough to see that counts fewer of its
+ * answers. The slowed runs last SLOW_RUN to stay short of it; a box where the queue grows faster still gets a true
+ * sentence.
  */
-const rrShareText = (share: number): string =>
+const rrShareText = (share: number, errorRate: number): string =>
   share >= 0.4
-    ? `round-robin keeps sending the slow replica its half (${pct(share)} of the answered requests), which queue behind its quota`
-    : `round-robin sent the slow replica every other request, which queued behind its quota until nginx's 15 s read timeout failed them and its max_fails took the replica out of rotation for 5 s at a time, so only ${pct(share)} of the answered requests came from it`
+    ? `round-robin keeps sending the slow replica its half (${pct(share)} of the requests), which queue behind its quota${errorRate > 0 ? `, and ${pct(errorRate)} of all requests failed, timed out by nginx after 15 s` : ''}`
+    : `round-robin sent the slow replica every other request, which queued behind its quota until nginx's 15 s read timeout failed them and its max_fails took the replica out of rotation for 5 s at a time, so only ${pct(share)} of the requests came from it`
 const pct = (v: number) => (Number.isNaN(v) ? 'none (no lookups)' : `${(v * 100).toFixed(2)}%`)
 const r1 = (x: number) => Math.round(x * 10) / 10
 const r3 = (x: number) => Math.round(x * 1000) / 1000
@@ -795,7 +809,7 @@ export async function report(o: RunOptions): Promise<string> {
       (r) => `| ${r} | ${pct(f.balancing.even.shares[r]!)} | ${pct(f.balancing.even.shares_prometheus[r] ?? 0)} |`,
     ),
     '',
-    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, under which it served ${f.balancing.slowed.held_rps} redirects/s saturated in a probe before the runs, about half of its share's ${f.balancing.slowed.share_rps}/s in the even run (where it used ${f.balancing.slowed.used_cores} core; a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
+    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, under which it served ${f.balancing.slowed.held_rps} redirects/s saturated in a probe before the runs, about half of its share's ${f.balancing.slowed.share_rps}/s in the even run (where it used ${f.balancing.slowed.used_cores} core; a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other, ${SLOW_RUN} each in both forms: under round-robin its requests queue from the start, and a longer run would mostly show nginx's max_fails taking it out of rotation. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
     '',
     `| method | redirect p95 | p99 | errors | ${f.balancing.slowed.replica}'s share by X-Upstream | by Prometheus |`,
     '|---|---|---|---|---|---|',
@@ -805,7 +819,7 @@ export async function report(o: RunOptions): Promise<string> {
       return `| ${k === 'least_conn' ? '`least_conn`' : 'round-robin'} | ${x.p95_ms} | ${x.p99_ms} | ${pct(x.error_rate)} | ${pct(x.shares[slow] ?? 0)} | ${pct(x.shares_prometheus[slow] ?? 0)} |`
     }),
     '',
-    `\`least_conn\` against round-robin: redirect p99 ${f.balancing.least_conn.p99_ms} ms against ${f.balancing.round_robin.p99_ms} ms (x${(f.balancing.round_robin.p99_ms / Math.max(0.1, f.balancing.least_conn.p99_ms)).toFixed(1)} for \`least_conn\`): ${rrShareText(f.balancing.round_robin.shares[f.balancing.slowed.replica] ?? 0)}, while \`least_conn\` sends it a request only when it has fewer in flight than the other, ${pct(f.balancing.least_conn.shares[f.balancing.slowed.replica] ?? 0)} of them here.`,
+    `\`least_conn\` against round-robin: redirect p99 ${f.balancing.least_conn.p99_ms} ms against ${f.balancing.round_robin.p99_ms} ms (x${(f.balancing.round_robin.p99_ms / Math.max(0.1, f.balancing.least_conn.p99_ms)).toFixed(1)} for \`least_conn\`): ${rrShareText(f.balancing.round_robin.shares[f.balancing.slowed.replica] ?? 0, f.balancing.round_robin.error_rate)}, while \`least_conn\` sends it a request only when it has fewer in flight than the other, ${pct(f.balancing.least_conn.shares[f.balancing.slowed.replica] ?? 0)} of them here.`,
     '',
     `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a further run, at full speed again. Errors over that run: ${pct(f.balancing.failover.error_rate)} (${Math.round(f.balancing.failover.error_rate * f.balancing.failover.requests)} of ${f.balancing.failover.requests}).`,
     '',

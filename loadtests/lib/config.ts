@@ -3,6 +3,7 @@
 //   SHORT=1    the few-seconds form the test suite runs; otherwise the full form sized for a 2-core box
 //   LINKS      how many links setup() creates (default per scenario)
 //   UPSTREAMS  comma-separated replica addresses (127.0.0.1:3001,...) whose share the balancing scenario reports
+//   DURATION   the balancing run's length in either form (k6's 30s, 1m): the load CLI's slowed-replica runs
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '')
 export const SHORT = __ENV.SHORT === '1' || __ENV.SHORT === 'true'
 

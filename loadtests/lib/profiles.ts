@@ -54,8 +54,8 @@ export const profiles = {
   caching: (): Scenario => pick(constant(300, '1m'), constant(150, '10s')),
   /** The same redirects at a rate that climbs past what either side serves (thresholds abort the run there). */
   cachingRamp: (): Scenario => pick(ramping(50, [rate(4000, '2m')], 800), ramping(50, [rate(2500, '25s')], 800)),
-  /** Redirects only, long enough to kill a replica in the middle. */
-  balancing: (): Scenario => pick(constant(600, '1m'), constant(600, '12s')),
+  /** Redirects only, long enough to kill a replica in the middle (DURATION sets another length). */
+  balancing: (): Scenario => constant(600, __ENV.DURATION || pick('1m', '12s')),
   /**
    * Logins: quiet, a burst of 1.3x the CPU 2 replicas hold at the HPA's 70% of 500m (sized from the measured login
    * cost as PEAK_RATE by `npm run load -- autoscale`), quiet again, long enough for the autoscaler's scale-down window
