@@ -1,9 +1,11 @@
 // Assertions and probes shared by the API's integration tests: problem bodies, metric readings, SQL, tokens, Redis.
 import { createHmac } from 'node:crypto'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import pg from 'pg'
 import type { Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
@@ -15,7 +17,7 @@ import { startRedis, stopRedis, type RedisServerKind } from '../../ops/lib/local
 import { portOpen } from '../../ops/lib/stack/procs.ts'
 import { freePort } from '../../ops/lib/net.ts'
 import { metrics } from '../../common/metrics.ts'
-import { TEST_JWT_SECRET } from './env.ts'
+import { apiConfig, testDatabase, TEST_JWT_SECRET } from './env.ts'
 
 type T = Pick<Test, 'teardown' | 'equal' | 'match' | 'ok'>
 
@@ -133,4 +135,32 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs: number, 
     if (Date.now() > until) return false
     await sleep(stepMs)
   }
+}
+
+/**
+ * service/server.ts in a process of its own (as deployed: `instrumented` adds OpenTelemetry's --import) on a free port,
+ * over a fresh test database and the test Redis (apiConfig), with `env` on top and logs at info; its output collects in
+ * `out`. Resolves once it serves a route; killed when the test ends.
+ */
+export async function spawnApi(t: T, env: Record<string, string> = {}, { instrumented = false } = {}) {
+  const [port, databaseUrl] = [await freePort(), await testDatabase(t)]
+  const config: Record<string, string> = { PATH: process.env.PATH ?? '' }
+  for (const [k, v] of Object.entries(apiConfig(databaseUrl))) config[k] = String(v)
+  const args = [...(instrumented ? ['--import', './common/telemetry/instrumentation.ts'] : []), 'service/server.ts']
+  const child = spawn(process.execPath, args, {
+    cwd: resolve(import.meta.dirname, '../..'),
+    env: { ...config, HOST: '127.0.0.1', PORT: String(port), METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const base = `http://127.0.0.1:${port}`
+  const srv = { port, base, databaseUrl, child, out: '', exited: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> }
+  child.stdout.on('data', (c: Buffer) => (srv.out += c.toString()))
+  child.stderr.on('data', (c: Buffer) => (srv.out += c.toString()))
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  // Listening is logged before the first request is routed: wait until a real route answers.
+  const serves = async () => (await fetch(`${base}/api/v1/links`).catch(() => null))?.status === 401
+  t.ok(await eventually(serves, 20_000, 100), `the API serves requests: ${srv.out.slice(-300)}`)
+  return srv
 }

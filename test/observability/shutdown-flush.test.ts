@@ -2,17 +2,15 @@
 // process runs as in production (`node --import ./common/telemetry/instrumentation.ts`), exporting OTLP/HTTP to a
 // collector this test runs, and gets SIGTERM right after its work, well inside the processor's 5 s batch delay.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { apiConfig, testDatabase } from '../helpers/env.ts'
+import { testDatabase } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
-import { eventually } from '../helpers/service.ts'
-import { ROOT, clickJob, count, pgPool, producer, spawnWorker } from '../helpers/worker.ts'
+import { eventually, spawnApi } from '../helpers/service.ts'
+import { clickJob, count, pgPool, producer, spawnWorker } from '../helpers/worker.ts'
 import { workerConfig } from '../helpers/env.ts'
-import { freePort } from '../../ops/lib/net.ts'
 
 const INSTRUMENTATION = ['--import', './common/telemetry/instrumentation.ts']
 
@@ -50,36 +48,13 @@ const otlpEnv = (url: string) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPOR
 
 void t.test('when the API gets SIGTERM right after a sampled request, then the request span reaches the collector', async (t) => {
   const sink = await collector(t)
-  const port = await freePort()
-  const config = apiConfig(await testDatabase(t))
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '' }
-  for (const [k, v] of Object.entries(config)) env[k] = String(v)
-  Object.assign(env, otlpEnv(sink.url), {
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    LOG_LEVEL: 'info',
-    SHUTDOWN_READINESS_DELAY_MS: '0',
-  })
-  const child = spawn(process.execPath, [...INSTRUMENTATION, 'service/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  const base = `http://127.0.0.1:${port}`
-  t.ok(
-    await eventually(async () => (await fetch(`${base}/api/v1/links`).catch(() => null))?.status === 401, 20_000, 100),
-    `the API serves requests: ${out.slice(-300)}`,
-  )
-
+  const api = await spawnApi(t, { ...otlpEnv(sink.url), SHUTDOWN_READINESS_DELAY_MS: '0' }, { instrumented: true })
   const traceId = randomBytes(16).toString('hex')
-  const res = await fetch(`${base}/api/v1/links`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
+  const res = await fetch(`${api.base}/api/v1/links`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
   t.equal(res.status, 401)
-  child.kill('SIGTERM')
-  const [code] = await exited
-  t.equal(code, 0, `a clean exit: ${out.slice(-300)}`)
+  api.child.kill('SIGTERM')
+  const [code] = await api.exited
+  t.equal(code, 0, `a clean exit: ${api.out.slice(-300)}`)
   const got = sink.spans.filter((s) => s.traceId === traceId)
   t.ok(
     got.some((s) => s.service === 'opsdrill-api' && s.name === 'GET /api/v1/links'),

@@ -1,64 +1,25 @@
 import t from 'tap'
-import type { Test } from 'tap'
-import { spawn } from 'node:child_process'
-import { resolve } from 'node:path'
 import { once } from 'node:events'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from '../../service/app.ts'
 import { createLogger } from '../../common/logger.ts'
-import { apiConfig, redisPrefix, redisUrl, testDatabase, TEST_JWT_SECRET } from '../helpers/env.ts'
+import { apiConfig, testDatabase } from '../helpers/env.ts'
 import { uniqueEmail, PASSWORD } from '../helpers/app.ts'
-import { eventually, sql } from '../helpers/service.ts'
-import { freePort } from '../../ops/lib/net.ts'
-
-const ROOT = resolve(import.meta.dirname, '../..')
-
-/** service/server.ts in a process of its own on a free port, with `env` over the test's stores; resolves once it listens. */
-async function startServer(t: Test, env: Record<string, string>) {
-  const [port, databaseUrl] = [await freePort(), await testDatabase(t)]
-  const child = spawn(process.execPath, ['service/server.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl(),
-      REDIS_PREFIX: redisPrefix(),
-      JWT_SECRET: TEST_JWT_SECRET,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      METRICS_HOST: '127.0.0.1',
-      METRICS_PORT: '0',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const srv = { port, databaseUrl, child, out: '', exited: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> }
-  child.stdout.on('data', (c: Buffer) => (srv.out += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (srv.out += c.toString()))
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  t.ok(await eventually(async () => srv.out.includes('opsdrill-api listening'), 15000), `the server started: ${srv.out.slice(-300)}`)
-  return srv
-}
+import { eventually, spawnApi, sql } from '../helpers/service.ts'
 
 void t.test(
   'when SIGTERM arrives with a request in flight, then readiness turns 503, the request completes in full, and the process exits 0 within SHUTDOWN_GRACE_MS',
   async (t) => {
     const grace = 8000
-    const srv = await startServer(t, {
+    const srv = await spawnApi(t, {
       SHUTDOWN_READINESS_DELAY_MS: '1500',
       SHUTDOWN_GRACE_MS: String(grace),
       // The held INSERT must outlive the drain: statement timeouts above the test's hold time.
       PG_STATEMENT_TIMEOUT_MS: '20000',
       PG_QUERY_TIMEOUT_MS: '20000',
     })
-    const { port, child, exited, databaseUrl } = srv
-    const base = `http://127.0.0.1:${port}`
-    // Listening is logged before the first request is routed: wait until real routes are served.
-    t.ok(await eventually(async () => (await fetch(`${base}/api/v1/links`)).status === 401, 5000, 100), 'the API serves requests')
+    const { base, child, exited, databaseUrl } = srv
 
     // Hold the API's INSERT on the unique email index with an uncommitted row of the same email.
     const email = uniqueEmail()
@@ -192,7 +153,7 @@ void t.test(
     // nginx must neither open new connections to a replica about to close its listener (a connection the kernel has
     // accepted and Node not yet is reset when it closes), nor have an idle one closed under a request it is writing:
     // both lose a POST nginx does not resend (service/server.ts).
-    const srv = await startServer(t, { SHUTDOWN_READINESS_DELAY_MS: '1500', SHUTDOWN_IDLE_GRACE_MS: '3000' })
+    const srv = await spawnApi(t, { SHUTDOWN_READINESS_DELAY_MS: '1500', SHUTDOWN_IDLE_GRACE_MS: '3000' })
     const { port, child, exited } = srv
     const open = async () => {
       const s = connect(port, '127.0.0.1')
