@@ -585,6 +585,8 @@ const rrShareText = (share: number, errorRate: number): string =>
 const pct = (v: number) => (Number.isNaN(v) ? 'none (no lookups)' : `${(v * 100).toFixed(2)}%`)
 const r1 = (x: number) => Math.round(x * 10) / 10
 const r3 = (x: number) => Math.round(x * 1000) / 1000
+// Error rates keep six places: three rounded 2 errors of 7203 to none, and a count read back from the rate with them.
+const r6 = (x: number) => Math.round(x * 1e6) / 1e6
 
 function row(name: string, r: Run, note = ''): string {
   const f: Figures = r.figures
@@ -623,7 +625,8 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
   const balanced = (x: BalancingSide) => ({
     p95_ms: r1(x.run.figures.redirect?.p95 ?? 0),
     p99_ms: r1(x.run.figures.redirect?.p99 ?? 0),
-    error_rate: r3(x.run.figures.errorRate),
+    error_rate: r6(x.run.figures.errorRate),
+    errors: Math.round(x.run.figures.errorRate * x.run.figures.requests),
     requests: x.run.figures.requests,
     shares: rounded(x.sharesK6),
     shares_prometheus: rounded(x.sharesPrometheus),
@@ -660,7 +663,12 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
       },
       least_conn: balanced(b.byAlgorithm.least_conn),
       round_robin: balanced(b.byAlgorithm.round_robin),
-      failover: { killed: b.killed, error_rate: r3(b.failover.figures.errorRate), requests: b.failover.figures.requests },
+      failover: {
+        killed: b.killed,
+        error_rate: r6(b.failover.figures.errorRate),
+        errors: Math.round(b.failover.figures.errorRate * b.failover.figures.requests),
+        requests: b.failover.figures.requests,
+      },
     },
     autoscale: {
       min_replicas: a.rules.api.min,
@@ -809,7 +817,7 @@ export async function report(o: RunOptions): Promise<string> {
       (r) => `| ${r} | ${pct(f.balancing.even.shares[r]!)} | ${pct(f.balancing.even.shares_prometheus[r] ?? 0)} |`,
     ),
     '',
-    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, under which it served ${f.balancing.slowed.held_rps} redirects/s saturated in a probe before the runs, about half of its share's ${f.balancing.slowed.share_rps}/s in the even run (where it used ${f.balancing.slowed.used_cores} core; a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other, ${SLOW_RUN} each in both forms: under round-robin its requests queue from the start, and a longer run would mostly show nginx's max_fails taking it out of rotation. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
+    `**A slow replica.** The same redirect load again with ${f.balancing.slowed.replica} held to ${f.balancing.slowed.cores} core, under which it served ${f.balancing.slowed.held_rps} redirects/s saturated in a probe before the runs, ${pct(f.balancing.slowed.held_rps / Math.max(1, f.balancing.slowed.share_rps))} of its share's ${f.balancing.slowed.share_rps}/s in the even run, where it used ${f.balancing.slowed.used_cores} core (the search aims at half, but under a hundredth of a core its probes scatter; a CFS quota, as a replica beside a noisy neighbour gets; from each run's first redirect, after k6's setup), first with \`least_conn\`, then with nginx's round-robin (\`npm run stack -- balancing round_robin\`), one straight after the other, ${SLOW_RUN} each in both forms: under round-robin its requests queue from the start, and a longer run would mostly show nginx's max_fails taking it out of rotation. Redirect latency in ms as k6 sees it; the shares are of ${f.balancing.slowed.replica}, the slow one.`,
     '',
     `| method | redirect p95 | p99 | errors | ${f.balancing.slowed.replica}'s share by X-Upstream | by Prometheus |`,
     '|---|---|---|---|---|---|',
@@ -821,7 +829,7 @@ export async function report(o: RunOptions): Promise<string> {
     '',
     `\`least_conn\` against round-robin: redirect p99 ${f.balancing.least_conn.p99_ms} ms against ${f.balancing.round_robin.p99_ms} ms (x${(f.balancing.round_robin.p99_ms / Math.max(0.1, f.balancing.least_conn.p99_ms)).toFixed(1)} for \`least_conn\`): ${rrShareText(f.balancing.round_robin.shares[f.balancing.slowed.replica] ?? 0, f.balancing.round_robin.error_rate)}, while \`least_conn\` sends it a request only when it has fewer in flight than the other, ${pct(f.balancing.least_conn.shares[f.balancing.slowed.replica] ?? 0)} of them here.`,
     '',
-    `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a further run, at full speed again. Errors over that run: ${pct(f.balancing.failover.error_rate)} (${Math.round(f.balancing.failover.error_rate * f.balancing.failover.requests)} of ${f.balancing.failover.requests}).`,
+    `Failover: ${b.killed} was SIGKILLed ${o.short ? 3 : 20} s into a further run, at full speed again. Errors over that run: ${pct(f.balancing.failover.error_rate)} (${f.balancing.failover.errors} of ${f.balancing.failover.requests}).`,
     '',
     '## Autoscaling',
     '',
