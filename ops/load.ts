@@ -625,12 +625,11 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
   const caps = (n: number) => s.ramps.filter((r) => r.replicas === n).map((r) => r1(r.capacity))
   const [d1, d2] = s.drains
   const rounded = (x: Record<string, number>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, r3(v)]))
+  const errorsOf = (f: Figures) => ({ error_rate: r6(f.errorRate), errors: Math.round(f.errorRate * f.requests), requests: f.requests })
   const balanced = (x: BalancingSide) => ({
     p95_ms: r1(x.run.figures.redirect?.p95 ?? 0),
     p99_ms: r1(x.run.figures.redirect?.p99 ?? 0),
-    error_rate: r6(x.run.figures.errorRate),
-    errors: Math.round(x.run.figures.errorRate * x.run.figures.requests),
-    requests: x.run.figures.requests,
+    ...errorsOf(x.run.figures),
     shares: rounded(x.sharesK6),
     shares_prometheus: rounded(x.sharesPrometheus),
   })
@@ -666,12 +665,7 @@ export function figuresOfReport(c: CachingResult, b: BalancingResult, s: Scaling
       },
       least_conn: balanced(b.byAlgorithm.least_conn),
       round_robin: balanced(b.byAlgorithm.round_robin),
-      failover: {
-        killed: b.killed,
-        error_rate: r6(b.failover.figures.errorRate),
-        errors: Math.round(b.failover.figures.errorRate * b.failover.figures.requests),
-        requests: b.failover.figures.requests,
-      },
+      failover: { killed: b.killed, ...errorsOf(b.failover.figures) },
     },
     autoscale: {
       min_replicas: a.rules.api.min,

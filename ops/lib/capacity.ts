@@ -107,8 +107,8 @@ export interface HeldReplica {
 /**
  * The CPU quota under which a replica serves about `targetRps` redirects a second, saturated: probes of `probeSec`
  * under a quota, cutting it until one serves less than the target, then narrowing between the probes either side of
- * it, until one lands within 0.6-1.0x the target, or after 6 probes the fastest that did not exceed it. Used to slow a replica to a known fraction of its share: a quota
- * derived from CPU per request does not give one, because what a redirect costs depends on the load (1 ms at a steady
+ * it, until one lands within 0.6-1.0x the target, or after 6 probes the fastest that did not exceed it. Used to slow
+ * a replica to a known fraction of its share: a quota derived from CPU per request does not give one, because what a redirect costs depends on the load (1 ms at a steady
  * 75/s, 0.04-0.08 ms saturated, here) and the replica's own background work takes a share of any quota.
  */
 export async function quotaForRate(
@@ -136,8 +136,8 @@ export async function quotaForRate(
     }
   }
   const round = (c: number) => Math.max(opts.minCores, Math.round(c * 10_000) / 10_000)
-  // Cut the quota (by the rate's ratio, a quarter to a half) until a probe serves less than the target, then read the next quota off the line between the nearest probes
-  // on either side of it, aiming at 0.8x: throughput is far from linear near the least quota (0.043 core served 1108/s
+  // Cut the quota (by the rate's ratio, a quarter to a half) until a probe serves less than the target, then read the
+  // next quota off the line between the nearest probes on either side of it, aiming at 0.8x: throughput is far from linear near the least quota (0.043 core served 1108/s
   // and 0.005 core 54/s here), so a line through two probes above the target overshoots to the least quota.
   type Point = { cores: number; rps: number }
   let above: Point = { cores: round(opts.startCores), rps: await probe(round(opts.startCores)) }
