@@ -1,6 +1,6 @@
 // ECS JSON logs on stdout (https://www.elastic.co/guide/en/ecs-logging/nodejs/current/pino.html).
 // The ECS formatter adds trace.id/span.id from the active OpenTelemetry span. Secrets are redacted by path.
-import { pino, type Logger, type DestinationStream } from 'pino'
+import { pino, type ChildLoggerOptions, type Logger, type DestinationStream } from 'pino'
 import { ecsFormat } from '@elastic/ecs-pino-format'
 import { isSpanContextValid, trace } from '@opentelemetry/api'
 import { redactCredentials } from './redact.ts'
@@ -55,3 +55,66 @@ export function createLogger(opts: LoggerOptions, destination?: DestinationStrea
 export type { Logger }
 /** What shared code needs of a logger: satisfied by pino and by Fastify's request/app loggers. */
 export type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>
+
+type Bindings = Record<string, unknown>
+type ChildOptions = ChildLoggerOptions | undefined
+
+/**
+ * Fastify's childLoggerFactory: a request's logger, made into a pino child only when the request first logs. Fastify
+ * makes a child for every request (to bind its id), and pino's child() serialises and redacts the bindings at once:
+ * 2.4% of the redirect's CPU in a profile, on a path that logs one request in ten (the sampled ones) or none.
+ */
+export function lazyChildLogger(parent: Logger, bindings: Bindings, opts: ChildOptions): Logger {
+  return new LazyChild(parent, bindings, opts) as unknown as Logger
+}
+
+class LazyChild {
+  #real: Logger | undefined
+  readonly #parent: Logger
+  readonly #bindings: Bindings
+  readonly #opts: ChildOptions
+  constructor(parent: Logger, bindings: Bindings, opts: ChildOptions) {
+    this.#parent = parent
+    this.#bindings = bindings
+    this.#opts = opts
+  }
+  get #logger(): Logger {
+    return (this.#real ??= this.#parent.child(this.#bindings, this.#opts) as Logger)
+  }
+  get level(): string {
+    return this.#real?.level ?? this.#opts?.level ?? this.#parent.level
+  }
+  set level(level: string) {
+    this.#logger.level = level
+  }
+  isLevelEnabled(level: string): boolean {
+    // A route's own level (Fastify's logLevel) is the child's: asked of the child itself.
+    return this.#real || this.#opts?.level ? this.#logger.isLevelEnabled(level) : this.#parent.isLevelEnabled(level)
+  }
+  bindings(): Bindings {
+    return this.#logger.bindings()
+  }
+  child(bindings: Bindings, opts?: ChildOptions): Logger {
+    return this.#logger.child(bindings, opts) as Logger
+  }
+  // A level the logger does not write returns before the child is made.
+  fatal(...args: unknown[]): void {
+    if (this.isLevelEnabled('fatal')) (this.#logger.fatal as (...a: unknown[]) => void)(...args)
+  }
+  error(...args: unknown[]): void {
+    if (this.isLevelEnabled('error')) (this.#logger.error as (...a: unknown[]) => void)(...args)
+  }
+  warn(...args: unknown[]): void {
+    if (this.isLevelEnabled('warn')) (this.#logger.warn as (...a: unknown[]) => void)(...args)
+  }
+  info(...args: unknown[]): void {
+    if (this.isLevelEnabled('info')) (this.#logger.info as (...a: unknown[]) => void)(...args)
+  }
+  debug(...args: unknown[]): void {
+    if (this.isLevelEnabled('debug')) (this.#logger.debug as (...a: unknown[]) => void)(...args)
+  }
+  trace(...args: unknown[]): void {
+    if (this.isLevelEnabled('trace')) (this.#logger.trace as (...a: unknown[]) => void)(...args)
+  }
+  silent(): void {}
+}

@@ -1,5 +1,6 @@
 // Queue names and job payload schemas, defined once for producer (API) and consumer (worker).
-// Payloads are validated on both sides: the producer never enqueues what the worker would reject.
+// The worker validates every payload it takes. The API builds its clicks to the schema (service/usecases/redirect.ts,
+// checked against it in test/service/redirect.test.ts) and validates its other jobs before adding them.
 import { Type, type Static, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 

@@ -12,6 +12,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { Logger } from 'pino'
 import type { ApiConfig } from '../common/config.ts'
+import { lazyChildLogger } from '../common/logger.ts'
 import { metrics } from '../common/metrics.ts'
 import { fastifyTracing } from '../common/telemetry/sampling.ts'
 import errors, { frameworkErrors, MAX_PARAM_LENGTH } from './plugins/errors.ts'
@@ -60,6 +61,8 @@ export async function buildApp({ config, logger }: BuildOptions): Promise<App> {
     loggerInstance: logger as FastifyBaseLogger,
     // Fastify's two lines per request are off: request-log writes one, for the requests worth a line.
     logController: new LogController({ disableRequestLogging: true }),
+    // A request's child logger is made when it first logs, not for every request (common/logger.ts).
+    childLoggerFactory: (parent, bindings, opts) => lazyChildLogger(parent as Logger, bindings, opts) as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: config.TRUSTED_PROXIES.split(',')
       .map((s) => s.trim())

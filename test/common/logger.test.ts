@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { createLogger } from '../../common/logger.ts'
+import { createLogger, lazyChildLogger } from '../../common/logger.ts'
 
 void t.test('when a log line carries a connection URL with a password, then the password is replaced, the rest kept', async (t) => {
   const lines: string[] = []
@@ -55,3 +55,43 @@ void t.test('when a line is written, then no field is there twice, as a dotted k
   t.equal(line['service.name'], 'opsdrill-api')
   t.same(line.service, { node: { name: 'api-1' } }, 'the instance is service.node.name')
 })
+
+void t.test(
+  "when a request's lazy logger writes, then its line has the request's bindings; one at a level it skips makes no child",
+  async (t) => {
+    const lines: string[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString())
+        done()
+      },
+    })
+    const log = createLogger({ serviceName: 'test', instanceId: 'test', level: 'info' }, sink)
+    let children = 0
+    const counted = new Proxy(log, {
+      get: (target, prop, receiver) =>
+        prop === 'child'
+          ? (...args: Parameters<typeof log.child>) => {
+              children++
+              return target.child(...args)
+            }
+          : Reflect.get(target, prop, receiver),
+    })
+    const quiet = lazyChildLogger(counted, { reqId: 'r-1' }, {})
+    quiet.debug('not written')
+    t.equal(quiet.level, 'info', "the parent's level")
+    t.notOk(quiet.isLevelEnabled('debug'))
+    t.equal(children, 0, 'no child made while nothing is written')
+    quiet.info({ a: 1 }, 'written')
+    quiet.warn('again')
+    t.equal(children, 1, 'one child, made at the first line')
+    t.equal(lines.length, 2)
+    t.match(JSON.parse(lines[0]!), { reqId: 'r-1', a: 1, message: 'written' })
+    // A route's own level (Fastify's logLevel: the health routes log at warn).
+    const health = lazyChildLogger(log, { reqId: 'r-2' }, { level: 'warn' })
+    health.info('skipped')
+    health.warn('kept')
+    t.equal(lines.length, 3)
+    t.match(JSON.parse(lines[2]!), { reqId: 'r-2', message: 'kept' })
+  },
+)

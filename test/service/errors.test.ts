@@ -3,6 +3,7 @@ import { createServer, type Socket } from 'node:net'
 import { testApp, login } from '../helpers/app.ts'
 import { apiConfig, testDatabase } from '../helpers/env.ts'
 import { assertProblem, counterValue, dependencyUp, unreadyApp } from '../helpers/service.ts'
+import { createLink, createUser } from '../helpers/factories.ts'
 import { freePort } from '../../ops/lib/net.ts'
 import { metrics } from '../../common/metrics.ts'
 
@@ -70,30 +71,51 @@ void t.test('when a route does not exist, then 404 problem+json naming the path'
   t.match(res.json(), { instance: '/api/v1/nothing-here', detail: /POST \/api\/v1\/nothing-here/ })
 })
 
-void t.test('when any response is sent (success or error), then it carries the helmet headers and an x-request-id', async (t) => {
-  const { app } = await testApp(t)
-  const { auth } = await login(app)
-  const responses = {
-    '200': await app.inject({ url: '/api/v1/links', headers: auth }),
-    '400': await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 1 } }),
-    '401': await app.inject('/api/v1/links'),
-    '404 route': await app.inject('/no/such/route'),
-    '404 code': await app.inject('/unknown-code'),
-    healthz: await app.inject('/healthz'),
-  }
-  for (const [name, res] of Object.entries(responses)) {
-    t.equal(res.headers['x-content-type-options'], 'nosniff', `${name}: x-content-type-options`)
-    t.match(res.headers['strict-transport-security'], /max-age=\d+/, `${name}: strict-transport-security`)
-    t.ok(res.headers['content-security-policy'], `${name}: content-security-policy`)
-    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN', `${name}: x-frame-options`)
-    t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, `${name}: x-request-id`)
-  }
-  const given = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'trace-me-123' } })
-  t.equal(given.headers['x-request-id'], 'trace-me-123', 'a caller-supplied request id is echoed')
-  const a = await app.inject('/healthz')
-  const b = await app.inject('/healthz')
-  t.not(a.headers['x-request-id'], b.headers['x-request-id'], 'generated ids are unique')
-})
+void t.test(
+  'when a response with a body is sent (success or error), then it carries the helmet headers and an x-request-id; a redirect only those that act without a body',
+  async (t) => {
+    const { app } = await testApp(t)
+    const { auth } = await login(app)
+    const responses = {
+      '200': await app.inject({ url: '/api/v1/links', headers: auth }),
+      '400': await app.inject({ method: 'POST', url: '/api/v1/links', headers: auth, payload: { url: 1 } }),
+      '401': await app.inject('/api/v1/links'),
+      '404 route': await app.inject('/no/such/route'),
+      '404 code': await app.inject('/unknown-code'),
+      healthz: await app.inject('/healthz'),
+    }
+    for (const [name, res] of Object.entries(responses)) {
+      t.equal(res.headers['x-content-type-options'], 'nosniff', `${name}: x-content-type-options`)
+      t.match(res.headers['strict-transport-security'], /max-age=\d+/, `${name}: strict-transport-security`)
+      t.ok(res.headers['content-security-policy'], `${name}: content-security-policy`)
+      t.equal(res.headers['x-frame-options'], 'SAMEORIGIN', `${name}: x-frame-options`)
+      t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, `${name}: x-request-id`)
+    }
+    const owner = await createUser(app.db)
+    const link = await createLink(app.db, owner.id)
+    const redirect = await app.inject(`/${link.code}`)
+    t.equal(redirect.statusCode, 302)
+    t.match(redirect.headers['strict-transport-security'], /max-age=\d+/, 'redirect: strict-transport-security')
+    t.equal(redirect.headers['cross-origin-resource-policy'], 'same-origin', 'redirect: cross-origin-resource-policy')
+    t.match(redirect.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'redirect: x-request-id')
+    t.equal(redirect.headers['referrer-policy'], 'strict-origin-when-cross-origin', "redirect: the redirect's own referrer-policy")
+    for (const name of [
+      'content-security-policy',
+      'x-frame-options',
+      'x-content-type-options',
+      'cross-origin-opener-policy',
+      'x-xss-protection',
+    ])
+      t.equal(redirect.headers[name], undefined, `redirect: no ${name} on a response without a body`)
+    t.equal(responses['404 code'].headers['cross-origin-resource-policy'], 'same-origin', '404 code: cross-origin-resource-policy')
+    t.equal(responses['404 code'].headers['referrer-policy'], 'no-referrer', "404 code: helmet's referrer-policy on the problem body")
+    const given = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'trace-me-123' } })
+    t.equal(given.headers['x-request-id'], 'trace-me-123', 'a caller-supplied request id is echoed')
+    const a = await app.inject('/healthz')
+    const b = await app.inject('/healthz')
+    t.not(a.headers['x-request-id'], b.headers['x-request-id'], 'generated ids are unique')
+  },
+)
 
 void t.test('when /docs/json is read, then it is OpenAPI 3.1 listing every /api/v1 route with schemas and bearerAuth', async (t) => {
   const { app } = await testApp(t)

@@ -6,7 +6,7 @@ import { redisPrefix, redisUrl } from '../helpers/env.ts'
 import { createLink, createUser } from '../helpers/factories.ts'
 import { assertProblem, counterValue, eventually, pgQueries, sleep } from '../helpers/service.ts'
 import { metrics } from '../../common/metrics.ts'
-import type { ClickBatchJob, ClickJob } from '../../common/queues.ts'
+import { parseClickBatchJob, type ClickBatchJob, type ClickJob } from '../../common/queues.ts'
 import type { App } from '../../service/app.ts'
 
 const linkQueries = () => pgQueries(metrics.pgQueryDuration, 'link_by_code')
@@ -50,6 +50,41 @@ void t.test('when a link is followed, then 302 and the click reaches the clicks 
   t.equal(new Set(clicks.map((c) => c.clickId)).size, 3, 'each click has its own id (the Postgres key)')
   t.same(clicks.map((c) => c.referrer).sort(), ['https://news.example/0', 'https://news.example/1', 'https://news.example/2'])
   t.equal((await counterValue(metrics.clicksEnqueued)) - enqueuedBefore, 3, 'opsdrill_clicks_enqueued_total grew by 3')
+})
+
+void t.test('when a link is followed with odd headers, then every click queued still meets the schema the worker checks', async (t) => {
+  // The API adds its batches without checking them (service/plugins/queues.ts): the redirect must build each click to
+  // the schema, whatever a client or the proxy sends.
+  const { app, config } = await testApp(t, { COUNTRY_HEADER: 'x-country', TRUSTED_PROXIES: '127.0.0.1' })
+  const owner = await createUser(app.db)
+  const link = await createLink(app.db, owner.id, { url: 'https://example.com/odd' })
+  const chrome = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
+  // Browsers' user agents (a crawler's records no click), made odd: 5000 characters long, or not ASCII.
+  const odd: Record<string, string>[] = [
+    { referer: `https://r.example/${'é'.repeat(3000)}`, 'user-agent': `${chrome} ${'x'.repeat(5000)}`, 'x-country': 'deu' },
+    // A UTF-8 emoji as the bytes a client sends (header values arrive as latin1).
+    {
+      referer: `https://r.example/${Buffer.from('\u{1F600}').toString('latin1').repeat(1500)}`,
+      'user-agent': `Mozilla/5.0 (X11; Linux x86_64; ${'é'.repeat(300)})`,
+      'x-country': 'fr',
+    },
+    { referer: '', 'user-agent': '', 'x-country': '' },
+    // No referrer (inject's own user agent is a crawler's).
+    { 'user-agent': chrome, 'x-country': '1A' },
+    { referer: 'not a url at all', 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64)', 'x-country': 'u s' },
+  ]
+  for (const headers of odd) {
+    const res = await app.inject({ url: `/${link.code}`, headers })
+    t.equal(res.statusCode, 302)
+  }
+  const clicks = await queuedClicks(t, app, config.REDIS_PREFIX)
+  t.equal(clicks.length, odd.length, 'one click per redirect')
+  t.doesNotThrow(() => parseClickBatchJob({ clicks }), 'the batch passes parseClickBatchJob, as the worker runs it')
+  t.same(clicks.map((c) => c.country).sort(), ['FR', null, null, null, null], 'a country is kept only when it is two letters')
+  t.ok(
+    clicks.every((c) => c.referrer === null || [...c.referrer].length <= 2048),
+    "referrers are cut to the schema's 2048 characters",
+  )
 })
 
 async function queuedClicks(t: Parameters<typeof redis>[0], app: App, prefix: string): Promise<ClickJob[]> {
