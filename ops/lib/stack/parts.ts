@@ -146,8 +146,10 @@ function redisServer(name: string, port: 'redis' | 'redisCache', role: 'queues' 
     start: async (c) => {
       const dir = join(c.dir, name)
       await startRedis(dir, c.ports[port], role === 'cache' ? { role, maxmemory: REDIS_CACHE_MAXMEMORY } : { role })
-      // redis-server writes its pid file after it starts listening.
-      return Number((await waitForFile(join(dir, 'redis.pid'), 5000)).trim())
+      // redis-server writes its pid file ("<pid>\n") after it starts listening. Read before the write lands, the file
+      // is empty: a pid of 0 was recorded once on a busy box, and the stack then took its own Redis for a stranger's
+      // (every drill of a .ci/run failed with "port ... is in use by redis-server").
+      return Number(await waitForFile(join(dir, 'redis.pid'), 5000, /^(\d+)\n$/))
     },
     logFile: (c) => join(c.dir, name, 'redis.log'),
     timeoutMs: 30_000,
@@ -443,14 +445,22 @@ async function ensureProxies(c: PartContext): Promise<void> {
   c.say(`    toxiproxy: proxies ${missing.map((x) => `${x.name} ${x.listen} -> ${x.upstream}`).join(', ')}`)
 }
 
-async function waitForFile(file: string, timeoutMs: number): Promise<string> {
+/** The first group of `complete` in the file's text, once the file exists and its text matches. */
+export async function waitForFile(file: string, timeoutMs: number, complete: RegExp): Promise<string> {
   const until = Date.now() + timeoutMs
+  let text: string | undefined
   for (;;) {
     try {
-      return readFileSync(file, 'utf8')
+      text = readFileSync(file, 'utf8')
+      const m = complete.exec(text)
+      if (m) return m[1]!
     } catch {
-      if (Date.now() > until) throw new Error(`${file} did not appear within ${timeoutMs} ms`)
-      await new Promise((r) => setTimeout(r, 50))
+      // Not there yet.
     }
+    if (Date.now() > until)
+      throw new Error(
+        `${file} did not ${text === undefined ? 'appear' : `hold a complete value (read ${JSON.stringify(text)})`} within ${timeoutMs} ms`,
+      )
+    await new Promise((r) => setTimeout(r, 50))
   }
 }

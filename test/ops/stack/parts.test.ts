@@ -1,6 +1,9 @@
 // The stack's parts are one table: up walks it so every part comes after what it needs, down walks it backwards.
 import t from 'tap'
-import { PARTS, rowOf, startOrder, type PartSpec } from '../../../ops/lib/stack/parts.ts'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PARTS, rowOf, startOrder, waitForFile, type PartSpec } from '../../../ops/lib/stack/parts.ts'
 
 const names = (rows: PartSpec[]) => rows.map((r) => r.name)
 
@@ -33,4 +36,16 @@ void t.test('when a recorded part is looked up, then replicas map to their row',
   t.equal(rowOf('redis-cache')?.name, 'redis-cache')
   t.equal(rowOf('redis-cache-exporter')?.name, 'redis-cache-exporter')
   t.equal(rowOf('nosuch'), undefined)
+})
+
+void t.test("when a pid file exists before its pid is written, then the wait returns the pid, not the empty file's text", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'opsdrill-pidfile-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'redis.pid')
+  // What redis-server leaves for a moment: the file opened, nothing written yet.
+  writeFileSync(file, '')
+  setTimeout(() => writeFileSync(file, '4242\n'), 200)
+  t.equal(await waitForFile(file, 5000, /^(\d+)\n$/), '4242')
+  writeFileSync(file, '42')
+  await t.rejects(waitForFile(file, 200, /^(\d+)\n$/), /did not hold a complete value \(read "42"\) within 200 ms/)
 })
