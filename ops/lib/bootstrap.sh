@@ -151,6 +151,9 @@ ensure_docker() {
   # it cannot read as >= 0.17.
   docker compose version >/dev/null 2>&1 || cli_plugin compose "$COMPOSE_MODULE" github.com/docker/compose/v5/internal.Version
   buildx_ok || cli_plugin buildx "$BUILDX_MODULE" github.com/docker/buildx/version.Version
+  # The local images' Debian base comes from debootstrap (ops/lib/images.ts). A fresh machine has none: without this
+  # line a fresh-machine .ci/run built no image and failed the compose suites. Elsewhere (no apt) images.ts says so.
+  if ! command -v debootstrap >/dev/null && command -v apt-get >/dev/null; then apt_install debootstrap; fi
 }
 
 buildx_ok() { # a buildx plugin Compose accepts: 0.17 or later
