@@ -155,9 +155,21 @@ export async function quotaForRate(
     if (round(next) === q) break
     q = round(next)
   }
-  const fit = probes.filter((p) => p.rps <= targetRps)
-  const best = fit.length ? fit.reduce((a, b) => (b.rps > a.rps ? b : a)) : probes.reduce((a, b) => (b.rps < a.rps ? b : a))
-  return { cores: best.cores, rps: best.rps, probes }
+  return { ...heldQuota(probes, targetRps), probes }
+}
+
+/**
+ * Of a quota search's probes, the one to hold the replica at: the fastest that served no more than the target, leaving
+ * out any probe that a smaller quota outserved. A saturated replica serves more with more CPU, so such a probe measured
+ * something else: in a .ci/run on a busy box the first probe, at the 0.2 core the replica had used, served 121/s where
+ * 0.1 core then served 579/s, and holding the replica at 0.2 core did not slow it (p99 77 ms with least_conn, 67 with
+ * round-robin). With no such probe under the target, the slowest of the rest.
+ */
+export function heldQuota(probes: { cores: number; rps: number }[], targetRps: number): { cores: number; rps: number } {
+  const consistent = probes.filter((p) => !probes.some((q) => q.cores < p.cores && q.rps > p.rps))
+  const fit = consistent.filter((p) => p.rps <= targetRps)
+  const best = fit.length ? fit.reduce((a, b) => (b.rps > a.rps ? b : a)) : consistent.reduce((a, b) => (b.rps < a.rps ? b : a))
+  return { cores: best.cores, rps: best.rps }
 }
 
 /** Logins per second that take `cores` cores at `cpuPerLogin` seconds each. */
