@@ -98,23 +98,26 @@ class LazyChild {
     return this.#logger.child(bindings, opts) as Logger
   }
   // A level the logger does not write returns before the child is made.
+  #write(level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
+    if (this.isLevelEnabled(level)) (this.#logger[level] as (...a: unknown[]) => void)(...args)
+  }
   fatal(...args: unknown[]): void {
-    if (this.isLevelEnabled('fatal')) (this.#logger.fatal as (...a: unknown[]) => void)(...args)
+    this.#write('fatal', args)
   }
   error(...args: unknown[]): void {
-    if (this.isLevelEnabled('error')) (this.#logger.error as (...a: unknown[]) => void)(...args)
+    this.#write('error', args)
   }
   warn(...args: unknown[]): void {
-    if (this.isLevelEnabled('warn')) (this.#logger.warn as (...a: unknown[]) => void)(...args)
+    this.#write('warn', args)
   }
   info(...args: unknown[]): void {
-    if (this.isLevelEnabled('info')) (this.#logger.info as (...a: unknown[]) => void)(...args)
+    this.#write('info', args)
   }
   debug(...args: unknown[]): void {
-    if (this.isLevelEnabled('debug')) (this.#logger.debug as (...a: unknown[]) => void)(...args)
+    this.#write('debug', args)
   }
   trace(...args: unknown[]): void {
-    if (this.isLevelEnabled('trace')) (this.#logger.trace as (...a: unknown[]) => void)(...args)
+    this.#write('trace', args)
   }
   silent(): void {}
 }

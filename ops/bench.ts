@@ -32,7 +32,7 @@ import { serverCpuSeconds } from './lib/cpu.ts'
 import { scrape, sumMetric } from './lib/drills/client.ts'
 import { WRK_THREADS, autocannonAtRate, wrk, type Sample } from './bench/generators.ts'
 import { startTrivialServer } from './bench/trivial.ts'
-import { atLeast, atLeastEveryRound, atMost, judgedAgainstCeiling, type Check } from './bench/checks.ts'
+import { atLeast, atLeastEveryRound, atMost, judgedAgainstCeiling, median, type Check } from './bench/checks.ts'
 import { queueClicks, resetClicks, watchStored, type Ingestion, type Servers } from './bench/ingest.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -135,12 +135,6 @@ async function measure(c: Case, seconds: number): Promise<Measured> {
   const cpu0 = serverCpuSeconds(c.pid)
   const s = await (c.rate ? autocannonAtRate(load, c.rate) : wrk(load))
   return { ...s, cpuUs: Math.round(((serverCpuSeconds(c.pid) - cpu0) * 1e7) / Math.max(1, s.ok)) / 10 }
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 /** Warms every case up, then measures them in interleaved rounds; each row is the median of its rounds. */

@@ -107,7 +107,7 @@ export interface HeldReplica {
 /**
  * The CPU quota under which a replica serves about `targetRps` redirects a second, saturated: probes of `probeSec`
  * under a quota, cutting it until one serves less than the target, then narrowing between the probes either side of
- * it, until one lands within 0.6-1.0x the target, or after 6 probes the fastest that did not exceed it. Used to slow
+ * it, until one lands within 0.6-1.0x the target, or after 6 probes the one heldQuota() picks. Used to slow
  * a replica to a known fraction of its share: a quota derived from CPU per request does not give one, because what a redirect costs depends on the load (1 ms at a steady
  * 75/s, 0.04-0.08 ms saturated, here) and the replica's own background work takes a share of any quota.
  */

@@ -2,7 +2,8 @@ import t from 'tap'
 import { Writable } from 'node:stream'
 import { createLogger, lazyChildLogger } from '../../common/logger.ts'
 
-void t.test('when a log line carries a connection URL with a password, then the password is replaced, the rest kept', async (t) => {
+/** A stream that keeps every line a logger writes to it. */
+function lineSink(): { lines: string[]; sink: Writable } {
   const lines: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -10,6 +11,11 @@ void t.test('when a log line carries a connection URL with a password, then the 
       done()
     },
   })
+  return { lines, sink }
+}
+
+void t.test('when a log line carries a connection URL with a password, then the password is replaced, the rest kept', async (t) => {
+  const { lines, sink } = lineSink()
   const log = createLogger({ serviceName: 'test', instanceId: 'test', level: 'info' }, sink)
   // What ioredis throws for a URL it cannot parse: the input, password and all, as the message's property.
   const err = Object.assign(new TypeError('Invalid URL: redis://default:s3cret-pw@cache:99999'), {
@@ -37,13 +43,7 @@ function paths(obj: Record<string, unknown>, prefix = ''): string[] {
 void t.test('when a line is written, then no field is there twice, as a dotted key and as a nested object', async (t) => {
   // VictoriaLogs v1.52.2 stops with a FATAL panic on a line holding both "service.name" and service: {name}, once
   // service.name is a stream field (its stream tags must be unique); Elasticsearch would store two values.
-  const lines: string[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(chunk.toString())
-      done()
-    },
-  })
+  const { lines, sink } = lineSink()
   createLogger({ serviceName: 'opsdrill-api', instanceId: 'api-1', level: 'info' }, sink).info({ http: { request: { id: 'r1' } } }, 'hi')
   const line = JSON.parse(lines[0]!) as Record<string, unknown>
   const all = paths(line)
@@ -59,13 +59,7 @@ void t.test('when a line is written, then no field is there twice, as a dotted k
 void t.test(
   "when a request's lazy logger writes, then its line has the request's bindings; one at a level it skips makes no child",
   async (t) => {
-    const lines: string[] = []
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(chunk.toString())
-        done()
-      },
-    })
+    const { lines, sink } = lineSink()
     const log = createLogger({ serviceName: 'test', instanceId: 'test', level: 'info' }, sink)
     let children = 0
     const counted = new Proxy(log, {
