@@ -3,7 +3,8 @@
 // (containers are replicas, reached on their network addresses); `k8s` is the commands an operator's machine would
 // run (kubectl), built here and unit-tested by the commands they produce: this machine has no cluster. Faults on the
 // data path go through toxiproxy's HTTP API, the same on every target.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
+import { promisify } from 'node:util'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -184,7 +185,7 @@ interface Inspected {
   Id: string
   Name: string
   State: { Running: boolean; Pid: number; Health?: { Status: string } }
-  Config: { Env: string[]; Labels: Record<string, string> }
+  Config: { Env: string[] | null; Labels: Record<string, string> }
   NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null>; Networks: Record<string, { IPAddress: string }> }
 }
 
@@ -201,12 +202,45 @@ interface Container {
   ports: Inspected['NetworkSettings']['Ports']
 }
 
+const dockerFailed = (args: string[], err: unknown) => {
+  const e = err as Error & { stderr?: string }
+  return new Error(`docker ${args.join(' ')}: ${(e.stderr || e.message).trim().split('\n').slice(-3).join(' | ')}`, { cause: err })
+}
+
+/** A quick docker command (ps, inspect, kill): run synchronously, so `replicas()` and the like stay synchronous. */
 function docker(args: string[]): string {
   try {
     return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
   } catch (err) {
-    const e = err as Error & { stderr?: string }
-    throw new Error(`docker ${args.join(' ')}: ${(e.stderr ?? e.message).trim().split('\n').slice(-3).join(' | ')}`, { cause: err })
+    throw dockerFailed(args, err)
+  }
+}
+
+/**
+ * `docker inspect` of containers listed a moment before: one removed in between (a scale-down under way beside this
+ * call) is left out, as `docker inspect` itself prints the others and fails with "No such object" for it.
+ */
+export function inspectListed(ids: string[]): Inspected[] {
+  try {
+    return JSON.parse(docker(['inspect', ...ids])) as Inspected[]
+  } catch (err) {
+    const out = ((err as Error & { cause?: { stdout?: string } }).cause?.stdout ?? '').trim()
+    if (/No such object/.test((err as Error).message) && out.startsWith('[')) return JSON.parse(out) as Inspected[]
+    throw err
+  }
+}
+
+const execFileAsync = promisify(execFile)
+/**
+ * A docker command that takes seconds (`compose up --wait`, restart, stop): run without blocking the event loop, so
+ * what else runs in the process goes on meanwhile. A synchronous `compose up` of the api service stalled the
+ * autoscaler's worker controller until its Prometheus query timed out ("worker: The operation was aborted").
+ */
+async function dockerAwait(args: string[]): Promise<string> {
+  try {
+    return (await execFileAsync('docker', args, { encoding: 'utf8', maxBuffer: 16 * 2 ** 20 })).stdout.trim()
+  } catch (err) {
+    throw dockerFailed(args, err)
   }
 }
 
@@ -244,7 +278,7 @@ export class ComposePlatform implements Platform {
       .split('\n')
       .filter(Boolean)
     if (ids.length === 0) return []
-    return (JSON.parse(docker(['inspect', ...ids])) as Inspected[])
+    return inspectListed(ids)
       .map((c) => ({
         name: c.Name.replace(/^\//, ''),
         service: c.Config.Labels['com.docker.compose.service']!,
@@ -253,7 +287,7 @@ export class ComposePlatform implements Platform {
         pid: c.State.Pid,
         ...(c.State.Health ? { health: c.State.Health.Status } : {}),
         ip: Object.values(c.NetworkSettings.Networks)[0]?.IPAddress ?? '',
-        env: Object.fromEntries(c.Config.Env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+        env: Object.fromEntries((c.Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
         ports: c.NetworkSettings.Ports,
       }))
       .sort((a, b) => a.number - b.number)
@@ -358,7 +392,7 @@ export class ComposePlatform implements Platform {
     let changed = false
     if (env) for (const k of kinds) changed = this.setOverride(k, env) || changed
     this.killedPids.clear()
-    this.up(kinds, want, changed)
+    await this.up(kinds, want, changed)
     // nginx re-resolves `api` every 5 s (nginx/upstreams.compose): until then it may still pick a removed replica.
     if (removed && kinds.includes('api')) await sleep(6000)
   }
@@ -369,10 +403,10 @@ export class ComposePlatform implements Platform {
     this.killedPids.delete(replica)
     if (env !== undefined && this.setOverride(kind, env)) {
       this.killedPids.clear()
-      this.up([kind], { [kind]: this.containers(kind).length }, true)
+      await this.up([kind], { [kind]: this.containers(kind).length }, true)
       return
     }
-    docker(['restart', this.container(replica).name])
+    await dockerAwait(['restart', this.container(replica).name])
     await this.healthy(replica)
     if (kind === 'api') await this.untilNginxRoutesTo(replica)
   }
@@ -399,11 +433,11 @@ export class ComposePlatform implements Platform {
   }
 
   async stopStore(store: Store): Promise<void> {
-    docker(['stop', this.container(store).name])
+    await dockerAwait(['stop', this.container(store).name])
   }
 
   async startStore(store: Store): Promise<void> {
-    docker(['start', this.container(store).name])
+    await dockerAwait(['start', this.container(store).name])
     await this.healthy(store)
   }
 
@@ -416,7 +450,7 @@ export class ComposePlatform implements Platform {
   }
 
   /** `docker compose up` for some services at a scale, with the env overrides as one more compose file. */
-  private up(kinds: readonly Kind[], scale: { api?: number; worker?: number }, recreate: boolean): void {
+  private async up(kinds: readonly Kind[], scale: { api?: number; worker?: number }, recreate: boolean): Promise<void> {
     const files = [...this.files]
     if (this.overrides.size > 0) {
       const file = join(mkdtempSync(join(tmpdir(), 'opsdrill-compose-')), 'env-overrides.yml')
@@ -427,7 +461,7 @@ export class ComposePlatform implements Platform {
     const args = ['compose', '-p', this.project, ...files.flatMap((f) => ['-f', f]), 'up', '-d', '--wait', '--no-deps', '--no-build']
     args.push(recreate ? '--force-recreate' : '--no-recreate')
     for (const k of kinds) args.push('--scale', `${k}=${scale[k]}`)
-    docker([...args, ...kinds])
+    await dockerAwait([...args, ...kinds])
   }
 
   /**
