@@ -34,10 +34,16 @@ void t.test(
     const limited = await finishedBeforeSetup(verifyPassword, passwordHash)
     t.same(limited.results, [true, ...Array(SPIKE - 1).fill(false)], 'every verification still answers, and rightly')
     // The set-up runs beside the HASH_CONCURRENCY running hashes; a few may finish in the meantime.
-    t.ok(limited.before <= 2 * HASH_CONCURRENCY, `${limited.before} of ${SPIKE} verifications finished before the set-up (at most ${2 * HASH_CONCURRENCY})`)
+    t.ok(
+      limited.before <= 2 * HASH_CONCURRENCY,
+      `${limited.before} of ${SPIKE} verifications finished before the set-up (at most ${2 * HASH_CONCURRENCY})`,
+    )
 
     // The same spike straight into the threadpool: the set-up queues behind it. This is what the test tells apart.
     const unlimited = await finishedBeforeSetup(verify, await hash('right', ARGON2_OPTIONS))
-    t.ok(unlimited.before >= SPIKE / 2, `unbounded, ${unlimited.before} of ${SPIKE} verifications finished before the set-up (at least ${SPIKE / 2})`)
+    t.ok(
+      unlimited.before >= SPIKE / 2,
+      `unbounded, ${unlimited.before} of ${SPIKE} verifications finished before the set-up (at least ${SPIKE / 2})`,
+    )
   },
 )

@@ -22,7 +22,10 @@ void t.test('when a listed container is removed before it is inspected, then the
 
   const platform = new ComposePlatform({ project })
   t.same(
-    platform.containers('api').map((c) => c.name).sort(),
+    platform
+      .containers('api')
+      .map((c) => c.name)
+      .sort(),
     [`${project}-api-1`, `${project}-api-2`],
     'both containers are listed',
   )
