@@ -60,12 +60,25 @@ void t.test('when an enqueue times out, then it is retried and the batch is queu
   // Redis holds every client's commands for 1.5 s (long enough to outlast a busy box's scheduling delays): the
   // first tries time out, a later one gets through (the fifth try starts about 1.9 s in). Paused before the redirect,
   // so that the flush timer cannot enqueue its click first; the redirect itself is answered from L1.
+  const paused = Date.now()
   await admin.client('PAUSE', 1500, 'ALL')
   t.equal((await app.inject({ url: `/${link.code}`, headers: { ...BROWSER, referer: mark(1) } })).statusCode, 302)
+  const answered = Date.now() - paused
   await app.clickBuffer.flush()
+  const flushed = Date.now() - paused
   t.ok((await counterValue(metrics.clickEnqueueRetries)) - retries0 > 0, 'the add was tried again')
   t.equal((await counterValue(metrics.clicksSpooled)) - spooled0, 0, 'nothing was spooled')
-  t.equal((await counterValue(metrics.clicksEnqueued)) - enqueued0, 1, 'the click was enqueued')
+  const enqueued = async () => (await counterValue(metrics.clicksEnqueued)) - enqueued0
+  // What a failure needs to say (it failed once in the parallel phase of a full run, the file taking 68 s instead of
+  // 8): when the redirect was answered and the flush returned, and whether the click was enqueued later or never.
+  const atFlush = await enqueued()
+  let where = ''
+  if (atFlush !== 1) {
+    const late = await eventually(async () => (await enqueued()) === 1, 15_000, 100)
+    const dropped = (await metrics.clicksDropped.get()).values.map((v) => `${v.labels.reason}=${v.value}`).join(' ')
+    where = `: redirect answered ${answered} ms after the pause, flush returned at ${flushed} ms; the click was ${late ? `enqueued by ${Date.now() - paused} ms` : 'not enqueued within 15 s more'}; buffer ${app.clickBuffer.size}; drops ${dropped}`
+  }
+  t.equal(atFlush, 1, `the click was enqueued by the time the flush returned${where}`)
   const queue = new Queue<ClickBatchJob>('clicks', { connection: admin, prefix: config.REDIS_PREFIX })
   t.teardown(() => queue.close())
   // The timed-out tries still ran once Redis resumed: the deterministic job id made them one job.
